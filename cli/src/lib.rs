@@ -1,0 +1,78 @@
+//! The `keyrotor` command line: argument definitions and the commands. Each
+//! command parses its flags, calls the shared library and prints the result
+//! as a table or as JSON.
+
+mod commands;
+mod output;
+mod time_arg;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use keyrotor_shared::config::{ConfigError, SettingsArgs};
+
+pub use time_arg::parse_as_of;
+
+/// Rotates IAM user access keys across an AWS Organization.
+#[derive(Parser, Debug)]
+#[command(name = "keyrotor", version, about)]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, env = "KEYROTOR_OUTPUT", value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    /// Settings shared with the Lambda functions.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--output`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Human-readable.
+    Table,
+    /// One JSON document (or one per line for lists).
+    Json,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the table, queue, dead-letter queue and topic where missing.
+    Init(commands::init::InitArgs),
+    /// Show what is due for an account's users (changes nothing).
+    Plan(commands::plan::PlanArgs),
+    /// Perform one user's due steps now, through the worker's code path.
+    Rotate(commands::rotate::RotateArgs),
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A bad setting (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A bad argument (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran and failed (exit 1).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> CliError {
+        CliError::Failed(e)
+    }
+}
+
+/// Runs the parsed command; `Ok` carries the exit code (1 when some users failed).
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Init(args) => commands::init::run(&cli, args).await,
+        Command::Plan(args) => commands::plan::run(&cli, args).await,
+        Command::Rotate(args) => commands::rotate::run(&cli, args).await,
+    }
+}

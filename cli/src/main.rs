@@ -1,0 +1,39 @@
+//! `keyrotor`: the operator's command. Parses, runs, prints; the work is in
+//! `keyrotor-shared`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use keyrotor_cli::{run, Cli, CliError};
+
+fn main() -> ExitCode {
+    // Crash tests inject failures through FAILPOINTS; only test builds have them.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+
+    let cli = Cli::parse();
+    keyrotor_shared::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(CliError::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

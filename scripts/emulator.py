@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""keyrotor's emulator launcher: moto's server on 127.0.0.1 with a movable clock.
+
+moto stamps access keys, last-used dates and secrets with its own clock. To
+test keys that are "120 days old" the clock must move, so this launcher runs
+moto's WSGI app in-process under freezegun (ticking, so time still passes)
+and adds one control endpoint beside moto's own API:
+
+    GET  /_keyrotor/clock                      -> {"now": "<RFC 3339>"}
+    POST /_keyrotor/clock  {"now": "<RFC 3339>"} moves the clock there
+
+It binds port 0 (the kernel picks a free port, so parallel emulators never
+collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
+once it answers, and exits when its parent process dies, on SIGTERM or SIGINT.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from freezegun import freeze_time
+
+
+def parse_time(text):
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--start", help="initial clock time (RFC 3339); default: now")
+    parser.add_argument("--ready-file", help="also write the ready JSON line to this file")
+    args = parser.parse_args()
+
+    start = parse_time(args.start) if args.start else dt.datetime.utcnow()
+    # Real monotonic timers (socket timeouts, thread waits) must keep working.
+    clock = freeze_time(start, tick=True, ignore=["threading", "queue", "selectors", "socketserver", "werkzeug"]).start()
+
+    # Imported after the clock is frozen so every module sees the fake one.
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    clock_lock = threading.Lock()
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/_keyrotor/clock":
+            if environ["REQUEST_METHOD"] == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                with clock_lock:
+                    clock.move_to(parse_time(body["now"]))
+            now = dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            payload = json.dumps({"now": now}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+        return moto_app(environ, start_response)
+
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    port = server.server_address[1]
+
+    def stop(*_):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    parent = os.getppid()
+
+    def watch_parent():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        stop()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+
+    line = json.dumps({"endpoint": f"http://{args.host}:{port}", "pid": os.getpid()})
+    if args.ready_file:
+        with open(args.ready_file, "w") as f:
+            f.write(line + "\n")
+    print(line, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+//! The IAM port: what the executor needs to know and do about one user's
+//! access keys, and its adapter over the AWS SDK.
+
+use async_trait::async_trait;
+use aws_sdk_iam::types::StatusType;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use crate::domain::{KeyState, KeyStatus, LastUsed};
+use crate::error::AwsError;
+
+/// An IAM user as the executor needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The user's name.
+    pub user_name: String,
+    /// The user's ARN (resource policies name it).
+    pub arn: String,
+    /// The user's path, e.g. `/` or `/service/`.
+    pub path: String,
+    /// The user's tags, as (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+impl UserInfo {
+    /// The value of tag `key`, if the user has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A freshly created access key. The secret half exists only here, wrapped
+/// so that it cannot be printed, until it is stored in Secrets Manager.
+#[derive(Debug)]
+pub struct NewKey {
+    /// The access key id.
+    pub key_id: String,
+    /// The secret access key.
+    pub secret: SecretString,
+    /// IAM's `CreateDate`.
+    pub created: DateTime<Utc>,
+}
+
+/// IAM operations on one account's users.
+#[async_trait]
+pub trait IamPort: Send + Sync {
+    /// `GetUser` + `ListUserTags`.
+    async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError>;
+    /// `ListGroupsForUser` (every page): the group names.
+    async fn list_groups_for_user(&self, user_name: &str) -> Result<Vec<String>, AwsError>;
+    /// `ListUsers` (every page): the user names.
+    async fn list_user_names(&self) -> Result<Vec<String>, AwsError>;
+    /// `ListAccessKeys` + `GetAccessKeyLastUsed` for each key, oldest first.
+    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError>;
+    /// `CreateAccessKey`.
+    async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError>;
+    /// `UpdateAccessKey` to `Inactive`.
+    async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError>;
+    /// `DeleteAccessKey`.
+    async fn delete_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError>;
+    /// `PutUserPolicy` (an inline policy; replaces one of the same name).
+    async fn put_user_policy(
+        &self,
+        user_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<(), AwsError>;
+}
+
+/// [`IamPort`] over the AWS SDK.
+#[derive(Clone)]
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+}
+
+impl SdkIam {
+    /// Wraps an IAM client (usually one built from a member-account session).
+    pub fn new(client: aws_sdk_iam::Client) -> SdkIam {
+        SdkIam { client }
+    }
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
+}
+
+#[async_trait]
+impl IamPort for SdkIam {
+    async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError> {
+        let out = self
+            .client
+            .get_user()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:GetUser", e))?;
+        let user = out.user.ok_or_else(|| AwsError::NotFound {
+            op: "iam:GetUser",
+            message: format!("no user {user_name}"),
+        })?;
+        let mut tags = Vec::new();
+        let mut pages = self
+            .client
+            .list_user_tags()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("iam:ListUserTags", e))?;
+            tags.extend(page.tags.into_iter().map(|t| (t.key, t.value)));
+        }
+        Ok(UserInfo {
+            user_name: user.user_name,
+            arn: user.arn,
+            path: user.path,
+            tags,
+        })
+    }
+
+    async fn list_groups_for_user(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut groups = Vec::new();
+        let mut pages = self
+            .client
+            .list_groups_for_user()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("iam:ListGroupsForUser", e))?;
+            groups.extend(page.groups.into_iter().map(|g| g.group_name));
+        }
+        Ok(groups)
+    }
+
+    async fn list_user_names(&self) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages = self.client.list_users().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
+            names.extend(page.users.into_iter().map(|u| u.user_name));
+        }
+        Ok(names)
+    }
+
+    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
+        let out = self
+            .client
+            .list_access_keys()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:ListAccessKeys", e))?;
+        let mut keys = Vec::new();
+        for meta in out.access_key_metadata {
+            let (Some(key_id), Some(created)) = (meta.access_key_id, meta.create_date) else {
+                continue;
+            };
+            let last = self
+                .client
+                .get_access_key_last_used()
+                .access_key_id(&key_id)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("iam:GetAccessKeyLastUsed", e))?;
+            let last_used = last.access_key_last_used.and_then(|l| {
+                l.last_used_date.map(|at| LastUsed {
+                    at: to_chrono(&at),
+                    service: Some(l.service_name).filter(|s| !s.is_empty() && s != "N/A"),
+                })
+            });
+            keys.push(KeyState {
+                key_id,
+                status: match meta.status {
+                    Some(StatusType::Active) => KeyStatus::Active,
+                    _ => KeyStatus::Inactive,
+                },
+                created: to_chrono(&created),
+                last_used,
+            });
+        }
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.key_id.cmp(&b.key_id)));
+        Ok(keys)
+    }
+
+    async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
+        let out = self
+            .client
+            .create_access_key()
+            .user_name(user_name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;
+        let key = out.access_key.ok_or_else(|| AwsError::Service {
+            op: "iam:CreateAccessKey",
+            code: "EmptyResponse".into(),
+            message: "no access key in the answer".into(),
+        })?;
+        Ok(NewKey {
+            key_id: key.access_key_id,
+            secret: SecretString::from(key.secret_access_key),
+            created: key.create_date.as_ref().map(to_chrono).unwrap_or_else(Utc::now),
+        })
+    }
+
+    async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
+        self.client
+            .update_access_key()
+            .user_name(user_name)
+            .access_key_id(key_id)
+            .status(StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:UpdateAccessKey", e))?;
+        Ok(())
+    }
+
+    async fn delete_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_access_key()
+            .user_name(user_name)
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:DeleteAccessKey", e))?;
+        Ok(())
+    }
+
+    async fn put_user_policy(
+        &self,
+        user_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .put_user_policy()
+            .user_name(user_name)
+            .policy_name(policy_name)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:PutUserPolicy", e))?;
+        Ok(())
+    }
+}

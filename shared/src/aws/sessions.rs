@@ -1,0 +1,95 @@
+//! The SDK configuration and one assumed-role session per member account.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use tokio::sync::Mutex;
+
+/// The hub's SDK configuration plus a cache of member-account sessions.
+///
+/// Each member account gets an [`AssumeRoleProvider`] for
+/// `arn:PARTITION:iam::ACCOUNT:role/ROLE_NAME`; the SDK's identity cache
+/// keeps its credentials until shortly before they expire, so an account is
+/// assumed once per hour at most however many users it has.
+#[derive(Clone)]
+pub struct AwsContext {
+    base: SdkConfig,
+    role_name: String,
+    sessions: Arc<Mutex<HashMap<String, SdkConfig>>>,
+}
+
+/// The SDK's retry settings, chosen deliberately: adaptive mode slows the
+/// client down when throttled (IAM's per-account rate is unpublished), and
+/// five attempts ride out short bursts without hiding a real outage.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::adaptive().with_max_attempts(5)
+}
+
+impl AwsContext {
+    /// Loads the standard AWS configuration (region, profile, credentials,
+    /// `AWS_ENDPOINT_URL`, ...) as the SDK does.
+    pub async fn load(role_name: &str) -> AwsContext {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry_config())
+            .load()
+            .await;
+        AwsContext::from_config(base, role_name)
+    }
+
+    /// Wraps an existing SDK configuration.
+    pub fn from_config(base: SdkConfig, role_name: &str) -> AwsContext {
+        AwsContext {
+            base,
+            role_name: role_name.to_string(),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The hub account's own configuration.
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
+    /// The partition of the configured region (`aws`, `aws-cn`, `aws-us-gov`).
+    pub fn partition(&self) -> &'static str {
+        match self.base.region().map(|r| r.as_ref()) {
+            Some(r) if r.starts_with("cn-") => "aws-cn",
+            Some(r) if r.starts_with("us-gov-") => "aws-us-gov",
+            _ => "aws",
+        }
+    }
+
+    /// The member role's ARN in `account_id`.
+    pub fn role_arn(&self, account_id: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{}",
+            self.partition(),
+            account_id,
+            self.role_name
+        )
+    }
+
+    /// A configuration whose credentials are the member role's in `account_id`.
+    pub async fn for_account(&self, account_id: &str) -> SdkConfig {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(config) = sessions.get(account_id) {
+            return config.clone();
+        }
+        let provider = AssumeRoleProvider::builder(self.role_arn(account_id))
+            .session_name("keyrotor")
+            .configure(&self.base)
+            .build()
+            .await;
+        let config = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        sessions.insert(account_id.to_string(), config.clone());
+        config
+    }
+}

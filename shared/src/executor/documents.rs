@@ -1,0 +1,113 @@
+//! The JSON documents keyrotor writes: the secret value, the secret's
+//! resource policy and the user's inline policy. Built here, in one place,
+//! so tests and reviewers can read exactly what is granted.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+/// Name of the inline policy that lets a user read its own secret.
+pub const INLINE_POLICY_NAME: &str = "keyrotor-read-own-secret";
+
+/// The idempotency token (and version id) of the secret version that holds
+/// `key_id`. Secrets Manager wants 32–64 characters; key ids are 20.
+pub fn version_token(key_id: &str) -> String {
+    format!("keyrotor-version-{key_id}")
+}
+
+/// The secret value, compatible with the reference pattern:
+/// `{AccessKeyId, SecretAccessKey, UserName, CreateDate}`. The result is
+/// itself secret.
+pub fn secret_value(
+    key_id: &str,
+    secret: &SecretString,
+    user_name: &str,
+    created: DateTime<Utc>,
+) -> SecretString {
+    let value = json!({
+        "AccessKeyId": key_id,
+        "SecretAccessKey": secret.expose_secret(),
+        "UserName": user_name,
+        "CreateDate": created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    SecretString::from(value.to_string())
+}
+
+/// The secret's resource policy: the user may read it, and nobody else may
+/// read its value. The explicit deny matters because an `Allow` alone does
+/// not stop other principals whose identity policies grant
+/// `secretsmanager:GetSecretValue` on `*`. keyrotor's own role never reads a
+/// value back (it checks versions with `DescribeSecret`), so it is not
+/// excepted; an administrator can still replace the policy to break glass.
+pub fn resource_policy(user_arn: &str) -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "OwnerReadsOwnKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": user_arn},
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "NobodyElseReadsIt",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Condition": {"StringNotEquals": {"aws:PrincipalArn": user_arn}}
+            }
+        ]
+    })
+    .to_string()
+}
+
+/// The user's inline policy: read exactly its own secret (full ARN), and
+/// decrypt with the secrets' KMS key when one is configured.
+pub fn inline_user_policy(secret_arn: &str, kms_key_arn: Option<&str>) -> String {
+    let mut statements = vec![json!({
+        "Sid": "ReadOwnRotatedKey",
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+        "Resource": secret_arn
+    })];
+    if let Some(kms) = kms_key_arn.filter(|k| k.starts_with("arn:")) {
+        statements.push(json!({
+            "Sid": "DecryptOwnRotatedKey",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": kms,
+            "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_tokens_fit_secrets_manager_limits() {
+        let t = version_token("AKIAIOSFODNN7EXAMPLE");
+        assert!((32..=64).contains(&t.len()), "{}", t.len());
+    }
+
+    #[test]
+    fn resource_policy_names_only_the_user() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&resource_policy("arn:aws:iam::111122223333:user/ci")).unwrap();
+        let text = doc.to_string();
+        assert_eq!(text.matches("arn:aws:iam::").count(), 2, "{text}");
+        assert!(!text.contains(":role/"));
+    }
+
+    #[test]
+    fn inline_policy_names_the_full_secret_arn() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:Account_1_User_ci_AccessKey-AbCdEf";
+        let doc: serde_json::Value = serde_json::from_str(&inline_user_policy(arn, None)).unwrap();
+        assert_eq!(doc["Statement"][0]["Resource"], arn);
+        assert_eq!(doc["Statement"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,384 @@
+//! The rotation executor (DESIGN §5): for one user, under the user's lock,
+//! recover an interrupted rotation, ask the policy what is due and do it,
+//! recording every step in the ledger. `plan` is the same evaluation without
+//! the lock and without changes.
+
+pub mod documents;
+mod exemption;
+mod heartbeat;
+pub mod report;
+mod steps;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::aws::{AwsContext, IamPort, KeyVerifier, SdkIam, SdkSecrets, SecretsPort, StsVerifier};
+use crate::config::{Mode, Settings};
+use crate::domain::{KeyState, KeyStatus};
+use crate::error::AwsError;
+use crate::policy::{self, ActionKind, Evaluation, UserFacts};
+use crate::store::{LedgerPort, StoreError, UserRecord};
+
+pub use exemption::exemption;
+pub use report::{ActionView, KeyView, Outcome, Performed, UserPlan, UserResult};
+
+/// The AWS ports for one account.
+#[derive(Clone)]
+pub struct AccountPorts {
+    /// IAM of the user's account.
+    pub iam: Arc<dyn IamPort>,
+    /// Secrets Manager where the user's secret lives.
+    pub secrets: Arc<dyn SecretsPort>,
+    /// Checks new keys.
+    pub verifier: Arc<dyn KeyVerifier>,
+}
+
+/// Gives the ports for an account (the SDK one assumes the member role).
+#[async_trait]
+pub trait PortsFactory: Send + Sync {
+    /// The ports for `account_id`.
+    async fn ports(&self, account_id: &str) -> AccountPorts;
+}
+
+/// [`PortsFactory`] over the AWS SDK: IAM through the member role of the
+/// user's account; Secrets Manager there too, or in the central secrets
+/// account when one is configured.
+pub struct SdkPorts {
+    aws: AwsContext,
+    secrets_account: Option<String>,
+}
+
+impl SdkPorts {
+    /// Ports built from `aws` for the settings' secrets account choice.
+    pub fn new(aws: AwsContext, settings: &Settings) -> SdkPorts {
+        SdkPorts {
+            aws,
+            secrets_account: settings.secrets_account.as_ref().map(|a| a.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl PortsFactory for SdkPorts {
+    async fn ports(&self, account_id: &str) -> AccountPorts {
+        let member = self.aws.for_account(account_id).await;
+        let secrets_config = match &self.secrets_account {
+            Some(central) => self.aws.for_account(central).await,
+            None => member.clone(),
+        };
+        AccountPorts {
+            iam: Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&member))),
+            secrets: Arc::new(SdkSecrets::new(aws_sdk_secretsmanager::Client::new(
+                &secrets_config,
+            ))),
+            verifier: Arc::new(StsVerifier::new(self.aws.base())),
+        }
+    }
+}
+
+/// One user to evaluate or process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRequest {
+    /// The member account.
+    pub account_id: String,
+    /// The IAM user.
+    pub user_name: String,
+    /// The policy's "now" (and the time recorded in the ledger).
+    pub as_of: DateTime<Utc>,
+    /// Audit or enforce.
+    pub mode: Mode,
+    /// Rotate now whatever the age.
+    pub force: bool,
+}
+
+/// Why processing a user failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// No such user in the account.
+    #[error("user {user_name} not found in account {account_id}")]
+    UserNotFound {
+        /// The account.
+        account_id: String,
+        /// The user.
+        user_name: String,
+    },
+    /// Another worker holds the user: try again later.
+    #[error("user is being processed by another worker ({0})")]
+    Busy(String),
+    /// Our lock was lost mid-way; we stopped before doing more.
+    #[error("lost the user's lock; stopped")]
+    LockLost,
+    /// The new key could not be stored; it was deleted again.
+    #[error("new key could not be stored, so it was deleted: {0}")]
+    NotStored(AwsError),
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The state table failed.
+    #[error("state store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ExecError {
+    fn from(e: StoreError) -> ExecError {
+        match e {
+            StoreError::Locked { holder, until_ms } => {
+                ExecError::Busy(format!("{holder}, lease until {until_ms} ms"))
+            }
+            StoreError::LockLost => ExecError::LockLost,
+            other => ExecError::Store(other),
+        }
+    }
+}
+
+impl ExecError {
+    /// Whether the same request may succeed later without anyone's help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ExecError::Busy(_) | ExecError::LockLost => true,
+            ExecError::Aws(e) | ExecError::NotStored(e) => e.is_retryable(),
+            ExecError::Store(StoreError::Aws(e)) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Processes users: the one code path behind `rotate`, the worker and `plan`.
+pub struct Executor {
+    settings: Arc<Settings>,
+    ports: Arc<dyn PortsFactory>,
+    ledger: Arc<dyn LedgerPort>,
+    owner: String,
+}
+
+impl Executor {
+    /// An executor whose locks are held as `owner` (unique per process).
+    pub fn new(
+        settings: Arc<Settings>,
+        ports: Arc<dyn PortsFactory>,
+        ledger: Arc<dyn LedgerPort>,
+        owner: impl Into<String>,
+    ) -> Executor {
+        Executor {
+            settings,
+            ports,
+            ledger,
+            owner: owner.into(),
+        }
+    }
+
+    /// A unique lock-owner id for this process.
+    pub fn process_owner_id() -> String {
+        format!("keyrotor-{}-{}", std::process::id(), uuid::Uuid::new_v4())
+    }
+
+    /// What is due for the user at `req.as_of`, changing nothing.
+    pub async fn plan(&self, req: &UserRequest) -> Result<UserPlan, ExecError> {
+        let ports = self.ports.ports(&req.account_id).await;
+        let user = get_user(&*ports.iam, req).await?;
+        let exempt = exemption(&self.settings, &*ports.iam, &user).await?;
+        let keys = ports.iam.list_keys(&req.user_name).await?;
+        let record = self
+            .ledger
+            .read(&req.account_id, &req.user_name)
+            .await?
+            .unwrap_or_default();
+        let evaluation = self.evaluate(&keys, &record, exempt.as_deref(), req);
+        Ok(plan_view(req, &keys, &evaluation))
+    }
+
+    /// Performs what is due for the user (or, in audit mode, records only
+    /// what keyrotor itself observed: warnings and first-seen deactivations).
+    pub async fn process(&self, req: &UserRequest) -> Result<UserResult, ExecError> {
+        let ports = self.ports.ports(&req.account_id).await;
+        let user = get_user(&*ports.iam, req).await?;
+        if let Some(reason) = exemption(&self.settings, &*ports.iam, &user).await? {
+            let keys = ports.iam.list_keys(&req.user_name).await?;
+            let evaluation = Evaluation {
+                exempt: true,
+                actions: Vec::new(),
+            };
+            return Ok(UserResult {
+                plan: plan_view(req, &keys, &evaluation),
+                outcome: Outcome::Skipped,
+                new_key_id: None,
+                secret_arn: None,
+                performed: Vec::new(),
+                reason: format!("exempt: {reason}"),
+            });
+        }
+
+        let (lock, record) = self
+            .ledger
+            .acquire(
+                &req.account_id,
+                &req.user_name,
+                &self.owner,
+                self.settings.lock_lease,
+            )
+            .await?;
+        let heartbeat = heartbeat::Heartbeat::start(self.ledger.clone(), lock.clone());
+        let mut run = steps::LockedRun {
+            settings: &self.settings,
+            ports: &ports,
+            ledger: &*self.ledger,
+            lock: &lock,
+            heartbeat: &heartbeat,
+            user: &user,
+            req,
+            record,
+            performed: Vec::new(),
+            new_key_id: None,
+            secret_arn: None,
+            notes: Vec::new(),
+        };
+        let result = self.run_locked(&mut run).await;
+        heartbeat.stop().await;
+        // Release even after a failure so the next delivery need not wait
+        // out the lease; a lost lock is simply not ours to release.
+        match self.ledger.release(&lock).await {
+            Ok(()) | Err(StoreError::LockLost) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the user's lock"),
+        }
+        result
+    }
+
+    async fn run_locked(&self, run: &mut steps::LockedRun<'_>) -> Result<UserResult, ExecError> {
+        let req = run.req;
+        let mut keys = run.ports.iam.list_keys(&req.user_name).await?;
+        if run.record.intent.is_some() {
+            keys = run.recover(&keys).await?;
+        }
+        let mut changed = false;
+        for key in keys.iter().filter(|k| k.status == KeyStatus::Inactive) {
+            // A key switched off outside keyrotor: its recovery grace starts now.
+            if !run.record.history.deactivated_at.contains_key(&key.key_id) {
+                run.record
+                    .history
+                    .deactivated_at
+                    .insert(key.key_id.clone(), req.as_of);
+                changed = true;
+            }
+        }
+        let evaluation = self.evaluate(&keys, &run.record, None, req);
+        let mut warned = false;
+        for action in evaluation.actions.iter().filter(|a| a.kind == ActionKind::Warn) {
+            if run.record.history.warnings_sent.insert(action.warning_id()) {
+                warned = true;
+                changed = true;
+            }
+        }
+        let due: Vec<_> = evaluation.due_now(req.as_of).cloned().collect();
+        if req.mode == Mode::Enforce {
+            for action in &due {
+                run.perform(action, &keys).await?;
+                keys = run.ports.iam.list_keys(&req.user_name).await?;
+            }
+        }
+        // Forget keys that no longer exist so the ledger does not grow.
+        let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
+        let before = run.record.history.deactivated_at.len();
+        run.record
+            .history
+            .deactivated_at
+            .retain(|k, _| ids.contains(&k.as_str()));
+        changed |= before != run.record.history.deactivated_at.len();
+        if changed {
+            run.save().await?;
+        }
+
+        let outcome = outcome_of(req.mode, &run.performed, &due, &evaluation, warned);
+        let reason = reason_of(outcome, &evaluation, &run.notes);
+        Ok(UserResult {
+            plan: plan_view(req, &keys, &evaluation),
+            outcome,
+            new_key_id: run.new_key_id.clone(),
+            secret_arn: run.secret_arn.clone(),
+            performed: run.performed.clone(),
+            reason,
+        })
+    }
+
+    fn evaluate(
+        &self,
+        keys: &[KeyState],
+        record: &UserRecord,
+        exempt: Option<&str>,
+        req: &UserRequest,
+    ) -> Evaluation {
+        let facts = UserFacts {
+            keys,
+            history: &record.history,
+            exempt,
+            force: req.force,
+        };
+        policy::evaluate(&self.settings.policy, &facts, req.as_of)
+    }
+}
+
+async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::UserInfo, ExecError> {
+    iam.get_user(&req.user_name).await.map_err(|e| match e {
+        AwsError::NotFound { .. } => ExecError::UserNotFound {
+            account_id: req.account_id.clone(),
+            user_name: req.user_name.clone(),
+        },
+        other => other.into(),
+    })
+}
+
+fn plan_view(req: &UserRequest, keys: &[KeyState], evaluation: &Evaluation) -> UserPlan {
+    UserPlan {
+        account_id: req.account_id.clone(),
+        user_name: req.user_name.clone(),
+        exempt: evaluation.exempt,
+        keys: keys.iter().map(KeyView::from).collect(),
+        actions: evaluation.actions.iter().map(ActionView::from).collect(),
+    }
+}
+
+/// The most significant thing that happened, in the order operators care
+/// about: a new key first, then switches off, deletions, then what is pending.
+fn outcome_of(
+    mode: Mode,
+    performed: &[Performed],
+    due: &[policy::PlannedAction],
+    evaluation: &Evaluation,
+    warned: bool,
+) -> Outcome {
+    let did = |a: &str| performed.iter().any(|p| p.action == a);
+    if did("rotate") {
+        Outcome::Rotated
+    } else if did("retire") {
+        Outcome::Retired
+    } else if did("deactivate") {
+        Outcome::Deactivated
+    } else if did("delete") || did("delete-orphan") {
+        Outcome::Deleted
+    } else if mode == Mode::Audit && !due.is_empty() {
+        Outcome::Planned
+    } else if evaluation.actions.iter().any(|a| a.kind == ActionKind::Hold) {
+        Outcome::Held
+    } else if warned {
+        Outcome::Warned
+    } else {
+        Outcome::Noop
+    }
+}
+
+fn reason_of(outcome: Outcome, evaluation: &Evaluation, notes: &[String]) -> String {
+    let mut parts: Vec<String> = notes.to_vec();
+    let relevant = evaluation.actions.iter().filter(|a| match outcome {
+        Outcome::Held => a.kind == ActionKind::Hold,
+        Outcome::Warned => a.kind == ActionKind::Warn,
+        Outcome::Noop => false,
+        _ => a.kind != ActionKind::Warn,
+    });
+    parts.extend(relevant.map(|a| format!("{} {}: {}", a.kind.as_str(), a.key_id, a.reason)));
+    if parts.is_empty() {
+        "nothing due".to_string()
+    } else {
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,145 @@
+//! What the executor returns, in the JSON shape of DESIGN §7 (`plan` and
+//! `rotate --output json`). Key ids only: never secret material.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::KeyState;
+use crate::policy::{ActionKind, PlannedAction};
+
+/// The result of one user's processing, as SNS events and the CLI name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A new key was created and stored.
+    Rotated,
+    /// An old key was switched off.
+    Deactivated,
+    /// An inactive key was deleted.
+    Deleted,
+    /// A never-used key was switched off without a replacement.
+    Retired,
+    /// A warning of an upcoming action was recorded.
+    Warned,
+    /// A due action is held back (adoption check, or a full key slot).
+    Held,
+    /// The user is exempt.
+    Skipped,
+    /// Audit mode: actions are due but nothing was changed.
+    Planned,
+    /// Nothing due.
+    Noop,
+    /// Processing failed.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome as events spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Rotated => "rotated",
+            Outcome::Deactivated => "deactivated",
+            Outcome::Deleted => "deleted",
+            Outcome::Retired => "retired",
+            Outcome::Warned => "warned",
+            Outcome::Held => "held",
+            Outcome::Skipped => "skipped",
+            Outcome::Planned => "planned",
+            Outcome::Noop => "noop",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One key as `plan` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    /// Access key id.
+    pub key_id: String,
+    /// `Active` or `Inactive`.
+    pub status: &'static str,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Last use, or null.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+impl From<&KeyState> for KeyView {
+    fn from(k: &KeyState) -> KeyView {
+        KeyView {
+            key_id: k.key_id.clone(),
+            status: k.status.as_str(),
+            created: k.created,
+            last_used: k.last_used.as_ref().map(|l| l.at),
+        }
+    }
+}
+
+/// One planned action as `plan` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionView {
+    /// `rotate | deactivate | delete | retire | warn | hold`.
+    pub action: ActionKind,
+    /// The key it applies to.
+    pub key_id: String,
+    /// When it becomes (or became) due.
+    pub due: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&PlannedAction> for ActionView {
+    fn from(a: &PlannedAction) -> ActionView {
+        ActionView {
+            action: a.kind,
+            key_id: a.key_id.clone(),
+            due: a.due,
+            reason: a.reason.clone(),
+        }
+    }
+}
+
+/// An action that was carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Performed {
+    /// What was done (`rotate`, `deactivate`, `delete`, `retire`, or
+    /// `delete-orphan` for a key left behind by an interrupted rotation).
+    pub action: String,
+    /// The key it was done to (for `rotate`, the key that was replaced).
+    pub key_id: String,
+}
+
+/// `plan` for one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserPlan {
+    /// Account id.
+    pub account_id: String,
+    /// User name.
+    pub user_name: String,
+    /// Whether the user is exempt.
+    pub exempt: bool,
+    /// The user's keys.
+    pub keys: Vec<KeyView>,
+    /// What is due or coming.
+    pub actions: Vec<ActionView>,
+}
+
+/// `rotate` for one user: the plan as it stood, what was done, the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserResult {
+    /// The plan evaluated before acting (keys as they are after acting).
+    #[serde(flatten)]
+    pub plan: UserPlan,
+    /// The result.
+    pub outcome: Outcome,
+    /// The key created, if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_key_id: Option<String>,
+    /// The secret that holds it, if one was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_arn: Option<String>,
+    /// What was carried out, in order.
+    pub performed: Vec<Performed>,
+    /// A one-line explanation.
+    pub reason: String,
+}

@@ -1,0 +1,265 @@
+//! The steps performed under a user's lock: recovery of an interrupted
+//! rotation, and each due action. Every IAM change is followed by a fenced
+//! ledger write, so a worker that lost its lease cannot record anything.
+
+use chrono::Utc;
+use secrecy::SecretString;
+
+use super::documents::{inline_user_policy, resource_policy, secret_value, version_token, INLINE_POLICY_NAME};
+use super::heartbeat::Heartbeat;
+use super::{AccountPorts, ExecError, Performed, UserRequest};
+use crate::aws::{StoreSecret, UserInfo};
+use crate::config::{Mode, Settings};
+use crate::domain::{KeyState, KeyStatus, Verification};
+use crate::policy::{ActionKind, PlannedAction};
+use crate::store::{Intent, LedgerPort, Lock, UserRecord};
+
+/// The state of one locked processing of a user.
+pub(super) struct LockedRun<'a> {
+    pub settings: &'a Settings,
+    pub ports: &'a AccountPorts,
+    pub ledger: &'a dyn LedgerPort,
+    pub lock: &'a Lock,
+    pub heartbeat: &'a Heartbeat,
+    pub user: &'a UserInfo,
+    pub req: &'a UserRequest,
+    pub record: UserRecord,
+    pub performed: Vec<Performed>,
+    pub new_key_id: Option<String>,
+    pub secret_arn: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl LockedRun<'_> {
+    fn secret_name(&self) -> String {
+        self.settings
+            .secret_name(&self.req.account_id, &self.req.user_name)
+    }
+
+    fn ensure_locked(&self) -> Result<(), ExecError> {
+        if self.heartbeat.is_lost() {
+            Err(ExecError::LockLost)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the ledger under the lock (fenced).
+    pub async fn save(&self) -> Result<(), ExecError> {
+        self.ledger.write(self.lock, &self.record).await?;
+        Ok(())
+    }
+
+    /// Finishes or undoes a rotation that stopped between its intent and its
+    /// record (DESIGN §5): a key the intent did not know is either stored
+    /// (finish: record it) or an orphan (delete it). Returns the keys after.
+    pub async fn recover(&mut self, keys: &[KeyState]) -> Result<Vec<KeyState>, ExecError> {
+        let Some(intent) = self.record.intent.clone() else {
+            return Ok(keys.to_vec());
+        };
+        if self.req.mode == Mode::Audit {
+            self.notes.push(
+                "an interrupted rotation was found; the next enforce run will finish or undo it"
+                    .into(),
+            );
+            return Ok(keys.to_vec());
+        }
+        let unknown: Vec<&KeyState> = keys
+            .iter()
+            .filter(|k| !intent.known_keys.contains(&k.key_id))
+            .collect();
+        let secret = if unknown.is_empty() {
+            None
+        } else {
+            self.ports.secrets.describe(&self.secret_name()).await?
+        };
+        for key in unknown {
+            let token = version_token(&key.key_id);
+            match &secret {
+                Some(info) if info.version_ids.contains(&token) => {
+                    tracing::info!(key_id = %key.key_id, "finishing an interrupted rotation: the key is stored");
+                    self.apply_access_policies(&info.arn).await?;
+                    self.record.new_key_id = Some(key.key_id.clone());
+                    self.record.rotated_at = Some(intent.at);
+                    self.record.secret_arn = Some(info.arn.clone());
+                    self.record.secret_version = Some(token);
+                    self.new_key_id = Some(key.key_id.clone());
+                    self.secret_arn = Some(info.arn.clone());
+                    self.performed.push(Performed {
+                        action: "rotate".into(),
+                        key_id: self.record.old_key_id.clone().unwrap_or_default(),
+                    });
+                }
+                _ => {
+                    self.ensure_locked()?;
+                    tracing::warn!(key_id = %key.key_id, "deleting an orphan key: created by an interrupted rotation, never stored");
+                    self.ports
+                        .iam
+                        .delete_key(&self.req.user_name, &key.key_id)
+                        .await?;
+                    self.performed.push(Performed {
+                        action: "delete-orphan".into(),
+                        key_id: key.key_id.clone(),
+                    });
+                }
+            }
+        }
+        self.record.intent = None;
+        self.save().await?;
+        Ok(self.ports.iam.list_keys(&self.req.user_name).await?)
+    }
+
+    /// Carries out one due action.
+    pub async fn perform(&mut self, action: &PlannedAction, keys: &[KeyState]) -> Result<(), ExecError> {
+        self.ensure_locked()?;
+        let user = &self.req.user_name;
+        let as_of = self.req.as_of;
+        let Some(key) = keys.iter().find(|k| k.key_id == action.key_id) else {
+            // Changed under us (by hand, or by an earlier action): skip.
+            return Ok(());
+        };
+        match action.kind {
+            ActionKind::Delete => {
+                // Belt and braces: IAM would delete an active key without a word.
+                if key.status != KeyStatus::Inactive {
+                    self.notes.push(format!("refused to delete active key {}", key.key_id));
+                    return Ok(());
+                }
+                self.ports.iam.delete_key(user, &key.key_id).await?;
+                self.record.history.deactivated_at.remove(&key.key_id);
+                self.performed.push(Performed {
+                    action: "delete".into(),
+                    key_id: key.key_id.clone(),
+                });
+                self.save().await?;
+            }
+            ActionKind::Deactivate | ActionKind::Retire => {
+                if key.status == KeyStatus::Active {
+                    self.ports.iam.deactivate_key(user, &key.key_id).await?;
+                }
+                self.record
+                    .history
+                    .deactivated_at
+                    .insert(key.key_id.clone(), as_of);
+                self.performed.push(Performed {
+                    action: action.kind.as_str().into(),
+                    key_id: key.key_id.clone(),
+                });
+                self.save().await?;
+            }
+            ActionKind::Rotate => self.rotate(key, keys).await?,
+            ActionKind::Warn | ActionKind::Hold => {}
+        }
+        Ok(())
+    }
+
+    /// DESIGN §5 steps 1–5 for `old`.
+    async fn rotate(&mut self, old: &KeyState, keys: &[KeyState]) -> Result<(), ExecError> {
+        let user = self.req.user_name.clone();
+        let as_of = self.req.as_of;
+        // 1. intent
+        self.record.intent = Some(Intent {
+            at: as_of,
+            known_keys: keys.iter().map(|k| k.key_id.clone()).collect(),
+        });
+        self.record.old_key_id = Some(old.key_id.clone());
+        self.save().await?;
+        self.ensure_locked()?;
+
+        // 2. create
+        let new = self.ports.iam.create_key(&user).await?;
+        fail::fail_point!("after-create-access-key");
+
+        // 3. store at once
+        let token = version_token(&new.key_id);
+        let value: SecretString = secret_value(&new.key_id, &new.secret, &user, new.created);
+        let tags = vec![
+            ("keyrotor:account".to_string(), self.req.account_id.clone()),
+            ("keyrotor:user".to_string(), user.clone()),
+        ];
+        let description = format!(
+            "Access key of IAM user {user} in account {}, rotated by keyrotor",
+            self.req.account_id
+        );
+        let name = self.secret_name();
+        let stored = self
+            .ports
+            .secrets
+            .store(StoreSecret {
+                name: &name,
+                client_request_token: &token,
+                value: &value,
+                description: &description,
+                kms_key_id: self.settings.kms_key_id.as_deref(),
+                replica_regions: &self.settings.replica_regions,
+                tags: &tags,
+            })
+            .await;
+        drop(value);
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(err) => {
+                // An unstored key is unusable and holds the second slot.
+                tracing::error!(key_id = %new.key_id, error = %err, "could not store the new key; deleting it");
+                self.ports.iam.delete_key(&user, &new.key_id).await?;
+                self.record.intent = None;
+                self.save().await?;
+                return Err(ExecError::NotStored(err));
+            }
+        };
+        fail::fail_point!("after-store-secret");
+        self.apply_access_policies(&stored.arn).await?;
+
+        // 4. verify (its own use of the key is remembered so that it does not
+        // count as the application adopting the key)
+        if self.settings.verify_new_key {
+            self.ports
+                .verifier
+                .verify(&new.key_id, &new.secret, &self.user.arn)
+                .await?;
+            self.record.history.verification = Some(Verification {
+                key_id: new.key_id.clone(),
+                at: as_of,
+            });
+        }
+        let new_key_id = new.key_id.clone();
+        drop(new);
+
+        // 5. record
+        self.record.intent = None;
+        self.record.new_key_id = Some(new_key_id.clone());
+        self.record.rotated_at = Some(as_of);
+        self.record.secret_arn = Some(stored.arn.clone());
+        self.record.secret_version = Some(stored.version_id);
+        self.save().await?;
+        tracing::info!(
+            account_id = %self.req.account_id, user = %user, old_key_id = %old.key_id,
+            new_key_id = %new_key_id, secret_arn = %stored.arn, at = %Utc::now(), "rotated"
+        );
+        self.new_key_id = Some(new_key_id);
+        self.secret_arn = Some(stored.arn);
+        self.performed.push(Performed {
+            action: "rotate".into(),
+            key_id: old.key_id.clone(),
+        });
+        Ok(())
+    }
+
+    /// The secret's resource policy (that user only) and the user's inline
+    /// policy (that secret only). Idempotent.
+    async fn apply_access_policies(&self, secret_arn: &str) -> Result<(), ExecError> {
+        self.ports
+            .secrets
+            .put_resource_policy(secret_arn, &resource_policy(&self.user.arn))
+            .await?;
+        self.ports
+            .iam
+            .put_user_policy(
+                &self.req.user_name,
+                INLINE_POLICY_NAME,
+                &inline_user_policy(secret_arn, self.settings.kms_key_id.as_deref()),
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! keyrotor's shared library: domain types, the rotation policy,
+//! configuration, AWS ports and adapters, the DynamoDB state store and the
+//! rotation executor. The producer, worker and CLI are thin layers over it.
+
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod executor;
+pub mod policy;
+pub mod provision;
+pub mod store;
+pub mod telemetry;

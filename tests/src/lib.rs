@@ -1,0 +1,189 @@
+//! The end-to-end harness: one moto emulator per test (started by
+//! `scripts/emulator.py`, with a movable clock), an organisation built with
+//! small helpers, and the `keyrotor` binary run against it.
+//!
+//! Each test starts its own emulator on a free port, so tests never share
+//! state or clocks; the emulator exits when the test process does.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use chrono::{DateTime, Utc};
+
+/// The project's root (the workspace).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `keyrotor` binary built beside this test binary (`scripts/test`
+/// builds it first), or `$KEYROTOR_BIN`.
+pub fn keyrotor_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYROTOR_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let bin = dir.join("keyrotor");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suite with scripts/test, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A running emulator.
+pub struct Emulator {
+    child: Child,
+    now: std::sync::Mutex<DateTime<Utc>>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+/// A fixed "today" for scenarios, so ages in days are exact.
+pub fn today() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// `today() + days` (negative for the past).
+pub fn day(days: i64) -> DateTime<Utc> {
+    today() + chrono::Duration::days(days)
+}
+
+impl Emulator {
+    /// Starts an emulator whose clock reads `today()`.
+    pub fn start() -> Emulator {
+        let root = project_root();
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup (scripts/test does)",
+            python.display()
+        );
+        let mut child = Command::new(python)
+            .arg(root.join("scripts/emulator.py"))
+            .arg("--start")
+            .arg(today().to_rfc3339())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the emulator's ready line");
+        let ready: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("emulator said: {line:?}"));
+        Emulator {
+            child,
+            now: std::sync::Mutex::new(today()),
+            endpoint: ready["endpoint"].as_str().expect("endpoint").to_string(),
+        }
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to the emulator");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Moves the emulator's clock (it keeps ticking from there).
+    pub fn set_clock(&self, t: DateTime<Utc>) {
+        let body = serde_json::json!({"now": t.to_rfc3339()}).to_string();
+        self.http("POST", "/_keyrotor/clock", &body);
+        *self.now.lock().unwrap() = t;
+    }
+
+    /// The time the clock was last set to (it has ticked a little since).
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap()
+    }
+
+    /// moto's backend state (`/moto-api/data.json`).
+    pub fn backend_state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/moto-api/data.json", "")).unwrap_or_default()
+    }
+
+    /// SDK configuration for the hub (management) account.
+    pub async fn hub_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .load()
+            .await
+    }
+
+    /// A `keyrotor` command wired to this emulator and `table`.
+    pub fn keyrotor(&self, table: &str) -> Command {
+        let mut cmd = Command::new(keyrotor_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("KEYROTOR_TABLE", table)
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finished command's exit code and text.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Ran {
+        Ran {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `cmd` with `args` and collects its output.
+pub fn run(mut cmd: Command, args: &[&str]) -> Ran {
+    cmd.args(args).output().expect("run keyrotor").into()
+}
+
+pub mod world;

@@ -1,0 +1,227 @@
+//! Building the world a scenario needs, through the real APIs:
+//! `org.account("prod").await.user("ci").await.key_aged(95).await`.
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_sdk_iam::types::Tag;
+use chrono::Duration;
+
+use crate::{day, Emulator};
+
+/// The organisation, seen from its management (hub) account.
+pub struct Org<'e> {
+    /// The emulator.
+    pub emu: &'e Emulator,
+    /// The hub's SDK configuration.
+    pub hub: SdkConfig,
+}
+
+impl<'e> Org<'e> {
+    /// Creates an organisation (all features).
+    pub async fn new(emu: &'e Emulator) -> Org<'e> {
+        let hub = emu.hub_config().await;
+        aws_sdk_organizations::Client::new(&hub)
+            .create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("create organization");
+        Org { emu, hub }
+    }
+
+    /// Creates a member account and a session in it through its
+    /// `keyrotor-member` role.
+    pub async fn account(&self, name: &str) -> Account<'e> {
+        let status = aws_sdk_organizations::Client::new(&self.hub)
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .expect("create account")
+            .create_account_status
+            .expect("status");
+        let id = status.account_id.expect("account id");
+        let creds = aws_sdk_sts::Client::new(&self.hub)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{id}:role/keyrotor-member"))
+            .role_session_name("test-harness")
+            .send()
+            .await
+            .expect("assume member role")
+            .credentials
+            .expect("credentials");
+        let config = self
+            .hub
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new(
+                    creds.access_key_id,
+                    creds.secret_access_key,
+                    Some(creds.session_token),
+                    None,
+                    "member",
+                ),
+            ))
+            .build();
+        Account {
+            emu: self.emu,
+            id,
+            iam: aws_sdk_iam::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            config,
+        }
+    }
+}
+
+/// A member account.
+pub struct Account<'e> {
+    emu: &'e Emulator,
+    /// The account id.
+    pub id: String,
+    /// A session in the account.
+    pub config: SdkConfig,
+    /// IAM in the account.
+    pub iam: aws_sdk_iam::Client,
+    /// Secrets Manager in the account.
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// A key the harness created (it knows the secret, as an application would).
+pub struct TestKey {
+    /// Access key id.
+    pub id: String,
+    /// Secret access key.
+    pub secret: String,
+}
+
+/// A key as IAM reports it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNow {
+    /// Access key id.
+    pub id: String,
+    /// `Active` / `Inactive`.
+    pub status: String,
+}
+
+impl<'e> Account<'e> {
+    /// Creates user `name`.
+    pub async fn user(&self, name: &str) -> User<'_, 'e> {
+        self.iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .expect("create user");
+        User {
+            account: self,
+            name: name.to_string(),
+        }
+    }
+
+    /// The user's keys now, oldest first.
+    pub async fn keys(&self, user: &str) -> Vec<KeyNow> {
+        let mut keys: Vec<_> = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .expect("list keys")
+            .access_key_metadata
+            .into_iter()
+            .map(|k| {
+                (
+                    k.create_date.map(|d| d.secs()).unwrap_or_default(),
+                    KeyNow {
+                        id: k.access_key_id.unwrap_or_default(),
+                        status: k.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        keys.sort_by_key(|(t, _)| *t);
+        keys.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Signs a request with `key` at time `t` (IAM records it as used).
+    pub async fn use_key(&self, key: &TestKey, t: chrono::DateTime<chrono::Utc>) {
+        let prev = self.emu.now();
+        self.emu.set_clock(t);
+        let config = self
+            .config
+            .to_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new(key.id.clone(), key.secret.clone(), None, None, "app"),
+            ))
+            .build();
+        aws_sdk_s3_free_call(&config).await;
+        self.emu.set_clock(prev);
+    }
+}
+
+/// An application's call: `iam:GetUser` signed with its key. (Not STS:
+/// keyrotor's own verification uses STS, and the two must be told apart.)
+async fn aws_sdk_s3_free_call(config: &SdkConfig) {
+    aws_sdk_iam::Client::new(config)
+        .list_access_keys()
+        .send()
+        .await
+        .expect("a call signed with the key");
+}
+
+/// A user being built.
+pub struct User<'a, 'e> {
+    account: &'a Account<'e>,
+    /// The user name.
+    pub name: String,
+}
+
+impl User<'_, '_> {
+    /// Creates a key as if `days` ago.
+    pub async fn key_aged(&self, days: i64) -> TestKey {
+        let emu = self.account.emu;
+        let prev = emu.now();
+        emu.set_clock(day(-days));
+        let key = self
+            .account
+            .iam
+            .create_access_key()
+            .user_name(&self.name)
+            .send()
+            .await
+            .expect("create key")
+            .access_key
+            .expect("key");
+        emu.set_clock(prev);
+        TestKey {
+            id: key.access_key_id,
+            secret: key.secret_access_key,
+        }
+    }
+
+    /// Creates a key `days` ago that the application used ever since (last
+    /// use: yesterday).
+    pub async fn used_key_aged(&self, days: i64) -> TestKey {
+        let key = self.key_aged(days).await;
+        self.account.use_key(&key, day(-1)).await;
+        key
+    }
+
+    /// Tags the user.
+    pub async fn tag(&self, key: &str, value: &str) {
+        self.account
+            .iam
+            .tag_user()
+            .user_name(&self.name)
+            .tags(Tag::builder().key(key).value(value).build().unwrap())
+            .send()
+            .await
+            .expect("tag user");
+    }
+}
+
+/// `days` as a chrono duration.
+pub fn days(n: i64) -> Duration {
+    Duration::days(n)
+}
