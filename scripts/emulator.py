@@ -11,7 +11,7 @@ and adds one control endpoint beside moto's own API:
 
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
-once it answers, and exits when its parent process dies, on SIGTERM or SIGINT.
+once it answers, and exits when its parent process dies (unless --detach), on SIGTERM or SIGINT.
 """
 
 import argparse
@@ -39,6 +39,8 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--start", help="initial clock time (RFC 3339); default: now")
     parser.add_argument("--ready-file", help="also write the ready JSON line to this file")
+    parser.add_argument("--detach", action="store_true",
+                        help="keep running after the parent exits (scripts/emulator-start)")
     args = parser.parse_args()
 
     start = parse_time(args.start) if args.start else dt.datetime.utcnow()
@@ -85,7 +87,8 @@ def main():
             time.sleep(0.5)
         stop()
 
-    threading.Thread(target=watch_parent, daemon=True).start()
+    if not args.detach:
+        threading.Thread(target=watch_parent, daemon=True).start()
 
     line = json.dumps({"endpoint": f"http://{args.host}:{port}", "pid": os.getpid()})
     if args.ready_file:

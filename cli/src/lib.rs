@@ -18,7 +18,13 @@ pub use time_arg::parse_as_of;
 #[command(name = "keyrotor", version, about)]
 pub struct Cli {
     /// Output format.
-    #[arg(long, env = "KEYROTOR_OUTPUT", value_enum, default_value = "table", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_OUTPUT",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
     pub output: Output,
     /// Settings shared with the Lambda functions.
     #[command(flatten)]

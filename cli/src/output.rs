@@ -21,7 +21,10 @@ pub fn print<T: Serialize>(output: Output, value: &T, table: impl FnOnce(&T) -> 
 
 /// Prints one JSON object on one line (for streams of users).
 pub fn print_line<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string(value).expect("plain data serialises"));
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("plain data serialises")
+    );
 }
 
 fn date(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -45,7 +48,10 @@ pub fn plan_text(plan: &UserPlan) -> String {
             k.key_id,
             k.status,
             date(&k.created),
-            k.last_used.as_ref().map(date).unwrap_or_else(|| "never".into())
+            k.last_used
+                .as_ref()
+                .map(date)
+                .unwrap_or_else(|| "never".into())
         );
     }
     if plan.actions.is_empty() {

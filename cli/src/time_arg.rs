@@ -18,9 +18,14 @@ mod tests {
 
     #[test]
     fn dates_and_times_parse() {
-        assert_eq!(parse_as_of("2026-03-01").unwrap().to_rfc3339(), "2026-03-01T00:00:00+00:00");
         assert_eq!(
-            parse_as_of("2026-03-01T12:00:00+02:00").unwrap().to_rfc3339(),
+            parse_as_of("2026-03-01").unwrap().to_rfc3339(),
+            "2026-03-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_as_of("2026-03-01T12:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
             "2026-03-01T10:00:00+00:00"
         );
         assert!(parse_as_of("yesterday").is_err());

@@ -25,7 +25,12 @@ pub struct SettingsArgs {
     #[arg(long, env = "KEYROTOR_QUEUE_URL", global = true)]
     pub queue_url: Option<String>,
     /// DynamoDB table holding locks, the ledger, runs and results.
-    #[arg(long, env = "KEYROTOR_TABLE", default_value = "keyrotor", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_TABLE",
+        default_value = "keyrotor",
+        global = true
+    )]
     pub table: String,
     /// SNS topic ARN that receives every result event.
     #[arg(long, env = "KEYROTOR_TOPIC_ARN", global = true)]
@@ -34,46 +39,96 @@ pub struct SettingsArgs {
     #[arg(long, env = "KEYROTOR_SENDER", global = true)]
     pub sender: Option<String>,
     /// Role assumed in every member account.
-    #[arg(long, env = "KEYROTOR_ROLE_NAME", default_value = "keyrotor-member", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_ROLE_NAME",
+        default_value = "keyrotor-member",
+        global = true
+    )]
     pub role_name: String,
     /// `audit` (report only, the default) or `enforce` (change keys).
     #[arg(long, env = "KEYROTOR_MODE", default_value = "audit", global = true)]
     pub mode: String,
     /// Age in days at which a key is rotated (R).
-    #[arg(long, env = "KEYROTOR_ROTATE_DAYS", default_value = "90", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_ROTATE_DAYS",
+        default_value = "90",
+        global = true
+    )]
     pub rotate_days: String,
     /// Age in days at which the previous key is deactivated (D).
-    #[arg(long, env = "KEYROTOR_DEACTIVATE_DAYS", default_value = "100", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_DEACTIVATE_DAYS",
+        default_value = "100",
+        global = true
+    )]
     pub deactivate_days: String,
     /// Age in days at which an inactive key is deleted (X).
-    #[arg(long, env = "KEYROTOR_DELETE_DAYS", default_value = "110", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_DELETE_DAYS",
+        default_value = "110",
+        global = true
+    )]
     pub delete_days: String,
     /// Days before a due action that its one warning goes out (W).
     #[arg(long, env = "KEYROTOR_WARN_DAYS", default_value = "7", global = true)]
     pub warn_days: String,
     /// Days an adoption hold may delay a deactivation at most.
-    #[arg(long, env = "KEYROTOR_MAX_HOLD_DAYS", default_value = "14", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_MAX_HOLD_DAYS",
+        default_value = "14",
+        global = true
+    )]
     pub max_hold_days: String,
     /// What to do with a never-used key past its rotation age: `retire`, `rotate` or `ignore`.
-    #[arg(long, env = "KEYROTOR_UNUSED_KEYS", default_value = "retire", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_UNUSED_KEYS",
+        default_value = "retire",
+        global = true
+    )]
     pub unused_keys: String,
     /// Hold a deactivation while the old key is still the one in use (`true`/`false`).
-    #[arg(long, env = "KEYROTOR_ADOPTION_CHECK", default_value = "true", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_ADOPTION_CHECK",
+        default_value = "true",
+        global = true
+    )]
     pub adoption_check: String,
     /// IAM group whose members are exempt.
     #[arg(long, env = "KEYROTOR_EXEMPT_GROUP", global = true)]
     pub exempt_group: Option<String>,
     /// User tag that exempts a user when its value is `true`.
-    #[arg(long, env = "KEYROTOR_EXEMPT_TAG", default_value = "keyrotor:exempt", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_EXEMPT_TAG",
+        default_value = "keyrotor:exempt",
+        global = true
+    )]
     pub exempt_tag: String,
     /// Comma-separated IAM path prefixes whose users are exempt.
     #[arg(long, env = "KEYROTOR_EXEMPT_PATHS", global = true)]
     pub exempt_paths: Option<String>,
     /// User tag holding the owner's email address.
-    #[arg(long, env = "KEYROTOR_OWNER_TAG", default_value = "Owner", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_OWNER_TAG",
+        default_value = "Owner",
+        global = true
+    )]
     pub owner_tag: String,
     /// Where accounts come from: `organizations` or `table` (the registry).
-    #[arg(long, env = "KEYROTOR_ACCOUNT_SOURCE", default_value = "organizations", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_ACCOUNT_SOURCE",
+        default_value = "organizations",
+        global = true
+    )]
     pub account_source: String,
     /// Comma-separated OU ids (or the root id) whose accounts are in scope, recursively.
     #[arg(long, env = "KEYROTOR_OUS", global = true)]
@@ -102,10 +157,20 @@ pub struct SettingsArgs {
     #[arg(long, env = "KEYROTOR_REPLICA_REGIONS", global = true)]
     pub replica_regions: Option<String>,
     /// Check a new key with STS `GetCallerIdentity` before recording it (`true`/`false`).
-    #[arg(long, env = "KEYROTOR_VERIFY_NEW_KEY", default_value = "true", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_VERIFY_NEW_KEY",
+        default_value = "true",
+        global = true
+    )]
     pub verify_new_key: String,
     /// Seconds a user lock is leased for before another worker may take it.
-    #[arg(long, env = "KEYROTOR_LOCK_LEASE_SECS", default_value = "300", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_LOCK_LEASE_SECS",
+        default_value = "300",
+        global = true
+    )]
     pub lock_lease_secs: String,
 }
 
@@ -296,16 +361,24 @@ fn accounts(
 }
 
 fn days(env: &'static str, flag: &'static str, raw: &str) -> Result<i64, ConfigError> {
-    raw.trim()
-        .parse::<i64>()
-        .map_err(|_| bad(env, flag, format!("expected a whole number of days, got `{raw}`")))
+    raw.trim().parse::<i64>().map_err(|_| {
+        bad(
+            env,
+            flag,
+            format!("expected a whole number of days, got `{raw}`"),
+        )
+    })
 }
 
 fn boolean(env: &'static str, flag: &'static str, raw: &str) -> Result<bool, ConfigError> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(bad(env, flag, format!("expected `true` or `false`, got `{raw}`"))),
+        _ => Err(bad(
+            env,
+            flag,
+            format!("expected `true` or `false`, got `{raw}`"),
+        )),
     }
 }
 
@@ -345,7 +418,8 @@ fn valid_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts.iter().all(|p| !p.is_empty())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl Settings {
@@ -353,7 +427,11 @@ impl Settings {
     /// variables only (the Lambda functions' way).
     pub fn from_env() -> Result<Settings, ConfigError> {
         let parsed = EnvOnly::try_parse_from(["keyrotor"]).map_err(|e| {
-            bad("KEYROTOR_*", "", format!("could not read the environment: {e}"))
+            bad(
+                "KEYROTOR_*",
+                "",
+                format!("could not read the environment: {e}"),
+            )
         })?;
         Settings::from_args(&parsed.settings)
     }
@@ -363,7 +441,10 @@ impl Settings {
         let queue_url = non_empty("KEYROTOR_QUEUE_URL", "queue-url", &a.queue_url);
         if let Some(url) = &queue_url {
             let ok = (url.starts_with("https://") || url.starts_with("http://"))
-                && url.splitn(4, '/').nth(3).is_some_and(|path| path.contains('/'));
+                && url
+                    .splitn(4, '/')
+                    .nth(3)
+                    .is_some_and(|path| path.contains('/'));
             if !ok {
                 return Err(bad(
                     "KEYROTOR_QUEUE_URL",
@@ -423,12 +504,20 @@ impl Settings {
             .map_err(|e| bad("KEYROTOR_MODE", "mode", e))?;
 
         let r = days("KEYROTOR_ROTATE_DAYS", "rotate-days", &a.rotate_days)?;
-        let d = days("KEYROTOR_DEACTIVATE_DAYS", "deactivate-days", &a.deactivate_days)?;
+        let d = days(
+            "KEYROTOR_DEACTIVATE_DAYS",
+            "deactivate-days",
+            &a.deactivate_days,
+        )?;
         let x = days("KEYROTOR_DELETE_DAYS", "delete-days", &a.delete_days)?;
         let w = days("KEYROTOR_WARN_DAYS", "warn-days", &a.warn_days)?;
         let h = days("KEYROTOR_MAX_HOLD_DAYS", "max-hold-days", &a.max_hold_days)?;
         if r < 1 {
-            return Err(bad("KEYROTOR_ROTATE_DAYS", "rotate-days", format!("must be at least 1, got {r}")));
+            return Err(bad(
+                "KEYROTOR_ROTATE_DAYS",
+                "rotate-days",
+                format!("must be at least 1, got {r}"),
+            ));
         }
         if d <= r {
             return Err(bad(
@@ -445,23 +534,38 @@ impl Settings {
             ));
         }
         if x > 3650 {
-            return Err(bad("KEYROTOR_DELETE_DAYS", "delete-days", format!("must be at most 3650, got {x}")));
+            return Err(bad(
+                "KEYROTOR_DELETE_DAYS",
+                "delete-days",
+                format!("must be at most 3650, got {x}"),
+            ));
         }
         if !(0..r).contains(&w) {
             return Err(bad(
                 "KEYROTOR_WARN_DAYS",
                 "warn-days",
-                format!("must be between 0 and KEYROTOR_ROTATE_DAYS - 1 ({}), got {w}", r - 1),
+                format!(
+                    "must be between 0 and KEYROTOR_ROTATE_DAYS - 1 ({}), got {w}",
+                    r - 1
+                ),
             ));
         }
         if h < 0 {
-            return Err(bad("KEYROTOR_MAX_HOLD_DAYS", "max-hold-days", format!("must not be negative, got {h}")));
+            return Err(bad(
+                "KEYROTOR_MAX_HOLD_DAYS",
+                "max-hold-days",
+                format!("must not be negative, got {h}"),
+            ));
         }
         let unused_keys = a
             .unused_keys
             .parse::<UnusedKeys>()
             .map_err(|e| bad("KEYROTOR_UNUSED_KEYS", "unused-keys", e))?;
-        let adoption_check = boolean("KEYROTOR_ADOPTION_CHECK", "adoption-check", &a.adoption_check)?;
+        let adoption_check = boolean(
+            "KEYROTOR_ADOPTION_CHECK",
+            "adoption-check",
+            &a.adoption_check,
+        )?;
         let policy = PolicyConfig {
             rotate_after: Duration::days(r),
             deactivate_after: Duration::days(d),
@@ -482,11 +586,19 @@ impl Settings {
         }
         let exempt_tag = a.exempt_tag.trim().to_string();
         if exempt_tag.is_empty() || exempt_tag.len() > 128 {
-            return Err(bad("KEYROTOR_EXEMPT_TAG", "exempt-tag", "must be a tag key of 1-128 characters"));
+            return Err(bad(
+                "KEYROTOR_EXEMPT_TAG",
+                "exempt-tag",
+                "must be a tag key of 1-128 characters",
+            ));
         }
         let owner_tag = a.owner_tag.trim().to_string();
         if owner_tag.is_empty() || owner_tag.len() > 128 {
-            return Err(bad("KEYROTOR_OWNER_TAG", "owner-tag", "must be a tag key of 1-128 characters"));
+            return Err(bad(
+                "KEYROTOR_OWNER_TAG",
+                "owner-tag",
+                "must be a tag key of 1-128 characters",
+            ));
         }
         let account_source = match a.account_source.trim().to_ascii_lowercase().as_str() {
             "organizations" => AccountSource::Organizations,
@@ -500,7 +612,10 @@ impl Settings {
             }
         };
         let ous = list(&a.ous);
-        if let Some(ou) = ous.iter().find(|o| !(o.starts_with("ou-") || o.starts_with("r-"))) {
+        if let Some(ou) = ous
+            .iter()
+            .find(|o| !(o.starts_with("ou-") || o.starts_with("r-")))
+        {
             return Err(bad(
                 "KEYROTOR_OUS",
                 "ous",
@@ -508,12 +623,15 @@ impl Settings {
             ));
         }
         let accounts = accounts("KEYROTOR_ACCOUNTS", "accounts", &a.accounts)?;
-        let exclude_accounts =
-            accounts_excluded(&a.exclude_accounts)?;
+        let exclude_accounts = accounts_excluded(&a.exclude_accounts)?;
 
         let secret_name_template = a.secret_name_template.trim().to_string();
         validate_template(&secret_name_template)?;
-        let secrets_account = match non_empty("KEYROTOR_SECRETS_ACCOUNT", "secrets-account", &a.secrets_account) {
+        let secrets_account = match non_empty(
+            "KEYROTOR_SECRETS_ACCOUNT",
+            "secrets-account",
+            &a.secrets_account,
+        ) {
             Some(s) => Some(
                 s.parse::<AccountId>()
                     .map_err(|e| bad("KEYROTOR_SECRETS_ACCOUNT", "secrets-account", e))?,
@@ -536,9 +654,17 @@ impl Settings {
                 format!("`{r}` is not a region name"),
             ));
         }
-        let verify_new_key = boolean("KEYROTOR_VERIFY_NEW_KEY", "verify-new-key", &a.verify_new_key)?;
+        let verify_new_key = boolean(
+            "KEYROTOR_VERIFY_NEW_KEY",
+            "verify-new-key",
+            &a.verify_new_key,
+        )?;
         let lease: u64 = a.lock_lease_secs.trim().parse().map_err(|_| {
-            bad("KEYROTOR_LOCK_LEASE_SECS", "lock-lease-secs", format!("expected seconds, got `{}`", a.lock_lease_secs))
+            bad(
+                "KEYROTOR_LOCK_LEASE_SECS",
+                "lock-lease-secs",
+                format!("expected seconds, got `{}`", a.lock_lease_secs),
+            )
         })?;
         if !(2..=3600).contains(&lease) {
             return Err(bad(
@@ -601,7 +727,9 @@ fn validate_template(t: &str) -> Result<(), ConfigError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
     {
-        return Err(err(format!("`{t}` has characters a secret name cannot hold")));
+        return Err(err(format!(
+            "`{t}` has characters a secret name cannot hold"
+        )));
     }
     Ok(())
 }
@@ -634,7 +762,10 @@ mod tests {
         assert_eq!(s.role_name, "keyrotor-member");
         assert_eq!(s.owner_tag, "Owner");
         assert_eq!(s.account_source, AccountSource::Organizations);
-        assert_eq!(s.secret_name("111122223333", "ci"), "Account_111122223333_User_ci_AccessKey");
+        assert_eq!(
+            s.secret_name("111122223333", "ci"),
+            "Account_111122223333_User_ci_AccessKey"
+        );
     }
 
     #[test]
@@ -653,16 +784,31 @@ mod tests {
             (&["--warn-days", "90"], "KEYROTOR_WARN_DAYS"),
             (&["--mode", "yolo"], "KEYROTOR_MODE"),
             (&["--queue-url", "not a url"], "KEYROTOR_QUEUE_URL"),
-            (&["--topic-arn", "arn:aws:sqs:us-east-1:123456789012:q"], "KEYROTOR_TOPIC_ARN"),
+            (
+                &["--topic-arn", "arn:aws:sqs:us-east-1:123456789012:q"],
+                "KEYROTOR_TOPIC_ARN",
+            ),
             (&["--sender", "nobody"], "KEYROTOR_SENDER"),
             (&["--accounts", "123"], "KEYROTOR_ACCOUNTS"),
-            (&["--exclude-accounts", "12345678901x"], "KEYROTOR_EXCLUDE_ACCOUNTS"),
+            (
+                &["--exclude-accounts", "12345678901x"],
+                "KEYROTOR_EXCLUDE_ACCOUNTS",
+            ),
             (&["--ous", "sales"], "KEYROTOR_OUS"),
             (&["--account-source", "ldap"], "KEYROTOR_ACCOUNT_SOURCE"),
             (&["--unused-keys", "keep"], "KEYROTOR_UNUSED_KEYS"),
-            (&["--secret-name-template", "shared-secret"], "KEYROTOR_SECRET_NAME_TEMPLATE"),
-            (&["--secret-name-template", "{account}/{user_name}"], "KEYROTOR_SECRET_NAME_TEMPLATE"),
-            (&["--secrets-account", "111122223333"], "KEYROTOR_KMS_KEY_ID"),
+            (
+                &["--secret-name-template", "shared-secret"],
+                "KEYROTOR_SECRET_NAME_TEMPLATE",
+            ),
+            (
+                &["--secret-name-template", "{account}/{user_name}"],
+                "KEYROTOR_SECRET_NAME_TEMPLATE",
+            ),
+            (
+                &["--secrets-account", "111122223333"],
+                "KEYROTOR_KMS_KEY_ID",
+            ),
             (&["--replica-regions", "Mars"], "KEYROTOR_REPLICA_REGIONS"),
             (&["--exempt-paths", "svc/"], "KEYROTOR_EXEMPT_PATHS"),
             (&["--table", "x"], "KEYROTOR_TABLE"),

@@ -80,8 +80,10 @@ pub enum AwsError {
 impl AwsError {
     /// Whether trying the same call again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, AwsError::Throttled { .. } | AwsError::Transport { .. })
-            || matches!(self, AwsError::Service { code, .. } if code.contains("InternalError") || code.contains("ServiceUnavailable") || code == "ServiceFailure")
+        matches!(
+            self,
+            AwsError::Throttled { .. } | AwsError::Transport { .. }
+        ) || matches!(self, AwsError::Service { code, .. } if code.contains("InternalError") || code.contains("ServiceUnavailable") || code == "ServiceFailure")
     }
 
     /// Maps an SDK error of operation `op` to its meaning.
@@ -104,16 +106,24 @@ impl AwsError {
     /// Maps an AWS error code (as the services spell them) to its meaning.
     pub fn from_code(op: &'static str, code: &str, message: String) -> AwsError {
         match code {
-            "Throttling" | "ThrottlingException" | "TooManyRequestsException"
-            | "RequestLimitExceeded" | "ProvisionedThroughputExceededException"
-            | "RequestThrottled" | "SlowDown" | "TooManyRequests" => {
-                AwsError::Throttled { op, message }
-            }
-            "NoSuchEntity" | "ResourceNotFoundException" | "NotFound"
+            "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "TooManyRequests" => AwsError::Throttled { op, message },
+            "NoSuchEntity"
+            | "ResourceNotFoundException"
+            | "NotFound"
             | "AccountNotFoundException" => AwsError::NotFound { op, message },
             "LimitExceeded" | "LimitExceededException" => AwsError::LimitExceeded { op, message },
-            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation"
-            | "InvalidClientTokenId" | "UnrecognizedClientException"
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "InvalidClientTokenId"
+            | "UnrecognizedClientException"
             | "AWSOrganizationsNotInUseException" => AwsError::AccessDenied { op, message },
             "ConditionalCheckFailedException" => AwsError::ConditionFailed { op },
             "ResourceExistsException" | "EntityAlreadyExists" => {
@@ -144,7 +154,10 @@ mod tests {
             m("ConditionalCheckFailedException"),
             AwsError::ConditionFailed { .. }
         ));
-        assert!(matches!(m("ResourceExistsException"), AwsError::AlreadyExists { .. }));
+        assert!(matches!(
+            m("ResourceExistsException"),
+            AwsError::AlreadyExists { .. }
+        ));
         assert!(!m("AccessDenied").is_retryable());
         assert!(matches!(m("Weird"), AwsError::Service { .. }));
     }

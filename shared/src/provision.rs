@@ -55,7 +55,9 @@ pub async fn init(config: &SdkConfig, table: &str, prefix: &str) -> Result<Provi
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .unwrap_or_default();
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}).to_string();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+            .to_string();
     let queue_url = sqs
         .create_queue()
         .queue_name(format!("{prefix}.fifo"))

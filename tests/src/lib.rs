@@ -30,7 +30,10 @@ pub fn keyrotor_bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     let bin = dir.join("keyrotor");
     assert!(
         bin.exists(),
@@ -187,3 +190,14 @@ pub fn run(mut cmd: Command, args: &[&str]) -> Ran {
 }
 
 pub mod world;
+
+/// Every item of `table`, as one debug string (to search for leaks).
+pub async fn scan_table(config: &SdkConfig, table: &str) -> String {
+    let out = aws_sdk_dynamodb::Client::new(config)
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan");
+    format!("{:?}", out.items())
+}

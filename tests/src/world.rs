@@ -54,15 +54,15 @@ impl<'e> Org<'e> {
         let config = self
             .hub
             .to_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new(
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                     creds.access_key_id,
                     creds.secret_access_key,
                     Some(creds.session_token),
                     None,
                     "member",
-                ),
-            ))
+                )),
+            )
             .build();
         Account {
             emu: self.emu,
@@ -148,13 +148,15 @@ impl<'e> Account<'e> {
     pub async fn use_key(&self, key: &TestKey, t: chrono::DateTime<chrono::Utc>) {
         let prev = self.emu.now();
         self.emu.set_clock(t);
-        let config = self
-            .config
-            .to_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new(key.id.clone(), key.secret.clone(), None, None, "app"),
-            ))
-            .build();
+        let config =
+            self.config
+                .to_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        Credentials::new(key.id.clone(), key.secret.clone(), None, None, "app"),
+                    ),
+                )
+                .build();
         aws_sdk_s3_free_call(&config).await;
         self.emu.set_clock(prev);
     }
@@ -204,7 +206,8 @@ impl User<'_, '_> {
     /// use: yesterday).
     pub async fn used_key_aged(&self, days: i64) -> TestKey {
         let key = self.key_aged(days).await;
-        self.account.use_key(&key, day(-1)).await;
+        let at = if days >= 1 { day(-1) } else { day(0) };
+        self.account.use_key(&key, at).await;
         key
     }
 

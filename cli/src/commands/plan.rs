@@ -72,7 +72,9 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
                 (req.user_name, plan)
             });
         }
-        let Some(done) = tasks.join_next().await else { break };
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
         let (user, plan) = done.map_err(|e| CliError::Failed(e.into()))?;
         if let Some(bar) = &progress {
             bar.inc(1);

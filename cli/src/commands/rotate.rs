@@ -38,11 +38,9 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         mode: ctx.settings.mode,
         force: args.force,
     };
-    let result = ctx
-        .executor
-        .process(&req)
-        .await
-        .map_err(|e| CliError::Failed(anyhow::anyhow!("{}/{}: {e}", req.account_id, req.user_name)))?;
+    let result = ctx.executor.process(&req).await.map_err(|e| {
+        CliError::Failed(anyhow::anyhow!("{}/{}: {e}", req.account_id, req.user_name))
+    })?;
     output::print(cli.output, &result, output::result_text);
     Ok(ExitCode::SUCCESS)
 }

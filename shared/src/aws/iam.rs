@@ -201,7 +201,11 @@ impl IamPort for SdkIam {
         Ok(NewKey {
             key_id: key.access_key_id,
             secret: SecretString::from(key.secret_access_key),
-            created: key.create_date.as_ref().map(to_chrono).unwrap_or_else(Utc::now),
+            created: key
+                .create_date
+                .as_ref()
+                .map(to_chrono)
+                .unwrap_or_else(Utc::now),
         })
     }
 

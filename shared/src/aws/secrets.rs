@@ -100,7 +100,8 @@ impl SecretsPort for SdkSecrets {
                 create = create.kms_key_id(kms);
             }
             for region in req.replica_regions {
-                create = create.add_replica_regions(ReplicaRegionType::builder().region(region).build());
+                create =
+                    create.add_replica_regions(ReplicaRegionType::builder().region(region).build());
             }
             for (k, v) in req.tags {
                 create = create.tags(Tag::builder().key(k).value(v).build());

@@ -17,7 +17,10 @@ pub async fn exemption(
         .iter()
         .find(|p| user.path.starts_with(p.as_str()))
     {
-        return Ok(Some(format!("path {} is under exempt prefix {prefix}", user.path)));
+        return Ok(Some(format!(
+            "path {} is under exempt prefix {prefix}",
+            user.path
+        )));
     }
     if user
         .tag(&settings.exempt_tag)

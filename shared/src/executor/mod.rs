@@ -264,7 +264,11 @@ impl Executor {
         }
         let evaluation = self.evaluate(&keys, &run.record, None, req);
         let mut warned = false;
-        for action in evaluation.actions.iter().filter(|a| a.kind == ActionKind::Warn) {
+        for action in evaluation
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Warn)
+        {
             if run.record.history.warnings_sent.insert(action.warning_id()) {
                 warned = true;
                 changed = true;
@@ -358,7 +362,11 @@ fn outcome_of(
         Outcome::Deleted
     } else if mode == Mode::Audit && !due.is_empty() {
         Outcome::Planned
-    } else if evaluation.actions.iter().any(|a| a.kind == ActionKind::Hold) {
+    } else if evaluation
+        .actions
+        .iter()
+        .any(|a| a.kind == ActionKind::Hold)
+    {
         Outcome::Held
     } else if warned {
         Outcome::Warned

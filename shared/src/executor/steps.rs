@@ -5,7 +5,9 @@
 use chrono::Utc;
 use secrecy::SecretString;
 
-use super::documents::{inline_user_policy, resource_policy, secret_value, version_token, INLINE_POLICY_NAME};
+use super::documents::{
+    inline_user_policy, resource_policy, secret_value, version_token, INLINE_POLICY_NAME,
+};
 use super::heartbeat::Heartbeat;
 use super::{AccountPorts, ExecError, Performed, UserRequest};
 use crate::aws::{StoreSecret, UserInfo};
@@ -110,7 +112,11 @@ impl LockedRun<'_> {
     }
 
     /// Carries out one due action.
-    pub async fn perform(&mut self, action: &PlannedAction, keys: &[KeyState]) -> Result<(), ExecError> {
+    pub async fn perform(
+        &mut self,
+        action: &PlannedAction,
+        keys: &[KeyState],
+    ) -> Result<(), ExecError> {
         self.ensure_locked()?;
         let user = &self.req.user_name;
         let as_of = self.req.as_of;
@@ -122,7 +128,8 @@ impl LockedRun<'_> {
             ActionKind::Delete => {
                 // Belt and braces: IAM would delete an active key without a word.
                 if key.status != KeyStatus::Inactive {
-                    self.notes.push(format!("refused to delete active key {}", key.key_id));
+                    self.notes
+                        .push(format!("refused to delete active key {}", key.key_id));
                     return Ok(());
                 }
                 self.ports.iam.delete_key(user, &key.key_id).await?;

@@ -61,7 +61,9 @@ fn time(t: &DateTime<Utc>) -> AttributeValue {
 }
 
 fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
@@ -70,7 +72,10 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn get_time(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn get_time(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
     get_s(item, name).map(parse_time).transpose()
 }
 
@@ -88,13 +93,10 @@ fn get_list(item: &HashMap<String, AttributeValue>, name: &str) -> Vec<String> {
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreError> {
-    let intent = match get_time(item, "intent_at")? {
-        Some(at) => Some(Intent {
-            at,
-            known_keys: get_list(item, "intent_known_keys"),
-        }),
-        None => None,
-    };
+    let intent = get_time(item, "intent_at")?.map(|at| Intent {
+        at,
+        known_keys: get_list(item, "intent_known_keys"),
+    });
     let mut deactivated_at = BTreeMap::new();
     if let Some(AttributeValue::M(m)) = item.get("deactivated") {
         for (k, v) in m {
@@ -103,7 +105,10 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
             }
         }
     }
-    let verification = match (get_s(item, "verified_key_id"), get_time(item, "verified_at")?) {
+    let verification = match (
+        get_s(item, "verified_key_id"),
+        get_time(item, "verified_at")?,
+    ) {
         (Some(key_id), Some(at)) => Some(Verification {
             key_id: key_id.to_string(),
             at,
@@ -120,7 +125,9 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
         history: KeyHistory {
             deactivated_at,
             verification,
-            warnings_sent: get_list(item, "warnings").into_iter().collect::<BTreeSet<_>>(),
+            warnings_sent: get_list(item, "warnings")
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
         },
     })
 }
@@ -133,7 +140,14 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
         Some(v) => set.push((name, v)),
         None => remove.push(name),
     };
-    opt("step", Some(s(if record.intent.is_some() { "creating" } else { "idle" })));
+    opt(
+        "step",
+        Some(s(if record.intent.is_some() {
+            "creating"
+        } else {
+            "idle"
+        })),
+    );
     opt("intent_at", record.intent.as_ref().map(|i| time(&i.at)));
     opt(
         "intent_known_keys",
@@ -149,7 +163,11 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
     opt("secret_version", record.secret_version.clone().map(s));
     opt(
         "verified_key_id",
-        record.history.verification.as_ref().map(|v| s(v.key_id.clone())),
+        record
+            .history
+            .verification
+            .as_ref()
+            .map(|v| s(v.key_id.clone())),
     );
     opt(
         "verified_at",
@@ -169,7 +187,13 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
     opt(
         "warnings",
         Some(AttributeValue::L(
-            record.history.warnings_sent.iter().cloned().map(s).collect(),
+            record
+                .history
+                .warnings_sent
+                .iter()
+                .cloned()
+                .map(s)
+                .collect(),
         )),
     );
     opt("updated_at", Some(time(&Utc::now())));
@@ -258,7 +282,13 @@ impl LedgerPort for DynamoLedger {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| if condition_failed(&e) { StoreError::LockLost } else { e.into() })?;
+            .map_err(|e| {
+                if condition_failed(&e) {
+                    StoreError::LockLost
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(())
     }
 
@@ -289,7 +319,13 @@ impl LedgerPort for DynamoLedger {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| if condition_failed(&e) { StoreError::LockLost } else { e.into() })?;
+            .map_err(|e| {
+                if condition_failed(&e) {
+                    StoreError::LockLost
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(())
     }
 
@@ -305,11 +341,21 @@ impl LedgerPort for DynamoLedger {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| if condition_failed(&e) { StoreError::LockLost } else { e.into() })?;
+            .map_err(|e| {
+                if condition_failed(&e) {
+                    StoreError::LockLost
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(())
     }
 
-    async fn read(&self, account_id: &str, user_name: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn read(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -329,17 +375,27 @@ mod tests {
 
     #[test]
     fn a_record_survives_encoding() {
-        let t = DateTime::parse_from_rfc3339("2026-03-01T10:00:00.000Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-03-01T10:00:00.000Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let record = UserRecord {
-            intent: Some(Intent { at: t, known_keys: vec!["AKIA1".into()] }),
+            intent: Some(Intent {
+                at: t,
+                known_keys: vec!["AKIA1".into()],
+            }),
             old_key_id: Some("AKIA1".into()),
             new_key_id: None,
             rotated_at: Some(t),
-            secret_arn: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:x-AbCdEf".into()),
+            secret_arn: Some(
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:x-AbCdEf".into(),
+            ),
             secret_version: None,
             history: KeyHistory {
                 deactivated_at: BTreeMap::from([("AKIA0".to_string(), t)]),
-                verification: Some(Verification { key_id: "AKIA2".into(), at: t }),
+                verification: Some(Verification {
+                    key_id: "AKIA2".into(),
+                    at: t,
+                }),
                 warnings_sent: BTreeSet::from(["AKIA1:rotate".to_string()]),
             },
         };

@@ -98,7 +98,11 @@ pub trait LedgerPort: Send + Sync {
     /// Releases the lock.
     async fn release(&self, lock: &Lock) -> Result<(), StoreError>;
     /// Reads the ledger without locking.
-    async fn read(&self, account_id: &str, user_name: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn read(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>, StoreError>;
 }
 
 /// The partition key of an account's items.

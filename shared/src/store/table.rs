@@ -9,7 +9,10 @@ use crate::error::AwsError;
 
 /// Creates the table (`pk`/`sk` strings, on-demand, TTL on `expires_at`)
 /// unless it exists. Returns whether it was created.
-pub async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<bool, AwsError> {
+pub async fn ensure_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<bool, AwsError> {
     match client.describe_table().table_name(table).send().await {
         Ok(_) => return Ok(false),
         Err(e) => match AwsError::from_sdk("dynamodb:DescribeTable", e) {

@@ -1,0 +1,323 @@
+//! One member account, users with keys of many ages: `plan` says exactly
+//! what DESIGN §4 says is due, `rotate` does it, and IAM and Secrets Manager
+//! are then checked through the SDK.
+
+use std::collections::BTreeMap;
+
+use keyrotor_e2e::world::Org;
+use keyrotor_e2e::{day, run, today, Emulator, Ran};
+use serde_json::Value;
+
+const TABLE: &str = "keyrotor-rotation";
+
+fn as_of(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339()
+}
+
+fn json_lines(ran: &Ran) -> Vec<Value> {
+    assert_eq!(
+        ran.code, 0,
+        "stdout: {}\nstderr: {}",
+        ran.stdout, ran.stderr
+    );
+    ran.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// (action, key) pairs of a plan object.
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_string(),
+                a["key_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_then_rotate_does_exactly_what_the_policy_says() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let prod = org.account("prod").await;
+    run(emu.keyrotor(TABLE), &["init"]);
+
+    let fresh = prod.user("fresh").await.used_key_aged(0).await;
+    let soon = prod.user("soon").await.used_key_aged(85).await;
+    let due = prod.user("due").await.used_key_aged(95).await;
+    let idle = prod.user("idle").await.key_aged(95).await;
+    let old = prod.user("old").await.used_key_aged(115).await;
+    // Mid-rotation, new key adopted: the old one goes off.
+    let pair = prod.user("pair").await;
+    let pair_old = pair.key_aged(120).await;
+    prod.use_key(&pair_old, day(-20)).await;
+    let pair_new = pair.used_key_aged(15).await;
+    // Mid-rotation, new key never used while the old one still is: hold.
+    let held = prod.user("held").await;
+    let held_old = held.used_key_aged(120).await;
+    let held_new = held.key_aged(15).await;
+    let exempt = prod.user("exempt").await;
+    exempt.tag("keyrotor:exempt", "true").await;
+    let exempt_key = exempt.used_key_aged(200).await;
+
+    let ran = run(
+        emu.keyrotor(TABLE),
+        &[
+            "plan",
+            "--account",
+            &prod.id,
+            "--as-of",
+            &as_of(today()),
+            "--output",
+            "json",
+        ],
+    );
+    let plans: BTreeMap<String, Value> = json_lines(&ran)
+        .into_iter()
+        .map(|p| (p["user_name"].as_str().unwrap().to_string(), p))
+        .collect();
+    let a = |u: &str| actions(&plans[u]);
+    let pair_of = |x: &str, k: &str| (x.to_string(), k.to_string());
+    assert_eq!(plans.len(), 8, "one plan per user");
+    assert_eq!(a("fresh"), vec![], "{:?}", fresh.id);
+    assert_eq!(a("soon"), vec![pair_of("warn", &soon.id)]);
+    assert_eq!(a("due"), vec![pair_of("rotate", &due.id)]);
+    assert_eq!(a("idle"), vec![pair_of("retire", &idle.id)]);
+    assert_eq!(a("old"), vec![pair_of("rotate", &old.id)]);
+    assert_eq!(a("pair"), vec![pair_of("deactivate", &pair_old.id)]);
+    assert_eq!(a("held"), vec![pair_of("hold", &held_old.id)]);
+    assert_eq!(a("exempt"), vec![]);
+    assert_eq!(plans["exempt"]["exempt"], true);
+    assert_eq!(plans["due"]["keys"][0]["key_id"], due.id.as_str());
+    assert_eq!(plans["due"]["keys"][0]["status"], "Active");
+    assert_eq!(
+        plans["soon"]["actions"][0]["due"].as_str().unwrap()[..10],
+        day(5).to_rfc3339()[..10]
+    );
+
+    // Enforce everything that is due.
+    let mut outputs = vec![ran.stdout.clone(), ran.stderr.clone()];
+    let mut outcomes = BTreeMap::new();
+    for user in plans.keys() {
+        let ran = run(
+            emu.keyrotor(TABLE),
+            &[
+                "rotate",
+                "--account",
+                &prod.id,
+                "--user",
+                user,
+                "--as-of",
+                &as_of(today()),
+                "--mode",
+                "enforce",
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(ran.code, 0, "{user}: {}", ran.stderr);
+        let result: Value = serde_json::from_str(&ran.stdout).unwrap();
+        outcomes.insert(user.clone(), result);
+        outputs.push(ran.stdout);
+        outputs.push(ran.stderr);
+    }
+    let outcome = |u: &str| outcomes[u]["outcome"].as_str().unwrap().to_string();
+    assert_eq!(outcome("fresh"), "noop");
+    assert_eq!(outcome("soon"), "warned");
+    assert_eq!(outcome("due"), "rotated");
+    assert_eq!(outcome("idle"), "retired");
+    assert_eq!(outcome("old"), "rotated");
+    assert_eq!(outcome("pair"), "deactivated");
+    assert_eq!(outcome("held"), "held");
+    assert_eq!(outcome("exempt"), "skipped");
+
+    // IAM, through the SDK.
+    let status = |keys: &[keyrotor_e2e::world::KeyNow]| -> Vec<(String, String)> {
+        keys.iter()
+            .map(|k| (k.id.clone(), k.status.clone()))
+            .collect()
+    };
+    assert_eq!(
+        status(&prod.keys("fresh").await),
+        vec![(fresh.id.clone(), "Active".into())]
+    );
+    assert_eq!(
+        status(&prod.keys("idle").await),
+        vec![(idle.id.clone(), "Inactive".into())]
+    );
+    assert_eq!(
+        status(&prod.keys("pair").await),
+        vec![
+            (pair_old.id.clone(), "Inactive".into()),
+            (pair_new.id.clone(), "Active".into())
+        ]
+    );
+    assert_eq!(
+        status(&prod.keys("held").await),
+        vec![
+            (held_old.id.clone(), "Active".into()),
+            (held_new.id.clone(), "Active".into())
+        ]
+    );
+    assert_eq!(
+        status(&prod.keys("exempt").await),
+        vec![(exempt_key.id.clone(), "Active".into())]
+    );
+
+    // Rotated users: two active keys, the new one stored for that user only.
+    let mut new_secrets = Vec::new();
+    for (user, old_key) in [("due", &due), ("old", &old)] {
+        let keys = prod.keys(user).await;
+        assert_eq!(keys.len(), 2, "{user}");
+        assert_eq!(keys[0].id, old_key.id);
+        assert!(keys.iter().all(|k| k.status == "Active"));
+        let new_id = outcomes[user]["new_key_id"].as_str().unwrap();
+        assert_eq!(keys[1].id, new_id);
+
+        let arn = outcomes[user]["secret_arn"].as_str().unwrap();
+        let secret = prod
+            .secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+        let value: Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+        assert_eq!(value["AccessKeyId"], new_id, "secret names the new key");
+        assert_eq!(value["UserName"], user);
+        assert_eq!(value["SecretAccessKey"].as_str().unwrap().len(), 40);
+        new_secrets.push(value["SecretAccessKey"].as_str().unwrap().to_string());
+        let described = prod
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            described.name(),
+            Some(format!("Account_{}_User_{user}_AccessKey", prod.id).as_str())
+        );
+
+        let user_arn = prod
+            .iam
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .user
+            .unwrap()
+            .arn;
+        let policy = prod
+            .secrets
+            .get_resource_policy()
+            .secret_id(arn)
+            .send()
+            .await
+            .unwrap();
+        let policy_text = policy.resource_policy().unwrap();
+        let principals: Vec<&str> = policy_text.matches("arn:aws:iam::").collect();
+        assert_eq!(principals.len(), 2, "{policy_text}");
+        assert_eq!(
+            policy_text.matches(&*user_arn).count(),
+            2,
+            "only {user_arn}: {policy_text}"
+        );
+
+        let inline = prod
+            .iam
+            .get_user_policy()
+            .user_name(user)
+            .policy_name("keyrotor-read-own-secret")
+            .send()
+            .await
+            .unwrap();
+        let doc = inline.policy_document();
+        let doc = urlencoding_decode(doc);
+        let doc: Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Resource"], arn,
+            "inline policy names the full ARN"
+        );
+    }
+
+    // A second run changes nothing and creates no key.
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for u in plans.keys() {
+            v.push(status(&prod.keys(u).await));
+        }
+        v
+    };
+    for user in plans.keys() {
+        let ran = run(
+            emu.keyrotor(TABLE),
+            &[
+                "rotate",
+                "--account",
+                &prod.id,
+                "--user",
+                user,
+                "--as-of",
+                &as_of(today()),
+                "--mode",
+                "enforce",
+                "--output",
+                "json",
+            ],
+        );
+        assert_eq!(ran.code, 0, "{user}: {}", ran.stderr);
+        let result: Value = serde_json::from_str(&ran.stdout).unwrap();
+        assert!(result.get("new_key_id").is_none(), "{user}: {result}");
+        assert!(
+            result["performed"].as_array().unwrap().is_empty(),
+            "{user}: {result}"
+        );
+        outputs.push(ran.stdout);
+        outputs.push(ran.stderr);
+    }
+    let mut after = Vec::new();
+    for u in plans.keys() {
+        after.push(status(&prod.keys(u).await));
+    }
+    assert_eq!(before, after, "second run changed IAM");
+
+    // No new secret access key in any output, nor in the state table.
+    let items = keyrotor_e2e::scan_table(&org.hub, TABLE).await;
+    assert!(!items.is_empty());
+    for secret in &new_secrets {
+        for out in &outputs {
+            assert!(!out.contains(secret.as_str()), "secret leaked into output");
+        }
+        assert!(
+            !items.contains(secret.as_str()),
+            "secret leaked into the table"
+        );
+    }
+}
+
+/// IAM returns policy documents URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
