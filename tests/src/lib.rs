@@ -201,3 +201,44 @@ pub async fn scan_table(config: &SdkConfig, table: &str) -> String {
         .expect("scan");
     format!("{:?}", out.items())
 }
+
+/// The arguments of `keyrotor rotate ... --output json` for one user.
+pub fn rotate_args(account: &str, user: &str, as_of: DateTime<Utc>, mode: &str) -> Vec<String> {
+    [
+        "rotate",
+        "--account",
+        account,
+        "--user",
+        user,
+        "--as-of",
+        &as_of.to_rfc3339(),
+        "--mode",
+        mode,
+        "--output",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Emulator {
+    /// Runs `keyrotor rotate` for one user at `as_of` and returns its JSON
+    /// result; fails the test unless it exits 0.
+    pub fn rotate(
+        &self,
+        table: &str,
+        account: &str,
+        user: &str,
+        as_of: DateTime<Utc>,
+        mode: &str,
+    ) -> (serde_json::Value, Ran) {
+        let args = rotate_args(account, user, as_of, mode);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = run(self.keyrotor(table), &args);
+        assert_eq!(ran.code, 0, "{user}: {}\n{}", ran.stdout, ran.stderr);
+        let value = serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("{user}: {e}: {}", ran.stdout));
+        (value, ran)
+    }
+}

@@ -3,7 +3,7 @@
 //! new key, stored, and no orphan.
 
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{run, today, Emulator};
+use keyrotor_e2e::{rotate_args, run, today, Emulator};
 use serde_json::Value;
 
 const TABLE: &str = "keyrotor-crash";
@@ -15,22 +15,8 @@ fn rotate(emu: &Emulator, account: &str, failpoint: Option<&str>) -> keyrotor_e2
     if let Some(fp) = failpoint {
         cmd.env("FAILPOINTS", format!("{fp}=panic"));
     }
-    run(
-        cmd,
-        &[
-            "rotate",
-            "--account",
-            account,
-            "--user",
-            "app",
-            "--as-of",
-            &today().to_rfc3339(),
-            "--mode",
-            "enforce",
-            "--output",
-            "json",
-        ],
-    )
+    let args = rotate_args(account, "app", today(), "enforce");
+    run(cmd, &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 async fn crash_then_recover(failpoint: &str) -> (Vec<String>, Value, String) {

@@ -16,24 +16,7 @@ fn rotate(
 ) -> Value {
     // The emulator's clock follows the evaluation time, as AWS's would.
     emu.set_clock(at);
-    let ran = run(
-        emu.keyrotor(TABLE),
-        &[
-            "rotate",
-            "--account",
-            account,
-            "--user",
-            user,
-            "--as-of",
-            &at.to_rfc3339(),
-            "--mode",
-            mode,
-            "--output",
-            "json",
-        ],
-    );
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    serde_json::from_str(&ran.stdout).unwrap()
+    emu.rotate(TABLE, account, user, at, mode).0
 }
 
 /// Day `d`, two hours in: the emulator's clock ticks on from each

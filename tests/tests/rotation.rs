@@ -105,24 +105,7 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
     let mut outputs = vec![ran.stdout.clone(), ran.stderr.clone()];
     let mut outcomes = BTreeMap::new();
     for user in plans.keys() {
-        let ran = run(
-            emu.keyrotor(TABLE),
-            &[
-                "rotate",
-                "--account",
-                &prod.id,
-                "--user",
-                user,
-                "--as-of",
-                &as_of(today()),
-                "--mode",
-                "enforce",
-                "--output",
-                "json",
-            ],
-        );
-        assert_eq!(ran.code, 0, "{user}: {}", ran.stderr);
-        let result: Value = serde_json::from_str(&ran.stdout).unwrap();
+        let (result, ran) = emu.rotate(TABLE, &prod.id, user, today(), "enforce");
         outcomes.insert(user.clone(), result);
         outputs.push(ran.stdout);
         outputs.push(ran.stderr);
@@ -257,24 +240,7 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
         v
     };
     for user in plans.keys() {
-        let ran = run(
-            emu.keyrotor(TABLE),
-            &[
-                "rotate",
-                "--account",
-                &prod.id,
-                "--user",
-                user,
-                "--as-of",
-                &as_of(today()),
-                "--mode",
-                "enforce",
-                "--output",
-                "json",
-            ],
-        );
-        assert_eq!(ran.code, 0, "{user}: {}", ran.stderr);
-        let result: Value = serde_json::from_str(&ran.stdout).unwrap();
+        let (result, ran) = emu.rotate(TABLE, &prod.id, user, today(), "enforce");
         assert!(result.get("new_key_id").is_none(), "{user}: {result}");
         assert!(
             result["performed"].as_array().unwrap().is_empty(),

@@ -5,7 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
 use super::{account_pk, user_sk, Intent, LedgerPort, Lock, StoreError, UserRecord};
@@ -33,6 +36,18 @@ impl DynamoLedger {
             client,
             table: table.into(),
         }
+    }
+
+    /// An update of `lock`'s item, conditioned on `condition` (which may use
+    /// `:me` and `:fence`).
+    fn fenced_update(&self, lock: &Lock, condition: &'static str) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&lock.account_id, &lock.user_name)))
+            .condition_expression(condition)
+            .expression_attribute_values(":me", s(&lock.owner))
+            .expression_attribute_values(":fence", n(lock.fence))
     }
 
     fn key(&self, account_id: &str, user_name: &str) -> HashMap<String, AttributeValue> {
@@ -204,6 +219,19 @@ fn condition_failed(err: &AwsError) -> bool {
     matches!(err, AwsError::ConditionFailed { .. })
 }
 
+/// A failed lock condition on renew, write or release means the lock is lost.
+fn lock_answer<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
+        Ok(_) => Ok(()),
+        Err(e) if condition_failed(&e) => Err(StoreError::LockLost),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[async_trait]
 impl LedgerPort for DynamoLedger {
     async fn acquire(
@@ -269,86 +297,39 @@ impl LedgerPort for DynamoLedger {
 
     async fn renew(&self, lock: &Lock) -> Result<(), StoreError> {
         let now = now_ms();
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(&lock.account_id, &lock.user_name)))
+        let update = self
+            .fenced_update(lock, LOCK_IS_OURS)
             .update_expression("SET lease_expires_at = :exp")
-            .condition_expression(LOCK_IS_OURS)
-            .expression_attribute_values(":me", s(&lock.owner))
-            .expression_attribute_values(":fence", n(lock.fence))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":exp", n(now + lock.lease.as_millis() as i64))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| {
-                if condition_failed(&e) {
-                    StoreError::LockLost
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+            .expression_attribute_values(":exp", n(now + lock.lease.as_millis() as i64));
+        lock_answer(update.send().await)
     }
 
     async fn write(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
         let (set, remove) = encode(record);
         let mut expr = String::from("SET ");
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(&lock.account_id, &lock.user_name)))
-            .condition_expression(LOCK_IS_OURS)
-            .expression_attribute_values(":me", s(&lock.owner))
-            .expression_attribute_values(":fence", n(lock.fence))
+        let mut update = self
+            .fenced_update(lock, LOCK_IS_OURS)
             .expression_attribute_values(":now", n(now_ms()));
         for (i, (name, value)) in set.into_iter().enumerate() {
             if i > 0 {
                 expr.push_str(", ");
             }
             expr.push_str(&format!("{name} = :v{i}"));
-            req = req.expression_attribute_values(format!(":v{i}"), value);
+            update = update.expression_attribute_values(format!(":v{i}"), value);
         }
         if !remove.is_empty() {
             expr.push_str(" REMOVE ");
             expr.push_str(&remove.join(", "));
         }
-        req.update_expression(expr)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| {
-                if condition_failed(&e) {
-                    StoreError::LockLost
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+        lock_answer(update.update_expression(expr).send().await)
     }
 
     async fn release(&self, lock: &Lock) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(&lock.account_id, &lock.user_name)))
-            .update_expression("REMOVE lock_owner, lease_expires_at")
-            .condition_expression(LOCK_IS_OURS_TO_RELEASE)
-            .expression_attribute_values(":me", s(&lock.owner))
-            .expression_attribute_values(":fence", n(lock.fence))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-            .map_err(|e| {
-                if condition_failed(&e) {
-                    StoreError::LockLost
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+        let update = self
+            .fenced_update(lock, LOCK_IS_OURS_TO_RELEASE)
+            .update_expression("REMOVE lock_owner, lease_expires_at");
+        lock_answer(update.send().await)
     }
 
     async fn read(
