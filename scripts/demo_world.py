@@ -28,9 +28,9 @@ def clock(t):
     urllib.request.urlopen(req).read()
 
 
-def member(account_id):
+def member(account_id, role="keyrotor-member"):
     c = boto3.client("sts", **KW).assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/keyrotor-member", RoleSessionName="demo")["Credentials"]
+        RoleArn=f"arn:aws:iam::{account_id}:role/{role}", RoleSessionName="demo")["Credentials"]
     return dict(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
                 aws_session_token=c["SessionToken"], **KW)
 
@@ -44,7 +44,12 @@ def seed(today):
     org.create_organization(FeatureSet="ALL")
     account = org.create_account(AccountName="demo-prod", Email="platform@example.com")[
         "CreateAccountStatus"]["AccountId"]
-    iam = boto3.client("iam", **member(account))
+    iam = boto3.client("iam", **member(account, "OrganizationAccountAccessRole"))
+    # What the member-role StackSet deploys in every account.
+    iam.create_role(RoleName="keyrotor-member", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                       "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}))
 
     def user(name, tags=()):
         iam.create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in tags])

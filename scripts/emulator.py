@@ -9,6 +9,12 @@ and adds one control endpoint beside moto's own API:
     GET  /_keyrotor/clock                      -> {"now": "<RFC 3339>"}
     POST /_keyrotor/clock  {"now": "<RFC 3339>"} moves the clock there
 
+AssumeRole is strict here (moto's own accepts any role, existing or not):
+a role must exist in the target account, except the
+OrganizationAccountAccessRole that Organizations creates in every account it
+creates. So "the member role is missing" can be tested as it happens in AWS,
+with an AccessDenied answer. `--lenient-assume-role` restores moto's way.
+
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
 once it answers, and exits when its parent process dies (unless --detach), on SIGTERM or SIGINT.
@@ -33,12 +39,40 @@ def parse_time(text):
     return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
+def make_assume_role_strict():
+    import re
+
+    from moto.iam.models import iam_backends
+    from moto.sts.exceptions import STSClientError
+    from moto.sts.models import STSBackend
+
+    lenient = STSBackend.assume_role
+    role_arn_re = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$")
+
+    def assume_role(self, *args, **kwargs):
+        role_arn = kwargs.get("role_arn") or args[2]
+        match = role_arn_re.match(role_arn)
+        if match and match.group(3) != "OrganizationAccountAccessRole":
+            partition, account, name = match.groups()
+            roles = iam_backends[account][partition].roles.values()
+            if not any(role.name == name for role in roles):
+                raise STSClientError(
+                    "AccessDenied",
+                    f"User is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                )
+        return lenient(self, *args, **kwargs)
+
+    STSBackend.assume_role = assume_role
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--start", help="initial clock time (RFC 3339); default: now")
     parser.add_argument("--ready-file", help="also write the ready JSON line to this file")
+    parser.add_argument("--lenient-assume-role", action="store_true",
+                        help="let AssumeRole succeed for roles that do not exist (moto's default)")
     parser.add_argument("--detach", action="store_true",
                         help="keep running after the parent exits (scripts/emulator-start)")
     args = parser.parse_args()
@@ -55,6 +89,8 @@ def main():
     )
     from werkzeug.serving import make_server
 
+    if not args.lenient_assume_role:
+        make_assume_role_strict()
     moto_app = DomainDispatcherApplication(create_backend_app)
     clock_lock = threading.Lock()
 

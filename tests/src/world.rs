@@ -29,9 +29,31 @@ impl<'e> Org<'e> {
         Org { emu, hub }
     }
 
-    /// Creates a member account and a session in it through its
-    /// `keyrotor-member` role.
+    /// Creates a member account with the `keyrotor-member` role (as the
+    /// StackSet would), and a session in it through that role.
     pub async fn account(&self, name: &str) -> Account<'e> {
+        let account = self.account_without_member_role(name).await;
+        account
+            .iam
+            .create_role()
+            .role_name("keyrotor-member")
+            .assume_role_policy_document(
+                serde_json::json!({
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                   "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("create the member role");
+        account
+    }
+
+    /// Creates a member account where the member role was never deployed
+    /// (the session uses `OrganizationAccountAccessRole`).
+    pub async fn account_without_member_role(&self, name: &str) -> Account<'e> {
         let status = aws_sdk_organizations::Client::new(&self.hub)
             .create_account()
             .account_name(name)
@@ -42,17 +64,28 @@ impl<'e> Org<'e> {
             .create_account_status
             .expect("status");
         let id = status.account_id.expect("account id");
+        let config = self.session(&id, "OrganizationAccountAccessRole").await;
+        Account {
+            emu: self.emu,
+            id,
+            iam: aws_sdk_iam::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            config,
+        }
+    }
+
+    /// A session in `account_id` through `role`.
+    pub async fn session(&self, account_id: &str, role: &str) -> SdkConfig {
         let creds = aws_sdk_sts::Client::new(&self.hub)
             .assume_role()
-            .role_arn(format!("arn:aws:iam::{id}:role/keyrotor-member"))
+            .role_arn(format!("arn:aws:iam::{account_id}:role/{role}"))
             .role_session_name("test-harness")
             .send()
             .await
-            .expect("assume member role")
+            .expect("assume role")
             .credentials
             .expect("credentials");
-        let config = self
-            .hub
+        self.hub
             .to_builder()
             .credentials_provider(
                 aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
@@ -63,14 +96,7 @@ impl<'e> Org<'e> {
                     "member",
                 )),
             )
-            .build();
-        Account {
-            emu: self.emu,
-            id,
-            iam: aws_sdk_iam::Client::new(&config),
-            secrets: aws_sdk_secretsmanager::Client::new(&config),
-            config,
-        }
+            .build()
     }
 }
 
