@@ -1,3 +1,6 @@
-//! The producer (issue #3): lists the Organization's accounts and their IAM
-//! users and enqueues one SQS message per (account, user). Not built yet;
-//! this crate only reserves its place in the workspace.
+//! The producer (DESIGN §3 step 2): lists the Organization's accounts, keeps
+//! the eligible ones, enumerates each account's IAM users with bounded
+//! concurrency and enqueues one SQS message per (account, user), recording
+//! the run's expected counts. It streams: users go out a page at a time.
+
+pub mod import;

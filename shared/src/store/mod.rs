@@ -2,6 +2,7 @@
 //! ledger. The port is [`LedgerPort`]; [`DynamoLedger`] is its adapter.
 
 mod dynamo;
+pub mod registry;
 mod table;
 
 use async_trait::async_trait;

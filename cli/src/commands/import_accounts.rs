@@ -1,0 +1,1 @@
+//! `keyrotor import-accounts FILE.csv`.

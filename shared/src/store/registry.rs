@@ -1,0 +1,1 @@
+//! The account registry (DESIGN §6: `ACCOUNT#<id>` / `META`).
