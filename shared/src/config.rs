@@ -646,6 +646,25 @@ impl Settings {
                 "a central KEYROTOR_SECRETS_ACCOUNT needs a customer managed KMS key: the default aws/secretsmanager key cannot be shared across accounts",
             ));
         }
+        if secrets_account.is_some() {
+            // One central namespace: without the account id, same-named users
+            // of two accounts would share one secret.
+            if !secret_name_template.contains("{account_id}") {
+                return Err(bad(
+                    "KEYROTOR_SECRET_NAME_TEMPLATE",
+                    "secret-name-template",
+                    "must contain {account_id} when KEYROTOR_SECRETS_ACCOUNT is set",
+                ));
+            }
+            // The users' inline policies must name the key for kms:Decrypt.
+            if !kms_key_id.as_deref().is_some_and(|k| valid_arn(k, "kms")) {
+                return Err(bad(
+                    "KEYROTOR_KMS_KEY_ID",
+                    "kms-key-id",
+                    "must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) when KEYROTOR_SECRETS_ACCOUNT is set",
+                ));
+            }
+        }
         let replica_regions = list(&a.replica_regions);
         if let Some(r) = replica_regions.iter().find(|r| !valid_region(r)) {
             return Err(bad(
@@ -810,6 +829,26 @@ mod tests {
                 "KEYROTOR_KMS_KEY_ID",
             ),
             (&["--replica-regions", "Mars"], "KEYROTOR_REPLICA_REGIONS"),
+            (
+                &[
+                    "--secrets-account",
+                    "111122223333",
+                    "--kms-key-id",
+                    "alias/keyrotor",
+                ],
+                "KEYROTOR_KMS_KEY_ID",
+            ),
+            (
+                &[
+                    "--secrets-account",
+                    "111122223333",
+                    "--kms-key-id",
+                    "arn:aws:kms:us-east-1:111122223333:key/k",
+                    "--secret-name-template",
+                    "keys/{user_name}",
+                ],
+                "KEYROTOR_SECRET_NAME_TEMPLATE",
+            ),
             (&["--exempt-paths", "svc/"], "KEYROTOR_EXEMPT_PATHS"),
             (&["--table", "x"], "KEYROTOR_TABLE"),
             (&["--role-name", "bad role"], "KEYROTOR_ROLE_NAME"),
@@ -840,7 +879,7 @@ mod tests {
             "--secrets-account",
             "777788889999",
             "--kms-key-id",
-            "alias/keyrotor",
+            "arn:aws:kms:eu-west-1:777788889999:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         ])
         .unwrap();
         assert_eq!(s.mode, Mode::Enforce);

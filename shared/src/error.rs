@@ -83,7 +83,7 @@ impl AwsError {
         matches!(
             self,
             AwsError::Throttled { .. } | AwsError::Transport { .. }
-        ) || matches!(self, AwsError::Service { code, .. } if code.contains("InternalError") || code.contains("ServiceUnavailable") || code == "ServiceFailure")
+        ) || matches!(self, AwsError::Service { code, .. } if code.starts_with("Internal") || code.contains("ServiceUnavailable") || code == "ServiceFailure")
     }
 
     /// Maps an SDK error of operation `op` to its meaning.

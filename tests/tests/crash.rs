@@ -62,6 +62,15 @@ async fn crash_then_recover(failpoint: &str) -> (Vec<String>, Value, String) {
         "the stored key is the one that exists"
     );
 
+    // The ledger holds no unfinished intent and records the new key.
+    let ledger =
+        keyrotor_shared::store::DynamoLedger::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE);
+    use keyrotor_shared::store::LedgerPort;
+    let record = ledger.read(&acct.id, "app").await.unwrap().unwrap();
+    assert!(record.intent.is_none(), "{record:?}");
+    assert_eq!(record.new_key_id.as_deref(), Some(new_id.as_str()));
+    assert_eq!(record.old_key_id.as_deref(), Some(old.id.as_str()));
+
     // And a further run changes nothing.
     let again = rotate(&emu, &acct.id, None);
     let again: Value = serde_json::from_str(&again.stdout).unwrap();

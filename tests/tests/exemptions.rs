@@ -130,9 +130,10 @@ async fn a_central_secrets_account_holds_the_secret_readable_by_the_member_user_
     run(emu.keyrotor(TABLE), &["init"]);
     member.user("app").await.used_key_aged(95).await;
 
+    let kms_arn = format!("arn:aws:kms:us-east-1:{}:key/keyrotor", vault.id);
     let env = [
         ("KEYROTOR_SECRETS_ACCOUNT", vault.id.as_str()),
-        ("KEYROTOR_KMS_KEY_ID", "alias/keyrotor"),
+        ("KEYROTOR_KMS_KEY_ID", kms_arn.as_str()),
     ];
     let r = rotate_with(&emu, &env, &member.id, "app", &[]);
     assert_eq!(r["outcome"], "rotated", "{r}");

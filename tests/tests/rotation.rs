@@ -239,6 +239,7 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
         }
         v
     };
+    let versions_before = secret_versions(&prod).await;
     for user in plans.keys() {
         let (result, ran) = emu.rotate(TABLE, &prod.id, user, today(), "enforce");
         assert!(result.get("new_key_id").is_none(), "{user}: {result}");
@@ -246,9 +247,21 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
             result["performed"].as_array().unwrap().is_empty(),
             "{user}: {result}"
         );
+        let expected = match user.as_str() {
+            "held" => "held",
+            "exempt" => "skipped",
+            // Its warning was sent on the first run: one per milestone.
+            _ => "noop",
+        };
+        assert_eq!(result["outcome"], expected, "{user}: {result}");
         outputs.push(ran.stdout);
         outputs.push(ran.stderr);
     }
+    assert_eq!(
+        versions_before,
+        secret_versions(&prod).await,
+        "second run wrote a secret"
+    );
     let mut after = Vec::new();
     for u in plans.keys() {
         after.push(status(&prod.keys(u).await));
@@ -267,6 +280,37 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
             "secret leaked into the table"
         );
     }
+}
+
+/// Every secret of the account with its version ids.
+async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String, Vec<String>)> {
+    let mut all = Vec::new();
+    for secret in acct
+        .secrets
+        .list_secrets()
+        .send()
+        .await
+        .unwrap()
+        .secret_list()
+    {
+        let arn = secret.arn().unwrap().to_string();
+        let mut ids: Vec<String> = acct
+            .secrets
+            .list_secret_version_ids()
+            .secret_id(&arn)
+            .send()
+            .await
+            .unwrap()
+            .versions()
+            .iter()
+            .filter_map(|v| v.version_id().map(str::to_string))
+            .collect();
+        ids.sort();
+        all.push((arn, ids));
+    }
+    all.sort();
+    assert!(!all.is_empty());
+    all
 }
 
 /// IAM returns policy documents URL-encoded.

@@ -83,8 +83,10 @@ impl SdkIam {
     }
 }
 
+/// An unreadable date reads as "now": the key then looks young, and young
+/// keys are left alone (the epoch would make it look decades old).
 fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_default()
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_else(Utc::now)
 }
 
 #[async_trait]
@@ -173,9 +175,11 @@ impl IamPort for SdkIam {
             });
             keys.push(KeyState {
                 key_id,
+                // Only an explicit Inactive counts: a key of unknown status
+                // is treated as active, and an active key is never deleted.
                 status: match meta.status {
-                    Some(StatusType::Active) => KeyStatus::Active,
-                    _ => KeyStatus::Inactive,
+                    Some(StatusType::Inactive) => KeyStatus::Inactive,
+                    _ => KeyStatus::Active,
                 },
                 created: to_chrono(&created),
                 last_used,
@@ -186,10 +190,18 @@ impl IamPort for SdkIam {
     }
 
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
+        // One attempt only: CreateAccessKey is not idempotent, and a retry
+        // after a lost answer would leave an orphan the intent cannot see.
+        // A failure leaves the intent for the next run's recovery.
         let out = self
             .client
             .create_access_key()
             .user_name(user_name)
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;

@@ -14,6 +14,8 @@ pub struct SecretInfo {
     pub arn: String,
     /// The version ids (keyrotor's are derived from the key id).
     pub version_ids: Vec<String>,
+    /// Whether the secret is scheduled for deletion (it refuses new values).
+    pub scheduled_for_deletion: bool,
 }
 
 /// What to store.
@@ -74,6 +76,7 @@ impl SecretsPort for SdkSecrets {
     async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, AwsError> {
         match self.client.describe_secret().secret_id(name).send().await {
             Ok(out) => Ok(Some(SecretInfo {
+                scheduled_for_deletion: out.deleted_date.is_some(),
                 arn: out.arn.unwrap_or_default(),
                 version_ids: out
                     .version_ids_to_stages

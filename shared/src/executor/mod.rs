@@ -116,6 +116,9 @@ pub enum ExecError {
     /// An AWS call failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The request cannot succeed as configured (no key was created).
+    #[error("{0}")]
+    Invalid(String),
     /// The state table failed.
     #[error("state store: {0}")]
     Store(StoreError),
@@ -194,20 +197,19 @@ impl Executor {
     pub async fn process(&self, req: &UserRequest) -> Result<UserResult, ExecError> {
         let ports = self.ports.ports(&req.account_id).await;
         let user = get_user(&*ports.iam, req).await?;
-        if let Some(reason) = exemption(&self.settings, &*ports.iam, &user).await? {
-            let keys = ports.iam.list_keys(&req.user_name).await?;
-            let evaluation = Evaluation {
-                exempt: true,
-                actions: Vec::new(),
-            };
-            return Ok(UserResult {
-                plan: plan_view(req, &keys, &evaluation),
-                outcome: Outcome::Skipped,
-                new_key_id: None,
-                secret_arn: None,
-                performed: Vec::new(),
-                reason: format!("exempt: {reason}"),
-            });
+        let exempt = exemption(&self.settings, &*ports.iam, &user).await?;
+        if let Some(reason) = &exempt {
+            // An exempt user is not locked, unless a rotation of theirs was
+            // interrupted before they became exempt: that still needs recovery.
+            let interrupted = self
+                .ledger
+                .read(&req.account_id, &req.user_name)
+                .await?
+                .is_some_and(|r| r.intent.is_some());
+            if !interrupted || req.mode == Mode::Audit {
+                let keys = ports.iam.list_keys(&req.user_name).await?;
+                return Ok(skipped(req, &keys, reason));
+            }
         }
 
         let (lock, record) = self
@@ -234,7 +236,13 @@ impl Executor {
             secret_arn: None,
             notes: Vec::new(),
         };
-        let result = self.run_locked(&mut run).await;
+        let result = match &exempt {
+            Some(reason) => run
+                .recover(&run.ports.iam.list_keys(&req.user_name).await?)
+                .await
+                .map(|keys| skipped(req, &keys, reason)),
+            None => self.run_locked(&mut run).await,
+        };
         heartbeat.stop().await;
         // Release even after a failure so the next delivery need not wait
         // out the lease; a lost lock is simply not ours to release.
@@ -289,7 +297,10 @@ impl Executor {
             .deactivated_at
             .retain(|k, _| ids.contains(&k.as_str()));
         changed |= before != run.record.history.deactivated_at.len();
-        if changed {
+        // An audit run evaluated in the future (a forecast) must not record
+        // warnings or first-seen dates that have not happened yet.
+        let forecast = req.mode == Mode::Audit && req.as_of > Utc::now();
+        if changed && !forecast {
             run.save().await?;
         }
 
@@ -330,6 +341,21 @@ async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::Us
         },
         other => other.into(),
     })
+}
+
+fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
+    let evaluation = Evaluation {
+        exempt: true,
+        actions: Vec::new(),
+    };
+    UserResult {
+        plan: plan_view(req, keys, &evaluation),
+        outcome: Outcome::Skipped,
+        new_key_id: None,
+        secret_arn: None,
+        performed: Vec::new(),
+        reason: format!("exempt: {reason}"),
+    }
 }
 
 fn plan_view(req: &UserRequest, keys: &[KeyState], evaluation: &Evaluation) -> UserPlan {

@@ -85,12 +85,28 @@ impl LockedRun<'_> {
                     self.record.rotated_at = Some(intent.at);
                     self.record.secret_arn = Some(info.arn.clone());
                     self.record.secret_version = Some(token);
+                    if self.settings.verify_new_key {
+                        // The verification may have run before the stop: its
+                        // STS use must not pass for adoption.
+                        self.record.history.verification = Some(Verification {
+                            key_id: key.key_id.clone(),
+                            at: verification_time(intent.at.max(self.req.as_of)),
+                        });
+                    }
                     self.new_key_id = Some(key.key_id.clone());
                     self.secret_arn = Some(info.arn.clone());
                     self.performed.push(Performed {
                         action: "rotate".into(),
                         key_id: self.record.old_key_id.clone().unwrap_or_default(),
                     });
+                }
+                // A key someone has signed with is not ours to delete: an
+                // orphan was never stored, so nobody can have used it.
+                _ if key.last_used.is_some() => {
+                    self.notes.push(format!(
+                        "key {} appeared during an interrupted rotation but has been used; left alone",
+                        key.key_id
+                    ));
                 }
                 _ => {
                     self.ensure_locked()?;
@@ -164,6 +180,21 @@ impl LockedRun<'_> {
     async fn rotate(&mut self, old: &KeyState, keys: &[KeyState]) -> Result<(), ExecError> {
         let user = self.req.user_name.clone();
         let as_of = self.req.as_of;
+        // Refuse early what would fail after the key exists.
+        let name = self.secret_name();
+        if !valid_secret_name(&name) {
+            return Err(ExecError::Invalid(format!(
+                "secret name `{name}` has characters Secrets Manager does not allow"
+            )));
+        }
+        if let Some(info) = self.ports.secrets.describe(&name).await? {
+            if info.scheduled_for_deletion {
+                return Err(ExecError::Invalid(format!(
+                    "secret `{name}` is scheduled for deletion: restore it (RestoreSecret) or let it go first"
+                )));
+            }
+        }
+
         // 1. intent
         self.record.intent = Some(Intent {
             at: as_of,
@@ -188,7 +219,7 @@ impl LockedRun<'_> {
             "Access key of IAM user {user} in account {}, rotated by keyrotor",
             self.req.account_id
         );
-        let name = self.secret_name();
+        self.ensure_locked()?;
         let stored = self
             .ports
             .secrets
@@ -205,28 +236,23 @@ impl LockedRun<'_> {
         drop(value);
         let stored = match stored {
             Ok(stored) => stored,
-            Err(err) => {
-                // An unstored key is unusable and holds the second slot.
-                tracing::error!(key_id = %new.key_id, error = %err, "could not store the new key; deleting it");
-                self.ports.iam.delete_key(&user, &new.key_id).await?;
-                self.record.intent = None;
-                self.save().await?;
-                return Err(ExecError::NotStored(err));
-            }
+            Err(err) => return self.undo_unstored(&name, &token, &new.key_id, err).await,
         };
         fail::fail_point!("after-store-secret");
+        self.ensure_locked()?;
         self.apply_access_policies(&stored.arn).await?;
 
         // 4. verify (its own use of the key is remembered so that it does not
         // count as the application adopting the key)
         if self.settings.verify_new_key {
+            self.ensure_locked()?;
             self.ports
                 .verifier
                 .verify(&new.key_id, &new.secret, &self.user.arn)
                 .await?;
             self.record.history.verification = Some(Verification {
                 key_id: new.key_id.clone(),
-                at: as_of,
+                at: verification_time(as_of),
             });
         }
         let new_key_id = new.key_id.clone();
@@ -252,6 +278,41 @@ impl LockedRun<'_> {
         Ok(())
     }
 
+    /// After a failed store: the key is deleted only when Secrets Manager
+    /// confirms the version is not there. A timeout may hide a write that
+    /// went through; then the intent stays, and the next run's recovery
+    /// decides with the facts.
+    async fn undo_unstored(
+        &mut self,
+        name: &str,
+        token: &str,
+        key_id: &str,
+        err: crate::error::AwsError,
+    ) -> Result<(), ExecError> {
+        match self.ports.secrets.describe(name).await {
+            Ok(Some(info)) if info.version_ids.iter().any(|v| v == token) => {
+                tracing::warn!(key_id, error = %err, "store reported a failure but the version exists; recovery will finish");
+                Err(ExecError::Aws(err))
+            }
+            Ok(_) => {
+                // An unstored key is unusable and holds the second slot.
+                tracing::error!(key_id, error = %err, "could not store the new key; deleting it");
+                self.ensure_locked()?;
+                self.ports
+                    .iam
+                    .delete_key(&self.req.user_name, key_id)
+                    .await?;
+                self.record.intent = None;
+                self.save().await?;
+                Err(ExecError::NotStored(err))
+            }
+            Err(describe_err) => {
+                tracing::error!(key_id, error = %err, describe_error = %describe_err, "store outcome unknown; leaving it to recovery");
+                Err(ExecError::Aws(err))
+            }
+        }
+    }
+
     /// The secret's resource policy (that user only) and the user's inline
     /// policy (that secret only). Idempotent.
     async fn apply_access_policies(&self, secret_arn: &str) -> Result<(), ExecError> {
@@ -269,4 +330,20 @@ impl LockedRun<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// When keyrotor's verification use of a key happened, as the adoption check
+/// compares it with IAM's LastUsed (which is real time): never earlier than
+/// the real clock, even when the evaluation time lies in the past.
+fn verification_time(as_of: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    as_of.max(Utc::now())
+}
+
+/// Secrets Manager names: ASCII letters, digits and `/_+=.@-`, 1–512 long.
+fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 512
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
 }
