@@ -294,6 +294,44 @@ fn simulate(s: &Scenario) -> Result<(), TestCaseError> {
         let in_use = world.keys.iter().any(|k| {
             k.status == KeyStatus::Active && k.last_used.as_ref().is_some_and(|u| u.at >= day_ago)
         });
+        // The key the application signs with is switched off only when the
+        // application has used the replacement, the adoption check is off,
+        // or the hold has run out.
+        let app_key = world
+            .keys
+            .iter()
+            .find(|k| {
+                k.status == KeyStatus::Active
+                    && k.last_used
+                        .as_ref()
+                        .is_some_and(|u| u.at >= day_ago && u.service.as_deref() == Some("s3"))
+            })
+            .cloned();
+        for a in eval.due_now(now) {
+            if let (ActionKind::Deactivate, Some(app)) = (a.kind, &app_key) {
+                if a.key_id == app.key_id {
+                    let other = world
+                        .keys
+                        .iter()
+                        .find(|k| k.key_id != app.key_id && k.status == KeyStatus::Active);
+                    if let Some(other) = other {
+                        let adopted = other
+                            .last_used
+                            .as_ref()
+                            .is_some_and(|u| u.service.as_deref() == Some("s3"));
+                        let due = (app.created + s.config.deactivate_after)
+                            .max(other.created + s.config.install_grace());
+                        prop_assert!(
+                            !s.config.adoption_check
+                                || adopted
+                                || now >= due + s.config.max_hold
+                                || force,
+                            "day {today}: the key in use was switched off before the hold ran out: {a:?}"
+                        );
+                    }
+                }
+            }
+        }
         for a in eval.due_now(now) {
             world.apply(s, a, now, today);
         }
