@@ -52,6 +52,8 @@ pub enum Command {
     Plan(commands::plan::PlanArgs),
     /// Perform one user's due steps now, through the worker's code path.
     Rotate(commands::rotate::RotateArgs),
+    /// Load accounts into the registry from a CSV file (account_id,email[,name]).
+    ImportAccounts(commands::import_accounts::ImportAccountsArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -80,5 +82,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Init(args) => commands::init::run(&cli, args).await,
         Command::Plan(args) => commands::plan::run(&cli, args).await,
         Command::Rotate(args) => commands::rotate::run(&cli, args).await,
+        Command::ImportAccounts(args) => commands::import_accounts::run(&cli, args).await,
     }
 }

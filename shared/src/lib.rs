@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod executor;
+pub mod message;
 pub mod policy;
 pub mod provision;
 pub mod store;

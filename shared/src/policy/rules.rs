@@ -205,7 +205,13 @@ impl Plan<'_> {
         // application relies on least goes first; `None < Some`, so a
         // never-used key counts as least recently used; ties keep the older.
         let both_due = self.now - newer.created >= c.rotate_after;
-        let last_use = |k: &KeyState| k.last_used.as_ref().map(|u| u.at);
+        // keyrotor's own verification is not a use by the application.
+        let last_use = |k: &KeyState| {
+            k.last_used
+                .as_ref()
+                .filter(|u| !self.is_verification(k, u))
+                .map(|u| u.at)
+        };
         let (cand, surv) = if both_due && last_use(newer) < last_use(older) {
             (newer, older)
         } else {
@@ -295,7 +301,8 @@ impl Plan<'_> {
     /// the survivor, so switching the candidate off would likely break it.
     fn unadopted(&self, cand: &KeyState, surv: &KeyState) -> Option<DateTime<Utc>> {
         let used = cand.last_used.as_ref()?.at;
-        if used <= surv.created {
+        // A use at the very moment the survivor appeared may be after it.
+        if used < surv.created {
             return None;
         }
         match &surv.last_used {

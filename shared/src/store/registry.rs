@@ -1,1 +1,274 @@
-//! The account registry (DESIGN §6: `ACCOUNT#<id>` / `META`).
+//! The account registry (DESIGN §6: `ACCOUNT#<id>` / `META`), the account
+//! source used when `KEYROTOR_ACCOUNT_SOURCE=table`, filled by
+//! `keyrotor import-accounts FILE.csv`.
+//!
+//! One item per account, in the state table beside the users' lock items:
+//! `pk = "ACCOUNT#<id>"`, `sk = "META"`, with `account_id`, `email`, `name`
+//! (absent when unknown), `enabled` (BOOL) and `updated_at` (RFC 3339, real
+//! clock). Writes are whole-item `PutRequest`s, so writing the same accounts
+//! again leaves the same items: import is idempotent. Writing never removes an
+//! account that is not in the batch; disable it with `enabled = false`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::Utc;
+
+use super::account_pk;
+use crate::config::AccountId;
+use crate::error::AwsError;
+
+/// The sort key of an account's registry item.
+pub const META_SK: &str = "META";
+
+/// BatchWriteItem's limit of requests per call.
+const BATCH_SIZE: usize = 25;
+/// Calls per chunk (the first plus retries of its unprocessed items) before giving up.
+const MAX_ATTEMPTS: u32 = 8;
+/// First pause before retrying unprocessed items; doubled at each retry.
+const BASE_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+const OP_WRITE: &str = "dynamodb:BatchWriteItem";
+const OP_SCAN: &str = "dynamodb:Scan";
+
+/// One account of the registry (item `pk = "ACCOUNT#<id>"`, `sk = "META"`,
+/// attributes `account_id`, `email`, `name` (optional), `enabled` (BOOL),
+/// `updated_at`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RegistryAccount {
+    /// The 12-digit account id.
+    pub account_id: AccountId,
+    /// The account owner's email address (digests are sent there).
+    pub email: String,
+    /// The account's display name, if known.
+    pub name: Option<String>,
+    /// Whether the producer rotates this account's users.
+    pub enabled: bool,
+}
+
+/// The registry in the state table.
+#[derive(Clone)]
+pub struct AccountRegistry {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl AccountRegistry {
+    /// The registry kept in `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        AccountRegistry {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Writes every account (creating or overwriting its item) with
+    /// `BatchWriteItem` in chunks of 25, retrying `UnprocessedItems` with
+    /// exponential backoff; a chunk still not fully written after a bounded
+    /// number of attempts is an error (the items written so far stay, and
+    /// writing again is safe). If an account appears more than once, the
+    /// last occurrence wins (DynamoDB refuses duplicate keys in one batch).
+    pub async fn put_all(&self, accounts: &[RegistryAccount]) -> Result<(), AwsError> {
+        let updated_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut last: HashMap<&AccountId, usize> = HashMap::new();
+        for (i, a) in accounts.iter().enumerate() {
+            last.insert(&a.account_id, i);
+        }
+        let requests: Vec<WriteRequest> = accounts
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| last.get(&a.account_id) == Some(i))
+            .map(|(_, a)| put_request(a, &updated_at))
+            .collect();
+        for chunk in requests.chunks(BATCH_SIZE) {
+            self.write_chunk(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), AwsError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(self.table.clone(), pending)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(OP_WRITE, e))?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if attempt >= MAX_ATTEMPTS {
+                return Err(AwsError::Throttled {
+                    op: OP_WRITE,
+                    message: format!(
+                        "{} registry items still unprocessed after {attempt} attempts",
+                        pending.len()
+                    ),
+                });
+            }
+            tracing::debug!(
+                unprocessed = pending.len(),
+                attempt,
+                "retrying unprocessed registry items"
+            );
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    /// Every registry account: a consistent `Scan` filtered on `sk = "META"`,
+    /// every page, sorted by account id. An item that does not decode (no
+    /// valid account id or no email) is an error naming its key, rather than
+    /// an account silently left out of rotation.
+    pub async fn list(&self) -> Result<Vec<RegistryAccount>, AwsError> {
+        let mut accounts = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("sk = :meta AND begins_with(pk, :account)")
+                .expression_attribute_values(":meta", AttributeValue::S(META_SK.into()))
+                .expression_attribute_values(":account", AttributeValue::S(account_pk("")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(OP_SCAN, e))?;
+            for item in out.items() {
+                accounts.push(decode(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        Ok(accounts)
+    }
+}
+
+/// The pause before retry number `attempt` (1-based): exponential, capped,
+/// with jitter so that concurrent writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let exp = BASE_BACKOFF.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let ceiling = exp.min(MAX_BACKOFF);
+    // Jitter in [ceiling/2, ceiling], from the clock's sub-second digits.
+    let frac = f64::from(Utc::now().timestamp_subsec_nanos() % 1000) / 1000.0;
+    ceiling.mul_f64(0.5 + frac / 2.0)
+}
+
+fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let mut item = HashMap::from([
+        (
+            "pk".to_string(),
+            s(&account_pk(account.account_id.as_str())),
+        ),
+        ("sk".to_string(), s(META_SK)),
+        ("account_id".to_string(), s(account.account_id.as_str())),
+        ("email".to_string(), s(&account.email)),
+        ("enabled".to_string(), AttributeValue::Bool(account.enabled)),
+        ("updated_at".to_string(), s(updated_at)),
+    ]);
+    if let Some(name) = &account.name {
+        item.insert("name".to_string(), s(name));
+    }
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("the item is set"),
+        )
+        .build()
+}
+
+fn decode(item: &HashMap<String, AttributeValue>) -> Result<RegistryAccount, AwsError> {
+    let get_s = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+    let pk = get_s("pk").map(String::as_str).unwrap_or("?");
+    let corrupt = |what: String| AwsError::Service {
+        op: OP_SCAN,
+        code: "InvalidRegistryItem".into(),
+        message: format!("registry item {pk}/{META_SK}: {what}"),
+    };
+    let raw_id = get_s("account_id")
+        .map(String::as_str)
+        .or_else(|| pk.strip_prefix(&account_pk("")))
+        .ok_or_else(|| corrupt("no account_id".into()))?;
+    let account_id: AccountId = raw_id.parse().map_err(corrupt)?;
+    let email = get_s("email")
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| corrupt("no email".into()))?
+        .clone();
+    let name = get_s("name").filter(|n| !n.is_empty()).cloned();
+    let enabled = match item.get("enabled") {
+        None => true,
+        Some(AttributeValue::Bool(b)) => *b,
+        Some(other) => return Err(corrupt(format!("enabled is not a boolean: {other:?}"))),
+    };
+    Ok(RegistryAccount {
+        account_id,
+        email,
+        name,
+        enabled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(id: &str, name: Option<&str>) -> RegistryAccount {
+        RegistryAccount {
+            account_id: id.parse().unwrap(),
+            email: "owner@example.com".into(),
+            name: name.map(str::to_string),
+            enabled: false,
+        }
+    }
+
+    #[test]
+    fn an_item_round_trips() {
+        for a in [
+            account("111122223333", Some("prod")),
+            account("111122223334", None),
+        ] {
+            let req = put_request(&a, "2026-06-01T00:00:00.000Z");
+            let item = req.put_request().unwrap().item();
+            assert_eq!(
+                item["pk"].as_s().unwrap(),
+                &account_pk(a.account_id.as_str())
+            );
+            assert_eq!(item["sk"].as_s().unwrap(), META_SK);
+            assert_eq!(decode(item).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_item_is_an_error_naming_it() {
+        let item = HashMap::from([
+            ("pk".to_string(), AttributeValue::S("ACCOUNT#12".into())),
+            ("email".to_string(), AttributeValue::S("a@b.c".into())),
+        ]);
+        let err = decode(&item).unwrap_err().to_string();
+        assert!(err.contains("ACCOUNT#12"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= BASE_BACKOFF);
+        assert!(backoff(4) >= BASE_BACKOFF * 4);
+        assert!(backoff(30) <= MAX_BACKOFF);
+    }
+}

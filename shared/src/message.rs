@@ -1,0 +1,164 @@
+//! Message v1 (DESIGN §7): the SQS body for one (account, user) of a run.
+//! Unknown fields are ignored, so fields can be added compatibly; a body that
+//! does not decode is an error of that message only.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+/// The version this code writes and reads.
+pub const MESSAGE_VERSION: u8 = 1;
+
+/// One unit of work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkMessage {
+    /// Always 1.
+    pub v: u8,
+    /// The run this message belongs to.
+    pub run_id: String,
+    /// The member account.
+    pub account_id: String,
+    /// The account's name.
+    pub account_name: String,
+    /// The account owner's email (the Organizations account email, or the
+    /// registry's), if known.
+    pub owner_email: Option<String>,
+    /// The IAM user.
+    pub user_name: String,
+    /// The run's evaluation time.
+    pub as_of: DateTime<Utc>,
+    /// Audit or enforce.
+    pub mode: Mode,
+    /// Rotate now whatever the age.
+    pub force: bool,
+    /// The producer saw the user in the exemption group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exempt: bool,
+    /// The shard of the account's message group, when sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+}
+
+/// Why a body is not a usable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON, or a required field is missing or of the wrong type.
+    #[error("not a keyrotor message v1: {0}")]
+    Malformed(String),
+    /// A version this code does not read.
+    #[error("unsupported message version {0} (this worker reads version 1)")]
+    Version(u64),
+}
+
+impl WorkMessage {
+    /// Decodes an SQS body.
+    pub fn decode(body: &str) -> Result<WorkMessage, MessageError> {
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        match value.get("v").and_then(|v| v.as_u64()) {
+            Some(1) => {}
+            Some(other) => return Err(MessageError::Version(other)),
+            None => return Err(MessageError::Malformed("missing field `v`".into())),
+        }
+        serde_json::from_value(value).map_err(|e| MessageError::Malformed(e.to_string()))
+    }
+
+    /// The SQS body.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+
+    /// The FIFO deduplication id: one message per (run, account, user).
+    /// At most 25 + 1 + 12 + 1 + 64 characters, within SQS's 128.
+    pub fn deduplication_id(&self) -> String {
+        format!("{}:{}:{}", self.run_id, self.account_id, self.user_name)
+    }
+
+    /// The FIFO message group: the account (or `account#shard`), which
+    /// bounds the work in flight per account across the whole fleet.
+    pub fn group_id(&self) -> String {
+        match self.shard {
+            Some(shard) => format!("{}#{shard}", self.account_id),
+            None => self.account_id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> WorkMessage {
+        WorkMessage {
+            v: 1,
+            run_id: "20260601T000000Z-0a1b2c3d".into(),
+            account_id: "111122223333".into(),
+            account_name: "prod".into(),
+            owner_email: Some("owner@example.com".into()),
+            user_name: "ci".into(),
+            as_of: "2026-06-01T00:00:00Z".parse().unwrap(),
+            mode: Mode::Audit,
+            force: false,
+            exempt: false,
+            shard: None,
+        }
+    }
+
+    #[test]
+    fn a_message_round_trips_and_has_the_v1_fields() {
+        let m = sample();
+        let body = m.encode();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for field in [
+            "v",
+            "run_id",
+            "account_id",
+            "account_name",
+            "owner_email",
+            "user_name",
+            "as_of",
+            "mode",
+            "force",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing from {body}");
+        }
+        assert_eq!(json["mode"], "audit");
+        assert!(
+            json.get("exempt").is_none(),
+            "optional fields are left out when unset"
+        );
+        assert_eq!(WorkMessage::decode(&body).unwrap(), m);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_bad_bodies_are_errors() {
+        let mut json: serde_json::Value = serde_json::from_str(&sample().encode()).unwrap();
+        json["future_field"] = serde_json::json!({"x": 1});
+        assert!(WorkMessage::decode(&json.to_string()).is_ok());
+        assert!(matches!(
+            WorkMessage::decode("not json"),
+            Err(MessageError::Malformed(_))
+        ));
+        json.as_object_mut().unwrap().remove("user_name");
+        assert!(matches!(
+            WorkMessage::decode(&json.to_string()),
+            Err(MessageError::Malformed(_))
+        ));
+        json["v"] = 2.into();
+        assert_eq!(
+            WorkMessage::decode(&json.to_string()),
+            Err(MessageError::Version(2))
+        );
+    }
+
+    #[test]
+    fn ids_fit_sqs_limits() {
+        let mut m = sample();
+        m.user_name = "u".repeat(64);
+        assert!(m.deduplication_id().len() <= 128);
+        assert_eq!(m.group_id(), "111122223333");
+        m.shard = Some(3);
+        assert_eq!(m.group_id(), "111122223333#3");
+    }
+}
