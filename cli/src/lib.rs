@@ -48,6 +48,8 @@ pub enum Output {
 pub enum Command {
     /// Create the table, queue, dead-letter queue and topic where missing.
     Init(commands::init::InitArgs),
+    /// Enqueue one message per (account, user) of the Organization: a run.
+    Produce(commands::produce::ProduceArgs),
     /// Show what is due for an account's users (changes nothing).
     Plan(commands::plan::PlanArgs),
     /// Perform one user's due steps now, through the worker's code path.
@@ -81,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Init(args) => commands::init::run(&cli, args).await,
         Command::Plan(args) => commands::plan::run(&cli, args).await,
+        Command::Produce(args) => commands::produce::run(&cli, args).await,
         Command::Rotate(args) => commands::rotate::run(&cli, args).await,
         Command::ImportAccounts(args) => commands::import_accounts::run(&cli, args).await,
     }

@@ -3,4 +3,13 @@
 //! concurrency and enqueues one SQS message per (account, user), recording
 //! the run's expected counts. It streams: users go out a page at a time.
 
+pub mod enqueue;
 pub mod import;
+pub mod inventory;
+pub mod lambda;
+pub mod run;
+pub mod users;
+
+pub use run::{
+    AccountFailure, AccountOutcome, ProduceError, ProduceRequest, ProduceSummary, Producer,
+};

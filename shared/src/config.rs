@@ -164,6 +164,22 @@ pub struct SettingsArgs {
         global = true
     )]
     pub verify_new_key: String,
+    /// Accounts the producer enumerates at once.
+    #[arg(
+        long,
+        env = "KEYROTOR_ACCOUNT_CONCURRENCY",
+        default_value = "8",
+        global = true
+    )]
+    pub account_concurrency: String,
+    /// FIFO message groups per account (K): more lets K users of one account be worked at once.
+    #[arg(
+        long,
+        env = "KEYROTOR_SHARDS_PER_ACCOUNT",
+        default_value = "1",
+        global = true
+    )]
+    pub shards_per_account: String,
     /// Seconds a user lock is leased for before another worker may take it.
     #[arg(
         long,
@@ -330,6 +346,10 @@ pub struct Settings {
     pub verify_new_key: bool,
     /// User lock lease.
     pub lock_lease: std::time::Duration,
+    /// Accounts enumerated at once by the producer.
+    pub account_concurrency: usize,
+    /// FIFO message groups per account.
+    pub shards_per_account: u32,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -693,7 +713,22 @@ impl Settings {
             ));
         }
 
+        let account_concurrency = bounded(
+            "KEYROTOR_ACCOUNT_CONCURRENCY",
+            "account-concurrency",
+            &a.account_concurrency,
+            1..=256,
+        )? as usize;
+        let shards_per_account = bounded(
+            "KEYROTOR_SHARDS_PER_ACCOUNT",
+            "shards-per-account",
+            &a.shards_per_account,
+            1..=100,
+        )? as u32;
+
         Ok(Settings {
+            account_concurrency,
+            shards_per_account,
             queue_url,
             table,
             topic_arn,
@@ -724,6 +759,30 @@ impl Settings {
             .replace("{account_id}", account_id)
             .replace("{user_name}", user_name)
     }
+}
+
+fn bounded(
+    env: &'static str,
+    flag: &'static str,
+    raw: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| bad(env, flag, format!("expected a whole number, got `{raw}`")))?;
+    if !range.contains(&value) {
+        return Err(bad(
+            env,
+            flag,
+            format!(
+                "must be between {} and {}, got {value}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn accounts_excluded(raw: &Option<String>) -> Result<Vec<AccountId>, ConfigError> {
@@ -854,6 +913,14 @@ mod tests {
             (&["--role-name", "bad role"], "KEYROTOR_ROLE_NAME"),
             (&["--adoption-check", "maybe"], "KEYROTOR_ADOPTION_CHECK"),
             (&["--lock-lease-secs", "1"], "KEYROTOR_LOCK_LEASE_SECS"),
+            (
+                &["--account-concurrency", "0"],
+                "KEYROTOR_ACCOUNT_CONCURRENCY",
+            ),
+            (
+                &["--shards-per-account", "many"],
+                "KEYROTOR_SHARDS_PER_ACCOUNT",
+            ),
         ];
         for (args, env) in cases {
             let e = parse(args).expect_err(&format!("{args:?} should fail"));

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod message;
 pub mod policy;

@@ -242,3 +242,49 @@ impl Emulator {
         (value, ran)
     }
 }
+
+/// Every message body on `queue_url`, received and deleted until the queue
+/// is empty (FIFO groups hold back their next message until one is deleted).
+pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut bodies = Vec::new();
+    let mut empty_polls = 0;
+    while empty_polls < 2 {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        for m in messages {
+            bodies.push(m.body.unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    bodies
+}
+
+/// `keyrotor init --prefix PREFIX` and the queue URL it made.
+pub fn init_queue(emu: &Emulator, table: &str, prefix: &str) -> String {
+    let ran = run(
+        emu.keyrotor(table),
+        &["init", "--prefix", prefix, "--output", "json"],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let made: serde_json::Value = serde_json::from_str(&ran.stdout).expect("init json");
+    made["queue_url"].as_str().expect("queue_url").to_string()
+}

@@ -254,3 +254,90 @@ impl User<'_, '_> {
 pub fn days(n: i64) -> Duration {
     Duration::days(n)
 }
+
+impl Org<'_> {
+    /// The organisation's root id.
+    pub async fn root(&self) -> String {
+        aws_sdk_organizations::Client::new(&self.hub)
+            .list_roots()
+            .send()
+            .await
+            .expect("list roots")
+            .roots()[0]
+            .id()
+            .expect("root id")
+            .to_string()
+    }
+
+    /// Creates an OU under `parent`.
+    pub async fn ou(&self, parent: &str, name: &str) -> String {
+        aws_sdk_organizations::Client::new(&self.hub)
+            .create_organizational_unit()
+            .parent_id(parent)
+            .name(name)
+            .send()
+            .await
+            .expect("create OU")
+            .organizational_unit
+            .and_then(|ou| ou.id)
+            .expect("OU id")
+    }
+
+    /// Moves an account from the root into `ou`.
+    pub async fn move_to(&self, account_id: &str, ou: &str) {
+        let root = self.root().await;
+        aws_sdk_organizations::Client::new(&self.hub)
+            .move_account()
+            .account_id(account_id)
+            .source_parent_id(root)
+            .destination_parent_id(ou)
+            .send()
+            .await
+            .expect("move account");
+    }
+
+    /// Closes an account (Organizations reports it SUSPENDED).
+    pub async fn close(&self, account_id: &str) {
+        aws_sdk_organizations::Client::new(&self.hub)
+            .close_account()
+            .account_id(account_id)
+            .send()
+            .await
+            .expect("close account");
+    }
+
+    /// Tags an account in Organizations.
+    pub async fn tag_account(&self, account_id: &str, key: &str, value: &str) {
+        aws_sdk_organizations::Client::new(&self.hub)
+            .tag_resource()
+            .resource_id(account_id)
+            .tags(
+                aws_sdk_organizations::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("tag account");
+    }
+}
+
+impl Account<'_> {
+    /// Creates `n` users named `{prefix}{i}` (no keys).
+    pub async fn users(&self, prefix: &str, n: usize) -> Vec<String> {
+        let mut names = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("{prefix}{i:04}");
+            self.iam
+                .create_user()
+                .user_name(&name)
+                .send()
+                .await
+                .expect("create user");
+            names.push(name);
+        }
+        names
+    }
+}

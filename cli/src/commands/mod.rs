@@ -4,6 +4,7 @@
 pub mod import_accounts;
 pub mod init;
 pub mod plan;
+pub mod produce;
 pub mod rotate;
 
 use std::sync::Arc;

@@ -1,1 +1,29 @@
-fn main() {}
+//! The producer Lambda function: EventBridge Scheduler invokes it with a
+//! [`keyrotor_producer::lambda::ScheduleEvent`]; it enqueues the run and
+//! returns the summary.
+
+use std::sync::Arc;
+
+use keyrotor_producer::lambda::ScheduleEvent;
+use keyrotor_producer::{ProduceSummary, Producer};
+use keyrotor_shared::aws::AwsContext;
+use keyrotor_shared::config::Settings;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    keyrotor_shared::telemetry::init();
+    // A bad setting fails the cold start, naming the setting.
+    let settings = Arc::new(Settings::from_env()?);
+    let aws = AwsContext::load(&settings.role_name).await;
+    let producer = Arc::new(Producer::new(settings.clone(), aws)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ScheduleEvent>| {
+        let (producer, settings) = (producer.clone(), settings.clone());
+        async move {
+            let req = event.payload.request(&settings)?;
+            let summary: ProduceSummary = producer.produce(&req, &|_, _| {}).await?;
+            Ok::<_, Error>(summary)
+        }
+    }))
+    .await
+}

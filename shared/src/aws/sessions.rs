@@ -6,8 +6,12 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
+
+use crate::error::AwsError;
 
 /// The hub's SDK configuration plus a cache of member-account sessions.
 ///
@@ -71,6 +75,31 @@ impl AwsContext {
             account_id,
             self.role_name
         )
+    }
+
+    /// Like [`AwsContext::for_account`], but assumes the role at once, so
+    /// that a missing role or a refused trust is reported for the account
+    /// (as `AccessDenied`) before any work starts.
+    pub async fn checked_for_account(&self, account_id: &str) -> Result<SdkConfig, AwsError> {
+        let config = self.for_account(account_id).await;
+        let provider = config
+            .credentials_provider()
+            .expect("for_account sets a credentials provider");
+        if let Err(e) = provider.provide_credentials().await {
+            let message = DisplayErrorContext(&e).to_string();
+            let op = "sts:AssumeRole";
+            return Err(if message.contains("AccessDenied") {
+                AwsError::AccessDenied {
+                    op,
+                    message: format!("cannot assume {}: {message}", self.role_arn(account_id)),
+                }
+            } else if message.contains("Throttl") {
+                AwsError::Throttled { op, message }
+            } else {
+                AwsError::Transport { op, message }
+            });
+        }
+        Ok(config)
     }
 
     /// A configuration whose credentials are the member role's in `account_id`.

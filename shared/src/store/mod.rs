@@ -3,6 +3,7 @@
 
 mod dynamo;
 pub mod registry;
+pub mod runs;
 mod table;
 
 use async_trait::async_trait;

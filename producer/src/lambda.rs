@@ -1,0 +1,129 @@
+//! The producer Lambda's event: the JSON input an EventBridge Scheduler
+//! schedule is given, with optional overrides of the configured run.
+//!
+//! ```json
+//! {"mode": "enforce", "as_of": "2026-06-01", "accounts": ["111122223333"],
+//!  "force_user": ["111122223333:ci"], "run_id": "..."}
+//! ```
+//! Every field is optional; `{}` runs with the function's settings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use keyrotor_shared::config::{AccountId, Mode, Settings};
+use serde::Deserialize;
+
+use crate::ProduceRequest;
+
+/// The schedule's input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEvent {
+    /// `audit` or `enforce` (default: `KEYROTOR_MODE`).
+    pub mode: Option<String>,
+    /// RFC 3339 time or `YYYY-MM-DD` (default: now).
+    pub as_of: Option<String>,
+    /// Only these accounts (default: `KEYROTOR_ACCOUNTS`).
+    pub accounts: Option<Vec<String>>,
+    /// `ACCOUNT:USER` pairs to rotate now.
+    #[serde(default)]
+    pub force_user: Vec<String>,
+    /// Reuse a run id.
+    pub run_id: Option<String>,
+}
+
+/// Parses an `ACCOUNT:USER` pair.
+pub fn parse_force_user(s: &str) -> Result<(String, String), String> {
+    let (account, user) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not ACCOUNT:USER"))?;
+    let account: AccountId = account.parse()?;
+    if user.is_empty() {
+        return Err(format!("`{s}` has no user name"));
+    }
+    Ok((account.to_string(), user.to_string()))
+}
+
+/// Parses an `as_of` value: RFC 3339 or a date (midnight UTC).
+pub fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor a YYYY-MM-DD date"))
+}
+
+impl ScheduleEvent {
+    /// The run this event asks for, given the function's settings.
+    pub fn request(&self, settings: &Settings) -> Result<ProduceRequest, String> {
+        let mode = match &self.mode {
+            Some(m) => m.parse::<Mode>()?,
+            None => settings.mode,
+        };
+        let as_of = match &self.as_of {
+            Some(t) => parse_as_of(t)?,
+            None => Utc::now(),
+        };
+        let accounts = match &self.accounts {
+            Some(list) => Some(
+                list.iter()
+                    .map(|a| a.parse::<AccountId>())
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let force_users = self
+            .force_user
+            .iter()
+            .map(|s| parse_force_user(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ProduceRequest {
+            run_id: self.run_id.clone(),
+            as_of,
+            mode,
+            accounts,
+            force_users,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        s: keyrotor_shared::config::SettingsArgs,
+    }
+
+    fn settings() -> Settings {
+        Settings::from_args(&Cli::parse_from(["x"]).s).unwrap()
+    }
+
+    #[test]
+    fn an_empty_event_runs_with_the_settings() {
+        let req: ScheduleEvent = serde_json::from_str("{}").unwrap();
+        let req = req.request(&settings()).unwrap();
+        assert_eq!(req.mode, Mode::Audit);
+        assert!(req.accounts.is_none());
+        assert!(req.force_users.is_empty());
+    }
+
+    #[test]
+    fn overrides_are_applied_and_bad_ones_rejected() {
+        let event: ScheduleEvent = serde_json::from_value(serde_json::json!({
+            "mode": "enforce", "as_of": "2026-06-01", "accounts": ["111122223333"],
+            "force_user": ["111122223333:ci"]
+        }))
+        .unwrap();
+        let req = event.request(&settings()).unwrap();
+        assert_eq!(req.mode, Mode::Enforce);
+        assert_eq!(req.as_of.to_rfc3339(), "2026-06-01T00:00:00+00:00");
+        assert_eq!(req.force_users, vec![("111122223333".into(), "ci".into())]);
+        let bad: ScheduleEvent =
+            serde_json::from_value(serde_json::json!({"force_user": ["ci"]})).unwrap();
+        assert!(bad.request(&settings()).is_err());
+        assert!(serde_json::from_str::<ScheduleEvent>(r#"{"moed": "enforce"}"#).is_err());
+    }
+}

@@ -1,0 +1,388 @@
+//! One producer run: accounts in scope, each enumerated concurrently (a
+//! bounded number at a time), its users enqueued a page at a time, the run
+//! record kept up to date, failures recorded and published — never fatal to
+//! the run.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use keyrotor_shared::aws::AwsContext;
+use keyrotor_shared::config::{AccountId, AccountSource, ConfigError, Mode, Settings};
+use keyrotor_shared::error::AwsError;
+use keyrotor_shared::events::{EventSink, ResultEvent, SnsEvents};
+use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
+use keyrotor_shared::store::registry::AccountRegistry;
+use keyrotor_shared::store::runs::RunStore;
+use serde::Serialize;
+
+use crate::enqueue::{Enqueuer, BATCH};
+use crate::inventory::{
+    excluded_by_tag, AccountInfo, AccountInventory, OrgInventory, RegistryInventory,
+};
+use crate::users;
+
+/// What to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceRequest {
+    /// Reuse a run id (producing the same run again enqueues nothing new
+    /// within SQS's 5-minute deduplication window, and the workers'
+    /// result items make later duplicates no-ops).
+    pub run_id: Option<String>,
+    /// The run's evaluation time.
+    pub as_of: DateTime<Utc>,
+    /// Audit or enforce.
+    pub mode: Mode,
+    /// Replaces `KEYROTOR_ACCOUNTS` for this run.
+    pub accounts: Option<Vec<AccountId>>,
+    /// Users to rotate now whatever their age: (account id, user name).
+    pub force_users: Vec<(String, String)>,
+}
+
+/// An account that could not be enumerated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountFailure {
+    /// The account.
+    pub account_id: String,
+    /// Why (AWS's error; no secrets).
+    pub error: String,
+}
+
+/// The result of a run (`keyrotor produce --output json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProduceSummary {
+    /// The run id.
+    pub run_id: String,
+    /// Accounts whose users were enqueued.
+    pub accounts: usize,
+    /// Users found in them.
+    pub users: usize,
+    /// Messages sent.
+    pub enqueued: usize,
+    /// Accounts that failed (ids).
+    pub failed_accounts: Vec<String>,
+    /// Why each failed.
+    pub failures: Vec<AccountFailure>,
+    /// Accounts left out: not ACTIVE, out of scope, excluded or tagged `keyrotor:exclude`.
+    pub skipped_accounts: usize,
+}
+
+/// What happened to one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountOutcome {
+    /// Its users were enqueued.
+    Enqueued {
+        /// Account id.
+        account_id: String,
+        /// Users enqueued.
+        users: usize,
+    },
+    /// Left out, and why.
+    Skipped {
+        /// Account id.
+        account_id: String,
+        /// Why.
+        why: String,
+    },
+    /// Could not be enumerated.
+    Failed(AccountFailure),
+}
+
+/// Why a whole run failed (account-level failures never fail the run).
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The account source could not be listed.
+    #[error("listing accounts: {0}")]
+    Inventory(AwsError),
+    /// The run record could not be written.
+    #[error("writing the run record: {0}")]
+    Runs(AwsError),
+}
+
+/// The producer.
+pub struct Producer {
+    settings: Arc<Settings>,
+    aws: AwsContext,
+    inventory: Box<dyn AccountInventory>,
+    organizations: Option<aws_sdk_organizations::Client>,
+    runs: RunStore,
+    enqueuer: Enqueuer,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+impl Producer {
+    /// A producer for the settings: `KEYROTOR_QUEUE_URL` is required.
+    pub fn new(settings: Arc<Settings>, aws: AwsContext) -> Result<Producer, ConfigError> {
+        let queue_url = settings.queue_url.clone().ok_or_else(|| ConfigError {
+            env: "KEYROTOR_QUEUE_URL",
+            flag: "queue-url",
+            message: "is required to produce (the work queue; `keyrotor init` prints it)".into(),
+        })?;
+        let base = aws.base();
+        let ddb = aws_sdk_dynamodb::Client::new(base);
+        let organizations = aws_sdk_organizations::Client::new(base);
+        let (inventory, organizations): (Box<dyn AccountInventory>, _) =
+            match settings.account_source {
+                AccountSource::Organizations => (
+                    Box::new(OrgInventory::new(
+                        organizations.clone(),
+                        settings.ous.clone(),
+                    )),
+                    Some(organizations),
+                ),
+                AccountSource::Table => (
+                    Box::new(RegistryInventory::new(AccountRegistry::new(
+                        ddb.clone(),
+                        settings.table.clone(),
+                    ))),
+                    None,
+                ),
+            };
+        let events = settings.topic_arn.as_ref().map(|arn| {
+            Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(base), arn.clone()))
+                as Arc<dyn EventSink>
+        });
+        Ok(Producer {
+            runs: RunStore::new(ddb, settings.table.clone()),
+            enqueuer: Enqueuer::new(aws_sdk_sqs::Client::new(base), queue_url),
+            aws,
+            settings,
+            inventory,
+            organizations,
+            events,
+        })
+    }
+
+    /// Runs the producer; `on_account` is told as each account finishes.
+    pub async fn produce(
+        &self,
+        req: &ProduceRequest,
+        on_account: &(dyn Fn(&AccountOutcome, usize) + Send + Sync),
+    ) -> Result<ProduceSummary, ProduceError> {
+        let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
+        self.runs
+            .start(&run_id, req.as_of, req.mode)
+            .await
+            .map_err(ProduceError::Runs)?;
+        let accounts = self
+            .inventory
+            .accounts()
+            .await
+            .map_err(ProduceError::Inventory)?;
+        let total = accounts.len();
+        tracing::info!(run_id = %run_id, accounts = total, "producing");
+
+        let outcomes: Vec<AccountOutcome> = futures::stream::iter(accounts)
+            .map(|account| self.account(&run_id, req, account))
+            .buffer_unordered(self.settings.account_concurrency)
+            .inspect(|outcome| on_account(outcome, total))
+            .collect()
+            .await;
+
+        let mut summary = ProduceSummary {
+            run_id: run_id.clone(),
+            accounts: 0,
+            users: 0,
+            enqueued: 0,
+            failed_accounts: Vec::new(),
+            failures: Vec::new(),
+            skipped_accounts: 0,
+        };
+        for outcome in outcomes {
+            match outcome {
+                AccountOutcome::Enqueued { users, .. } => {
+                    summary.accounts += 1;
+                    summary.users += users;
+                    summary.enqueued += users;
+                }
+                AccountOutcome::Skipped { .. } => summary.skipped_accounts += 1,
+                AccountOutcome::Failed(f) => {
+                    summary.failed_accounts.push(f.account_id.clone());
+                    summary.failures.push(f);
+                }
+            }
+        }
+        summary.failed_accounts.sort();
+        summary
+            .failures
+            .sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        self.runs
+            .finish_enqueue(&run_id, summary.accounts as i64, summary.enqueued as i64)
+            .await
+            .map_err(ProduceError::Runs)?;
+        tracing::info!(run_id = %run_id, accounts = summary.accounts, enqueued = summary.enqueued,
+            failed = summary.failed_accounts.len(), "run enqueued");
+        Ok(summary)
+    }
+
+    /// Why an account is out of scope, if it is.
+    fn out_of_scope(&self, req: &ProduceRequest, account: &AccountInfo) -> Option<String> {
+        if !account.active {
+            return Some("not ACTIVE".into());
+        }
+        let include = req.accounts.as_ref().unwrap_or(&self.settings.accounts);
+        if !include.is_empty() && !include.iter().any(|a| a.as_str() == account.id) {
+            return Some("not in KEYROTOR_ACCOUNTS".into());
+        }
+        if self
+            .settings
+            .exclude_accounts
+            .iter()
+            .any(|a| a.as_str() == account.id)
+        {
+            return Some("in KEYROTOR_EXCLUDE_ACCOUNTS".into());
+        }
+        None
+    }
+
+    async fn account(
+        &self,
+        run_id: &str,
+        req: &ProduceRequest,
+        account: AccountInfo,
+    ) -> AccountOutcome {
+        if let Some(why) = self.out_of_scope(req, &account) {
+            return AccountOutcome::Skipped {
+                account_id: account.id,
+                why,
+            };
+        }
+        match self.enqueue_account(run_id, req, &account).await {
+            Ok(Some(users)) => AccountOutcome::Enqueued {
+                account_id: account.id,
+                users,
+            },
+            Ok(None) => AccountOutcome::Skipped {
+                account_id: account.id,
+                why: format!("tagged {} = true", crate::inventory::EXCLUDE_TAG),
+            },
+            Err(error) => {
+                let failure = AccountFailure {
+                    account_id: account.id.clone(),
+                    error: error.to_string(),
+                };
+                tracing::error!(account_id = %account.id, error = %error, "account failed; the run goes on");
+                if let Err(e) = self
+                    .runs
+                    .account_failed(run_id, &account.id, &account.name, &failure.error)
+                    .await
+                {
+                    tracing::error!(account_id = %account.id, error = %e, "could not record the account's failure");
+                }
+                if let Some(events) = &self.events {
+                    let event = ResultEvent::account_failed(
+                        run_id,
+                        &account.id,
+                        req.mode,
+                        req.as_of,
+                        failure.error.clone(),
+                    );
+                    if let Err(e) = events.publish_result(&event).await {
+                        tracing::error!(account_id = %account.id, error = %e, "could not publish the account's failure");
+                    }
+                }
+                AccountOutcome::Failed(failure)
+            }
+        }
+    }
+
+    /// Enqueues one account's users; `None` when the account is tagged out.
+    async fn enqueue_account(
+        &self,
+        run_id: &str,
+        req: &ProduceRequest,
+        account: &AccountInfo,
+    ) -> Result<Option<usize>, AwsError> {
+        if let (true, Some(org)) = (account.in_organizations, &self.organizations) {
+            if excluded_by_tag(org, &account.id).await? {
+                return Ok(None);
+            }
+        }
+        let config = self.aws.checked_for_account(&account.id).await?;
+        let iam = aws_sdk_iam::Client::new(&config);
+        let exempt = match &self.settings.exempt_group {
+            Some(group) => users::exempt_members(&iam, group).await?,
+            None => HashSet::new(),
+        };
+        let mut count = 0usize;
+        users::for_each_page(&iam, |names| {
+            let messages: Vec<WorkMessage> = names
+                .into_iter()
+                .map(|user_name| self.message(run_id, req, account, &exempt, user_name))
+                .collect();
+            count += messages.len();
+            async move {
+                for batch in messages.chunks(BATCH) {
+                    self.enqueuer.send(batch).await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        self.runs
+            .account_enqueued(run_id, &account.id, &account.name, count as i64)
+            .await?;
+        Ok(Some(count))
+    }
+
+    fn message(
+        &self,
+        run_id: &str,
+        req: &ProduceRequest,
+        account: &AccountInfo,
+        exempt: &HashSet<String>,
+        user_name: String,
+    ) -> WorkMessage {
+        let shards = self.settings.shards_per_account;
+        WorkMessage {
+            v: MESSAGE_VERSION,
+            run_id: run_id.to_string(),
+            account_id: account.id.clone(),
+            account_name: account.name.clone(),
+            owner_email: account.email.clone(),
+            as_of: req.as_of,
+            mode: req.mode,
+            force: req
+                .force_users
+                .iter()
+                .any(|(a, u)| *a == account.id && *u == user_name),
+            exempt: exempt.contains(&user_name),
+            shard: (shards > 1).then(|| fnv1a(&user_name) % shards),
+            user_name,
+        }
+    }
+}
+
+/// A new run id: sortable by time, unique by a random suffix.
+pub fn new_run_id() -> String {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &suffix[..8])
+}
+
+/// A hash that stays the same across Rust versions and processes, so a
+/// user always lands in the same shard.
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(fnv1a("ci"), fnv1a("ci"));
+        let shards: HashSet<u32> = (0..100).map(|i| fnv1a(&format!("user{i}")) % 4).collect();
+        assert_eq!(shards.len(), 4);
+    }
+
+    #[test]
+    fn run_ids_sort_by_time_and_differ() {
+        let (a, b) = (new_run_id(), new_run_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "20260601T000000Z-0a1b2c3d".len());
+    }
+}

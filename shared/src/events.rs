@@ -1,0 +1,143 @@
+//! Machine-readable events on SNS (DESIGN §7): `keyrotor.result.v1` per
+//! (account, user) — or per account when the account itself failed — with
+//! message attributes `account_id`, `outcome` and `mode` for filter policies.
+//! Key ids only; never secret material.
+
+use async_trait::async_trait;
+use aws_sdk_sns::types::MessageAttributeValue;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Mode;
+use crate::error::AwsError;
+
+/// One action in an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventAction {
+    /// `rotate`, `deactivate`, `delete`, `retire`, `delete-orphan`.
+    pub action: String,
+    /// The key acted on.
+    pub key_id: String,
+}
+
+/// `keyrotor.result.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultEvent {
+    /// Always `keyrotor.result.v1`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The run.
+    pub run_id: String,
+    /// The member account.
+    pub account_id: String,
+    /// The user; `null` when the whole account failed.
+    pub user_name: Option<String>,
+    /// Audit or enforce.
+    pub mode: Mode,
+    /// `rotated | deactivated | deleted | retired | warned | held | skipped | planned | noop | failed`.
+    pub outcome: String,
+    /// What was done.
+    pub actions: Vec<EventAction>,
+    /// Why.
+    pub reason: String,
+    /// The new key, when one was created.
+    pub new_key_id: Option<String>,
+    /// The secret holding it.
+    pub secret_arn: Option<String>,
+    /// The run's evaluation time.
+    pub as_of: DateTime<Utc>,
+    /// When this happened (real clock).
+    pub at: DateTime<Utc>,
+}
+
+/// The event type string of [`ResultEvent`].
+pub const RESULT_EVENT_TYPE: &str = "keyrotor.result.v1";
+
+impl ResultEvent {
+    /// A `failed` event for an account that could not be processed at all.
+    pub fn account_failed(
+        run_id: &str,
+        account_id: &str,
+        mode: Mode,
+        as_of: DateTime<Utc>,
+        reason: String,
+    ) -> ResultEvent {
+        ResultEvent {
+            kind: RESULT_EVENT_TYPE,
+            run_id: run_id.to_string(),
+            account_id: account_id.to_string(),
+            user_name: None,
+            mode,
+            outcome: "failed".into(),
+            actions: Vec::new(),
+            reason,
+            new_key_id: None,
+            secret_arn: None,
+            as_of,
+            at: Utc::now(),
+        }
+    }
+}
+
+/// Where events go.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Publishes one result event.
+    async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError>;
+}
+
+/// [`EventSink`] over SNS.
+#[derive(Clone)]
+pub struct SnsEvents {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl SnsEvents {
+    /// Publishes to `topic_arn`.
+    pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> SnsEvents {
+        SnsEvents {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+}
+
+fn attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type is set")
+}
+
+#[async_trait]
+impl EventSink for SnsEvents {
+    async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError> {
+        let body = serde_json::to_string(event).expect("plain data serialises");
+        let mut publish = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(body)
+            .message_attributes("account_id", attribute(&event.account_id))
+            .message_attributes("outcome", attribute(&event.outcome))
+            .message_attributes("mode", attribute(event.mode.as_str()));
+        // A FIFO topic needs a group; the account keeps per-account order.
+        if self.topic_arn.ends_with(".fifo") {
+            publish = publish
+                .message_group_id(&event.account_id)
+                .message_deduplication_id(format!(
+                    "{}:{}:{}",
+                    event.run_id,
+                    event.account_id,
+                    event.user_name.as_deref().unwrap_or("-")
+                ));
+        }
+        publish
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sns:Publish", e))?;
+        Ok(())
+    }
+}
