@@ -52,10 +52,14 @@ pub enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Show what is due for an account's users (changes nothing).
     Plan(commands::plan::PlanArgs),
+    /// Work the queue: the long-running worker pool.
+    Work(commands::work::WorkArgs),
     /// Perform one user's due steps now, through the worker's code path.
     Rotate(commands::rotate::RotateArgs),
     /// Load accounts into the registry from a CSV file (account_id,email[,name]).
     ImportAccounts(commands::import_accounts::ImportAccountsArgs),
+    /// Show a run's progress and results per outcome (default: the newest run).
+    Status(commands::status::StatusArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -85,6 +89,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => commands::plan::run(&cli, args).await,
         Command::Produce(args) => commands::produce::run(&cli, args).await,
         Command::Rotate(args) => commands::rotate::run(&cli, args).await,
+        Command::Work(args) => commands::work::run(&cli, args).await,
         Command::ImportAccounts(args) => commands::import_accounts::run(&cli, args).await,
+        Command::Status(args) => commands::status::run(&cli, args).await,
     }
 }

@@ -180,6 +180,24 @@ pub struct SettingsArgs {
         global = true
     )]
     pub shards_per_account: String,
+    /// IAM calls per second per member account (IAM's own limit is unpublished).
+    #[arg(long, env = "KEYROTOR_IAM_RATE", default_value = "5", global = true)]
+    pub iam_rate: String,
+    /// IAM calls one account may burst above its rate.
+    #[arg(long, env = "KEYROTOR_IAM_BURST", default_value = "10", global = true)]
+    pub iam_burst: String,
+    /// Secrets Manager writes per second across the worker (AWS allows 50 per account and region).
+    #[arg(long, env = "KEYROTOR_SECRETS_RATE", default_value = "20", global = true)]
+    pub secrets_rate: String,
+    /// SES emails per second across the worker (your account's sending rate).
+    #[arg(long, env = "KEYROTOR_SES_RATE", default_value = "1", global = true)]
+    pub ses_rate: String,
+    /// Publish `noop` results to SNS too (`true`/`false`); they are always counted.
+    #[arg(long, env = "KEYROTOR_PUBLISH_NOOP", default_value = "false", global = true)]
+    pub publish_noop: String,
+    /// Directory with digest templates overriding the built-in ones.
+    #[arg(long, env = "KEYROTOR_TEMPLATE_DIR", global = true)]
+    pub template_dir: Option<String>,
     /// Seconds a user lock is leased for before another worker may take it.
     #[arg(
         long,
@@ -350,6 +368,18 @@ pub struct Settings {
     pub account_concurrency: usize,
     /// FIFO message groups per account.
     pub shards_per_account: u32,
+    /// IAM calls per second per account.
+    pub iam_rate: std::num::NonZeroU32,
+    /// IAM burst per account.
+    pub iam_burst: std::num::NonZeroU32,
+    /// Secrets Manager writes per second.
+    pub secrets_rate: std::num::NonZeroU32,
+    /// SES sends per second.
+    pub ses_rate: std::num::NonZeroU32,
+    /// Publish noop results.
+    pub publish_noop: bool,
+    /// Template override directory.
+    pub template_dir: Option<std::path::PathBuf>,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -726,7 +756,34 @@ impl Settings {
             1..=100,
         )? as u32;
 
+        let rate = |env, flag, raw: &str, max| -> Result<std::num::NonZeroU32, ConfigError> {
+            let v = bounded(env, flag, raw, 1..=max)? as u32;
+            Ok(std::num::NonZeroU32::new(v).expect("at least 1"))
+        };
+        let iam_rate = rate("KEYROTOR_IAM_RATE", "iam-rate", &a.iam_rate, 1000)?;
+        let iam_burst = rate("KEYROTOR_IAM_BURST", "iam-burst", &a.iam_burst, 1000)?;
+        let secrets_rate = rate("KEYROTOR_SECRETS_RATE", "secrets-rate", &a.secrets_rate, 50)?;
+        let ses_rate = rate("KEYROTOR_SES_RATE", "ses-rate", &a.ses_rate, 1000)?;
+        let publish_noop = boolean("KEYROTOR_PUBLISH_NOOP", "publish-noop", &a.publish_noop)?;
+        let template_dir = non_empty("KEYROTOR_TEMPLATE_DIR", "template-dir", &a.template_dir)
+            .map(std::path::PathBuf::from);
+        if let Some(dir) = &template_dir {
+            if !dir.is_dir() {
+                return Err(bad(
+                    "KEYROTOR_TEMPLATE_DIR",
+                    "template-dir",
+                    format!("`{}` is not a directory", dir.display()),
+                ));
+            }
+        }
+
         Ok(Settings {
+            iam_rate,
+            iam_burst,
+            secrets_rate,
+            ses_rate,
+            publish_noop,
+            template_dir,
             account_concurrency,
             shards_per_account,
             queue_url,

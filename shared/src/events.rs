@@ -79,11 +79,42 @@ impl ResultEvent {
     }
 }
 
+/// `keyrotor.run.v1`: a run's summary, once its last message is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunEvent {
+    /// Always `keyrotor.run.v1`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The run.
+    pub run_id: String,
+    /// Audit or enforce.
+    pub mode: String,
+    /// Evaluation time.
+    pub as_of: String,
+    /// Accounts enqueued.
+    pub accounts: i64,
+    /// Messages expected.
+    pub expected: i64,
+    /// Results recorded.
+    pub done: i64,
+    /// Results per outcome.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// Accounts that could not be enumerated.
+    pub failed_accounts: Vec<String>,
+    /// When (real clock).
+    pub at: DateTime<Utc>,
+}
+
+/// The event type string of [`RunEvent`].
+pub const RUN_EVENT_TYPE: &str = "keyrotor.run.v1";
+
 /// Where events go.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Publishes one result event.
     async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError>;
+    /// Publishes a run summary (attributes: `outcome = run`, `mode`).
+    async fn publish_run(&self, event: &RunEvent) -> Result<(), AwsError>;
 }
 
 /// [`EventSink`] over SNS.
@@ -133,6 +164,27 @@ impl EventSink for SnsEvents {
                     event.account_id,
                     event.user_name.as_deref().unwrap_or("-")
                 ));
+        }
+        publish
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sns:Publish", e))?;
+        Ok(())
+    }
+
+    async fn publish_run(&self, event: &RunEvent) -> Result<(), AwsError> {
+        let body = serde_json::to_string(event).expect("plain data serialises");
+        let mut publish = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(body)
+            .message_attributes("outcome", attribute("run"))
+            .message_attributes("mode", attribute(&event.mode));
+        if self.topic_arn.ends_with(".fifo") {
+            publish = publish
+                .message_group_id("runs")
+                .message_deduplication_id(format!("{}:run", event.run_id));
         }
         publish
             .send()

@@ -6,6 +6,8 @@ pub mod init;
 pub mod plan;
 pub mod produce;
 pub mod rotate;
+pub mod work;
+pub mod status;
 
 use std::sync::Arc;
 

@@ -3,11 +3,13 @@
 //! adapters.
 
 pub mod iam;
+pub mod limits;
 pub mod secrets;
 pub mod sessions;
 pub mod verify;
 
 pub use iam::{IamPort, NewKey, SdkIam, UserInfo};
+pub use limits::Limits;
 pub use secrets::{SdkSecrets, SecretInfo, SecretsPort, StoreSecret, StoredSecret};
 pub use sessions::AwsContext;
 pub use verify::{KeyVerifier, StsVerifier};

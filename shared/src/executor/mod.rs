@@ -14,7 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::aws::{AwsContext, IamPort, KeyVerifier, SdkIam, SdkSecrets, SecretsPort, StsVerifier};
+use crate::aws::{
+    AwsContext, IamPort, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort, StsVerifier,
+};
 use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus};
 use crate::error::AwsError;
@@ -48,6 +50,7 @@ pub trait PortsFactory: Send + Sync {
 pub struct SdkPorts {
     aws: AwsContext,
     secrets_account: Option<String>,
+    limits: Option<Limits>,
 }
 
 impl SdkPorts {
@@ -56,7 +59,14 @@ impl SdkPorts {
         SdkPorts {
             aws,
             secrets_account: settings.secrets_account.as_ref().map(|a| a.to_string()),
+            limits: None,
         }
+    }
+
+    /// The same ports behind the worker's rate limits.
+    pub fn limited(mut self, limits: Limits) -> SdkPorts {
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -68,11 +78,17 @@ impl PortsFactory for SdkPorts {
             Some(central) => self.aws.for_account(central).await,
             None => member.clone(),
         };
+        let iam: Arc<dyn IamPort> = Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&member)));
+        let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(
+            aws_sdk_secretsmanager::Client::new(&secrets_config),
+        ));
+        let (iam, secrets) = match &self.limits {
+            Some(limits) => (limits.iam(account_id, iam), limits.secrets(secrets)),
+            None => (iam, secrets),
+        };
         AccountPorts {
-            iam: Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&member))),
-            secrets: Arc::new(SdkSecrets::new(aws_sdk_secretsmanager::Client::new(
-                &secrets_config,
-            ))),
+            iam,
+            secrets,
             verifier: Arc::new(StsVerifier::new(self.aws.base())),
         }
     }
@@ -208,7 +224,11 @@ impl Executor {
                 .is_some_and(|r| r.intent.is_some());
             if !interrupted || req.mode == Mode::Audit {
                 let keys = ports.iam.list_keys(&req.user_name).await?;
-                return Ok(skipped(req, &keys, reason));
+                let owner_email = user.tag(&self.settings.owner_tag).map(str::to_string);
+                return Ok(UserResult {
+                    owner_email,
+                    ..skipped(req, &keys, reason)
+                });
             }
         }
 
@@ -244,6 +264,8 @@ impl Executor {
             None => self.run_locked(&mut run).await,
         };
         heartbeat.stop().await;
+        let owner_email = user.tag(&self.settings.owner_tag).map(str::to_string);
+        let result = result.map(|r| UserResult { owner_email, ..r });
         // Release even after a failure so the next delivery need not wait
         // out the lease; a lost lock is simply not ours to release.
         match self.ledger.release(&lock).await {
@@ -312,6 +334,7 @@ impl Executor {
             new_key_id: run.new_key_id.clone(),
             secret_arn: run.secret_arn.clone(),
             performed: run.performed.clone(),
+            owner_email: None,
             reason,
         })
     }
@@ -354,6 +377,7 @@ fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
         new_key_id: None,
         secret_arn: None,
         performed: Vec::new(),
+        owner_email: None,
         reason: format!("exempt: {reason}"),
     }
 }

@@ -140,6 +140,9 @@ pub struct UserResult {
     pub secret_arn: Option<String>,
     /// What was carried out, in order.
     pub performed: Vec<Performed>,
+    /// The user's owner (the owner-tag email), if tagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
     /// A one-line explanation.
     pub reason: String,
 }

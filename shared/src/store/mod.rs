@@ -3,6 +3,7 @@
 
 mod dynamo;
 pub mod registry;
+pub mod results;
 pub mod runs;
 mod table;
 

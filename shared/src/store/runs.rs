@@ -5,8 +5,18 @@
 //! when `enqueued` holds and `done` has reached `expected`. Every write is a
 //! SET of final values (or an ADD to a string set), so producing the same
 //! run twice leaves the same record.
+//!
+//! The workers' counters (`done`, `count_<outcome>`) and once-only flags
+//! (`digest_sent`, `summary_sent`) on the same items are written by
+//! [`super::results`]; this module reads them back.
+//!
+//! Runs are listed by an index item per run, `RUNS` / `<run id>`, written at
+//! the start: run ids begin with their UTC start time
+//! (`20260601T000000Z-…`), so the partition sorts by time and the newest
+//! run is the last item (a run id chosen by hand with `--run-id` sorts by
+//! its spelling).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -19,6 +29,12 @@ use crate::error::AwsError;
 pub fn run_pk(run_id: &str) -> String {
     format!("RUN#{run_id}")
 }
+
+/// The partition key of the run index (one item per run, sorted by run id).
+pub const RUNS_PK: &str = "RUNS";
+
+/// The prefix of the counter attributes (`count_rotated`, ...).
+pub const COUNT_PREFIX: &str = "count_";
 
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,10 +53,24 @@ pub struct RunRecord {
     pub expected: i64,
     /// Whether the producer has finished enqueueing.
     pub enqueue_done: bool,
+    /// Messages done (results recorded by workers).
+    pub done: i64,
+    /// Results per outcome (`rotated` -> 3), from the `count_<outcome>`
+    /// attributes.
+    pub counts: BTreeMap<String, i64>,
+    /// Whether the run's summary event was sent.
+    pub summary_sent: bool,
     /// Accounts that could not be enumerated.
     pub failed_accounts: Vec<String>,
     /// Per-account records.
     pub per_account: Vec<RunAccount>,
+}
+
+impl RunRecord {
+    /// Whether every expected message has a result (and no more are coming).
+    pub fn complete(&self) -> bool {
+        self.enqueue_done && self.done >= self.expected
+    }
 }
 
 /// One account of a run.
@@ -48,16 +78,29 @@ pub struct RunRecord {
 pub struct RunAccount {
     /// Account id.
     pub account_id: String,
+    /// Account name.
+    pub account_name: String,
     /// Messages expected.
     pub expected: i64,
     /// Messages done (workers).
     pub done: i64,
+    /// Results per outcome, from the `count_<outcome>` attributes.
+    pub counts: BTreeMap<String, i64>,
     /// All its messages are enqueued.
     pub enqueued: bool,
     /// `ok` or `failed`.
     pub status: String,
     /// The failure, if any (no secrets: AWS error text).
     pub error: Option<String>,
+    /// Whether its digest email was sent.
+    pub digest_sent: bool,
+}
+
+impl RunAccount {
+    /// Whether every expected message of the account has a result.
+    pub fn complete(&self) -> bool {
+        self.enqueued && self.done >= self.expected
+    }
 }
 
 /// The run items in the state table.
@@ -82,6 +125,13 @@ fn key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
     ])
 }
 
+fn index_key(run_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), s(RUNS_PK)),
+        ("sk".to_string(), s(run_id)),
+    ])
+}
+
 fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
@@ -100,8 +150,65 @@ fn get_bool(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Every `count_<outcome>` attribute, by outcome.
+fn get_counts(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, i64> {
+    item.iter()
+        .filter_map(|(name, v)| {
+            let outcome = name.strip_prefix(COUNT_PREFIX)?;
+            let n = v.as_n().ok()?.parse().ok()?;
+            (!outcome.is_empty()).then(|| (outcome.to_string(), n))
+        })
+        .collect()
+}
+
 fn time(t: DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A `RUN#<id>` / `ACCOUNT#<id>` item.
+fn decode_account(item: &HashMap<String, AttributeValue>) -> RunAccount {
+    RunAccount {
+        account_id: get_s(item, "account_id")
+            .or_else(|| get_s(item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#").map(str::to_string)))
+            .unwrap_or_default(),
+        account_name: get_s(item, "account_name").unwrap_or_default(),
+        expected: get_n(item, "expected"),
+        done: get_n(item, "done"),
+        counts: get_counts(item),
+        enqueued: get_bool(item, "enqueued"),
+        status: get_s(item, "status").unwrap_or_default(),
+        error: get_s(item, "error"),
+        digest_sent: get_bool(item, "digest_sent"),
+    }
+}
+
+/// A `RUN#<id>` / `RUN` item and its accounts.
+fn decode_run(
+    run_id: &str,
+    run: &HashMap<String, AttributeValue>,
+    mut per_account: Vec<RunAccount>,
+) -> RunRecord {
+    let mut failed_accounts: Vec<String> = run
+        .get("failed_accounts")
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    failed_accounts.sort();
+    per_account.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    RunRecord {
+        run_id: run_id.to_string(),
+        as_of: get_s(run, "as_of").unwrap_or_default(),
+        mode: get_s(run, "mode").unwrap_or_default(),
+        started_at: get_s(run, "started_at").unwrap_or_default(),
+        accounts: get_n(run, "accounts"),
+        expected: get_n(run, "expected"),
+        enqueue_done: get_bool(run, "enqueue_done"),
+        done: get_n(run, "done"),
+        counts: get_counts(run),
+        summary_sent: get_bool(run, "summary_sent"),
+        failed_accounts,
+        per_account,
+    }
 }
 
 impl RunStore {
@@ -113,13 +220,16 @@ impl RunStore {
         }
     }
 
-    /// Records the run's start (kept as first written when the run is produced again).
+    /// Records the run's start (kept as first written when the run is
+    /// produced again), then its index item `RUNS` / `<run id>` so that
+    /// [`RunStore::latest`] finds it.
     pub async fn start(
         &self,
         run_id: &str,
         as_of: DateTime<Utc>,
         mode: Mode,
     ) -> Result<(), AwsError> {
+        let now = Utc::now();
         self.client
             .update_item()
             .table_name(&self.table)
@@ -131,12 +241,46 @@ impl RunStore {
             .expression_attribute_names("#mode", "mode")
             .expression_attribute_values(":as_of", time(as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
-            .expression_attribute_values(":now", time(Utc::now()))
+            .expression_attribute_values(":now", time(now))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        // After the run item, so a listed run always has a record.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(index_key(run_id)))
+            .update_expression(
+                "SET run_id = :id, as_of = if_not_exists(as_of, :as_of), \
+                 #mode = if_not_exists(#mode, :mode), started_at = if_not_exists(started_at, :now)",
+            )
+            .expression_attribute_names("#mode", "mode")
+            .expression_attribute_values(":id", s(run_id))
+            .expression_attribute_values(":as_of", time(as_of))
+            .expression_attribute_values(":mode", s(mode.as_str()))
+            .expression_attribute_values(":now", time(now))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
         Ok(())
+    }
+
+    /// The newest run's id (the greatest run id), or `None` before the first run.
+    pub async fn latest(&self) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(RUNS_PK))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
+        Ok(out.items().first().and_then(|i| get_s(i, "sk")))
     }
 
     /// Records that all of an account's `expected` messages are enqueued.
@@ -233,57 +377,145 @@ impl RunStore {
         Ok(())
     }
 
-    /// Reads a run with its accounts (`None` if there is no such run).
+    /// Reads a run with its accounts (`None` if there is no such run). The
+    /// run's result items, in the same partition, are not read.
     pub async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, AwsError> {
-        let mut items = Vec::new();
+        let run = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, "RUN".into())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
+        let Some(run) = run.item else {
+            return Ok(None);
+        };
+        let mut per_account = Vec::new();
         let mut pages = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :account)")
             .expression_attribute_values(":pk", s(run_pk(run_id)))
+            .expression_attribute_values(":account", s("ACCOUNT#"))
             .consistent_read(true)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
-            items.extend(page.items.unwrap_or_default());
+            per_account.extend(page.items().iter().map(decode_account));
         }
-        let Some(run) = items
+        Ok(Some(decode_run(run_id, &run, per_account)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> HashMap<String, AttributeValue> {
+        pairs
             .iter()
-            .find(|i| get_s(i, "sk").as_deref() == Some("RUN"))
-        else {
-            return Ok(None);
-        };
-        let mut failed_accounts: Vec<String> = run
-            .get("failed_accounts")
-            .and_then(|v| v.as_ss().ok())
-            .cloned()
-            .unwrap_or_default();
-        failed_accounts.sort();
-        let mut per_account: Vec<RunAccount> = items
-            .iter()
-            .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("ACCOUNT#")))
-            .map(|i| RunAccount {
-                account_id: get_s(i, "account_id").unwrap_or_default(),
-                expected: get_n(i, "expected"),
-                done: get_n(i, "done"),
-                enqueued: get_bool(i, "enqueued"),
-                status: get_s(i, "status").unwrap_or_default(),
-                error: get_s(i, "error"),
-            })
-            .collect();
-        per_account.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        Ok(Some(RunRecord {
-            run_id: run_id.to_string(),
-            as_of: get_s(run, "as_of").unwrap_or_default(),
-            mode: get_s(run, "mode").unwrap_or_default(),
-            started_at: get_s(run, "started_at").unwrap_or_default(),
-            accounts: get_n(run, "accounts"),
-            expected: get_n(run, "expected"),
-            enqueue_done: get_bool(run, "enqueue_done"),
-            failed_accounts,
-            per_account,
-        }))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn counters_are_read_from_every_count_attribute() {
+        let i = item(&[
+            ("count_rotated", n(3)),
+            ("count_held", n(1)),
+            ("count_noop", n(0)),
+            ("count_", n(9)),
+            ("count_bad", s("x")),
+            ("counter", n(5)),
+            ("done", n(4)),
+        ]);
+        let counts = get_counts(&i);
+        assert_eq!(
+            counts,
+            BTreeMap::from([
+                ("held".to_string(), 1),
+                ("noop".to_string(), 0),
+                ("rotated".to_string(), 3)
+            ])
+        );
+    }
+
+    #[test]
+    fn an_account_item_decodes_with_defaults() {
+        let a = decode_account(&item(&[
+            ("pk", s("RUN#r1")),
+            ("sk", s("ACCOUNT#111122223333")),
+            ("account_id", s("111122223333")),
+            ("account_name", s("prod")),
+            ("expected", n(3)),
+            ("done", n(3)),
+            ("count_rotated", n(2)),
+            ("count_noop", n(1)),
+            ("enqueued", AttributeValue::Bool(true)),
+            ("status", s("ok")),
+            ("digest_sent", AttributeValue::Bool(true)),
+        ]));
+        assert_eq!(a.account_id, "111122223333");
+        assert_eq!(a.account_name, "prod");
+        assert_eq!((a.done, a.expected), (3, 3));
+        assert_eq!(a.counts.get("rotated"), Some(&2));
+        assert!(a.digest_sent && a.enqueued && a.complete());
+        assert_eq!(a.error, None);
+
+        // Counters may reach an account before the producer records it.
+        let early = decode_account(&item(&[
+            ("sk", s("ACCOUNT#444455556666")),
+            ("done", n(1)),
+            ("count_failed", n(1)),
+        ]));
+        assert_eq!(early.account_id, "444455556666");
+        assert!(!early.enqueued && !early.digest_sent && !early.complete());
+    }
+
+    #[test]
+    fn a_run_is_complete_once_enqueued_and_all_done() {
+        let run = item(&[
+            ("as_of", s("2026-06-01T00:00:00.000Z")),
+            ("mode", s("enforce")),
+            ("started_at", s("2026-06-01T00:00:01.000Z")),
+            ("accounts", n(2)),
+            ("expected", n(6)),
+            ("enqueue_done", AttributeValue::Bool(true)),
+            ("done", n(5)),
+            ("count_rotated", n(4)),
+            ("count_failed", n(1)),
+            (
+                "failed_accounts",
+                AttributeValue::Ss(vec!["b".into(), "a".into()]),
+            ),
+        ]);
+        let accounts = vec![
+            decode_account(&item(&[("account_id", s("2")), ("expected", n(3))])),
+            decode_account(&item(&[("account_id", s("1")), ("expected", n(3))])),
+        ];
+        let mut r = decode_run("r1", &run, accounts);
+        assert_eq!(r.run_id, "r1");
+        assert_eq!(r.mode, "enforce");
+        assert_eq!((r.done, r.expected, r.accounts), (5, 6, 2));
+        assert_eq!(r.counts.values().sum::<i64>(), 5);
+        assert_eq!(r.failed_accounts, ["a", "b"]);
+        assert_eq!(
+            r.per_account.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert!(!r.summary_sent);
+        assert!(!r.complete());
+        r.done = 6;
+        assert!(r.complete());
+        r.enqueue_done = false;
+        assert!(!r.complete(), "more messages may still come");
+
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["counts"]["rotated"], 4);
+        assert_eq!(json["done"], 6);
     }
 }

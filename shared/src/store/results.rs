@@ -1,0 +1,449 @@
+//! Result items (DESIGN §6) and the run counters, written exactly once per
+//! (run, account, user): one DynamoDB transaction puts the result with
+//! `attribute_not_exists(sk)` and adds to the run's and the account's
+//! counters, so a duplicate delivery changes nothing and no count is ever
+//! added twice. Also the once-only claims for the account digest and the
+//! run summary.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::runs::run_pk;
+use crate::error::AwsError;
+
+/// How long result items are kept (TTL `expires_at`).
+pub const RESULT_TTL_DAYS: i64 = 90;
+
+/// One processed (account, user) of a run. Key ids only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultItem {
+    /// Run.
+    pub run_id: String,
+    /// Account.
+    pub account_id: String,
+    /// Account name.
+    pub account_name: String,
+    /// The account owner's email (from the message).
+    pub account_email: Option<String>,
+    /// User.
+    pub user_name: String,
+    /// Outcome (`rotated`, ..., `failed`).
+    pub outcome: String,
+    /// `audit` / `enforce`.
+    pub mode: String,
+    /// Why.
+    pub reason: String,
+    /// (action, key id) pairs performed.
+    pub actions: Vec<(String, String)>,
+    /// New key, if created.
+    pub new_key_id: Option<String>,
+    /// Secret holding it.
+    pub secret_arn: Option<String>,
+    /// The user's owner (owner-tag email).
+    pub owner_email: Option<String>,
+    /// When (real clock).
+    pub at: DateTime<Utc>,
+}
+
+/// An account's progress in a run after a result was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Results recorded.
+    pub done: i64,
+    /// Messages expected.
+    pub expected: i64,
+    /// Whether the producer has finished enqueueing (the account, or the run).
+    pub enqueued: bool,
+}
+
+impl Progress {
+    /// Whether every expected message has a result.
+    pub fn complete(&self) -> bool {
+        self.enqueued && self.done >= self.expected
+    }
+}
+
+/// What recording a result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time: counted. Carries the account's and the run's progress.
+    New {
+        /// The account's progress.
+        account: Progress,
+        /// The run's progress.
+        run: Progress,
+    },
+    /// A result already existed: a duplicate delivery; nothing changed.
+    Duplicate,
+}
+
+/// Result items and counters in the state table.
+#[derive(Clone)]
+pub struct ResultStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_string(), s(run_pk(run_id))), ("sk".to_string(), s(sk))])
+}
+
+fn result_sk(account_id: &str, user_name: &str) -> String {
+    format!("RESULT#{account_id}#{user_name}")
+}
+
+fn num(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// Outcome names are used in attribute names: keep them to `[a-z_]`.
+fn counter(outcome: &str) -> String {
+    let clean: String = outcome
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() { c } else { '_' })
+        .collect();
+    format!("count_{clean}")
+}
+
+impl ResultStore {
+    /// Results in `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> ResultStore {
+        ResultStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Whether a result exists already (a duplicate delivery).
+    pub async fn exists(&self, run_id: &str, account_id: &str, user_name: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, result_sk(account_id, user_name))))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
+        Ok(out.item.is_some())
+    }
+
+    /// The recorded result and whether its event was published.
+    pub async fn find(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<(ResultItem, bool)>, AwsError> {
+        let item = self.get(run_id, result_sk(account_id, user_name)).await?;
+        if item.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((decode(run_id, account_id, &item), flag(&item, "published"))))
+    }
+
+    /// Marks a result's event as published.
+    pub async fn mark_published(&self, run_id: &str, account_id: &str, user_name: &str) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, result_sk(account_id, user_name))))
+            .update_expression("SET published = :true")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Records a result and counts it, exactly once.
+    pub async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        let mut item = key(&r.run_id, result_sk(&r.account_id, &r.user_name));
+        item.insert("run_id".into(), s(&r.run_id));
+        item.insert("account_id".into(), s(&r.account_id));
+        item.insert("account_name".into(), s(&r.account_name));
+        item.insert("user_name".into(), s(&r.user_name));
+        item.insert("outcome".into(), s(&r.outcome));
+        item.insert("mode".into(), s(&r.mode));
+        item.insert("reason".into(), s(&r.reason));
+        item.insert(
+            "actions".into(),
+            AttributeValue::L(
+                r.actions
+                    .iter()
+                    .map(|(a, k)| {
+                        AttributeValue::M(HashMap::from([
+                            ("action".to_string(), s(a)),
+                            ("key_id".to_string(), s(k)),
+                        ]))
+                    })
+                    .collect(),
+            ),
+        );
+        for (name, value) in [
+            ("new_key_id", &r.new_key_id),
+            ("secret_arn", &r.secret_arn),
+            ("owner_email", &r.owner_email),
+        ] {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        }
+        item.insert("at".into(), s(r.at.to_rfc3339()));
+        item.insert("account_email".into(), s(r.account_email.clone().unwrap_or_default()));
+        // The event is published after the record (outbox): a redelivery
+        // finds `published = false` and publishes what was recorded.
+        item.insert("published".into(), AttributeValue::Bool(false));
+        item.insert(
+            "expires_at".into(),
+            n((r.at + chrono::Duration::days(RESULT_TTL_DAYS)).timestamp()),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .expect("table and item are set");
+        let count = |sk: String, extra: &str| {
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&r.run_id, sk)))
+                .update_expression(format!("ADD done :one, {} :one{extra}", counter(&r.outcome)))
+                .expression_attribute_values(":one", n(1));
+            if !extra.is_empty() {
+                update = update.expression_attribute_values(
+                    ":email",
+                    s(r.account_email.clone().unwrap_or_default()),
+                );
+            }
+            update.build().expect("table, key and expression are set")
+        };
+        let account_sk = format!("ACCOUNT#{}", r.account_id);
+        let transaction = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count("RUN".into(), "")).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(count(account_sk.clone(), " SET owner_email = :email"))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = transaction {
+            let duplicate = e
+                .as_service_error()
+                .and_then(|se| match se {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
+                    _ => None,
+                })
+                .map(|tc| {
+                    tc.cancellation_reasons()
+                        .first()
+                        .and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed")
+                })
+                .unwrap_or(false);
+            if duplicate {
+                return Ok(Recorded::Duplicate);
+            }
+            return Err(AwsError::from_sdk("dynamodb:TransactWriteItems", e));
+        }
+        let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
+        Ok(Recorded::New { account, run })
+    }
+
+    /// The account's and the run's progress (two item reads).
+    pub async fn progress(&self, run_id: &str, account_id: &str) -> Result<(Progress, Progress), AwsError> {
+        let account = self.get(run_id, format!("ACCOUNT#{account_id}")).await?;
+        let run = self.get(run_id, "RUN".into()).await?;
+        Ok((
+            Progress {
+                done: num(&account, "done"),
+                expected: num(&account, "expected"),
+                enqueued: flag(&account, "enqueued"),
+            },
+            Progress {
+                done: num(&run, "done"),
+                expected: num(&run, "expected"),
+                enqueued: flag(&run, "enqueue_done"),
+            },
+        ))
+    }
+
+    /// The run's summary from its `RUN` item alone (not its results).
+    pub async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {
+        let run = self.get(run_id, "RUN".into()).await?;
+        let counts = run
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix("count_").map(|o| (o.to_string(), num(&run, k))))
+            .collect();
+        let mut failed_accounts = run
+            .get("failed_accounts")
+            .and_then(|v| v.as_ss().ok())
+            .cloned()
+            .unwrap_or_default();
+        failed_accounts.sort();
+        Ok(crate::events::RunEvent {
+            kind: crate::events::RUN_EVENT_TYPE,
+            run_id: run_id.to_string(),
+            mode: text(&run, "mode").unwrap_or_default(),
+            as_of: text(&run, "as_of").unwrap_or_default(),
+            accounts: num(&run, "accounts"),
+            expected: num(&run, "expected"),
+            done: num(&run, "done"),
+            counts,
+            failed_accounts,
+            at: Utc::now(),
+        })
+    }
+
+    async fn get(&self, run_id: &str, sk: String) -> Result<HashMap<String, AttributeValue>, AwsError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?
+            .item
+            .unwrap_or_default())
+    }
+
+    /// Claims the account's digest: `true` for exactly one caller.
+    pub async fn claim_digest(&self, run_id: &str, account_id: &str) -> Result<bool, AwsError> {
+        self.claim(run_id, format!("ACCOUNT#{account_id}"), "digest_sent").await
+    }
+
+    /// Claims the run's summary event: `true` for exactly one caller.
+    pub async fn claim_summary(&self, run_id: &str) -> Result<bool, AwsError> {
+        self.claim(run_id, "RUN".into(), "summary_sent").await
+    }
+
+    async fn claim(&self, run_id: &str, sk: String, attribute: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, sk)))
+            .update_expression("SET #flag = :true")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#flag) OR #flag = :false)")
+            .expression_attribute_names("#flag", attribute)
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match out.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
+            Ok(_) => Ok(true),
+            Err(AwsError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every result of an account in a run (for its digest).
+    pub async fn account_results(&self, run_id: &str, account_id: &str) -> Result<Vec<ResultItem>, AwsError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(run_pk(run_id)))
+            .expression_attribute_values(":prefix", s(format!("RESULT#{account_id}#")))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(decode(run_id, account_id, &item));
+            }
+        }
+        out.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+        Ok(out)
+    }
+}
+
+fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>) -> ResultItem {
+    ResultItem {
+        run_id: run_id.to_string(),
+        account_id: account_id.to_string(),
+        account_name: text(item, "account_name").unwrap_or_default(),
+        account_email: text(item, "account_email").filter(|e| !e.is_empty()),
+        user_name: text(item, "user_name").unwrap_or_default(),
+        outcome: text(item, "outcome").unwrap_or_default(),
+        mode: text(item, "mode").unwrap_or_default(),
+        reason: text(item, "reason").unwrap_or_default(),
+        actions: item
+            .get("actions")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|a| a.as_m().ok())
+                    .map(|m| {
+                        (
+                            text(m, "action").unwrap_or_default(),
+                            text(m, "key_id").unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        new_key_id: text(item, "new_key_id"),
+        secret_arn: text(item, "secret_arn"),
+        owner_email: text(item, "owner_email"),
+        at: text(item, "at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_safe_attribute_names() {
+        assert_eq!(counter("rotated"), "count_rotated");
+        assert_eq!(counter("a-b c"), "count_a_b_c");
+    }
+
+    #[test]
+    fn progress_is_complete_only_once_enqueued() {
+        let p = Progress { done: 3, expected: 3, enqueued: false };
+        assert!(!p.complete());
+        assert!(Progress { enqueued: true, ..p }.complete());
+        assert!(!Progress { done: 2, expected: 3, enqueued: true }.complete());
+    }
+}

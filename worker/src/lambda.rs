@@ -1,0 +1,59 @@
+//! The worker Lambda's handler: an SQS event from the event source mapping
+//! (with `ReportBatchItemFailures`). Each message is decoded and handled on
+//! its own; failures are returned as `batchItemFailures`. On a FIFO queue,
+//! the messages of one group are handled in order, and once one fails the
+//! rest of that group's messages in the batch fail too, so SQS redelivers
+//! them in order.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+
+use crate::process::Worker;
+
+/// Groups handled at once within one batch.
+const GROUPS_AT_ONCE: usize = 4;
+
+/// Handles one SQS event.
+pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+    // Records keep their order within a group; a standard queue's messages
+    // each form a group of their own.
+    let mut groups: BTreeMap<String, Vec<SqsMessage>> = BTreeMap::new();
+    for (i, record) in event.records.into_iter().enumerate() {
+        let group = record
+            .attributes
+            .get("MessageGroupId")
+            .cloned()
+            .unwrap_or_else(|| format!("#{i}"));
+        groups.entry(group).or_default().push(record);
+    }
+    let failures: Vec<Vec<String>> = futures::stream::iter(groups.into_values())
+        .map(|records| handle_group(worker, records))
+        .buffer_unordered(GROUPS_AT_ONCE)
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for id in failures.into_iter().flatten() {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for record in records {
+        let id = record.message_id.clone().unwrap_or_default();
+        if !failed.is_empty() {
+            failed.push(id);
+            continue;
+        }
+        if let Err(e) = worker.handle(record.body.as_deref().unwrap_or("")).await {
+            tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
+            failed.push(id);
+        }
+    }
+    failed
+}

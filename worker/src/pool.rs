@@ -1,0 +1,342 @@
+//! The long-running worker pool (`keyrotor work`): long-poll receives of up
+//! to 10 messages, at most `concurrency` in flight, a visibility heartbeat
+//! per message (stopped before the delete, so a late extension cannot
+//! revive a deleted message's receipt), batched deletes whose every entry is
+//! checked, failed messages made visible again with backoff, and a clean
+//! stop on a signal (no new receives; what is in flight finishes).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{Handled, MessageFailure, Worker};
+
+/// How the pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The work queue.
+    pub queue_url: String,
+    /// Messages in flight at most.
+    pub concurrency: usize,
+    /// Stop once no message has arrived for this long and none is in flight.
+    pub until_idle: Option<Duration>,
+    /// Visibility timeout each heartbeat extends to.
+    pub visibility: Duration,
+}
+
+/// Counters, for progress and the final report.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Messages processed and deleted.
+    pub done: AtomicU64,
+    /// Duplicates deleted without work.
+    pub duplicates: AtomicU64,
+    /// Messages left for retry (transient failures).
+    pub retried: AtomicU64,
+    /// Malformed messages left for the DLQ.
+    pub malformed: AtomicU64,
+    /// Messages in flight now.
+    pub in_flight: AtomicU64,
+    /// Done messages whose delete has not gone out yet.
+    pub pending_deletes: AtomicU64,
+}
+
+impl PoolStats {
+    /// A one-line summary.
+    pub fn line(&self) -> String {
+        format!(
+            "received {} · done {} · duplicates {} · retried {} · malformed {} · in flight {}",
+            self.received.load(Ordering::Relaxed),
+            self.done.load(Ordering::Relaxed),
+            self.duplicates.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed),
+            self.malformed.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Retry delay for a message received `receive_count` times: 10 s doubling,
+/// at most 15 minutes, so a busy user or a throttled account is revisited
+/// soon but a persistent failure does not spin.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    let secs = 10u64.saturating_mul(1 << receive_count.saturating_sub(1).min(7));
+    Duration::from_secs(secs.min(900))
+}
+
+/// Runs the pool until `shutdown` is cancelled or the queue stays idle.
+pub async fn run_pool(
+    worker: Arc<Worker>,
+    sqs: aws_sdk_sqs::Client,
+    config: PoolConfig,
+    shutdown: CancellationToken,
+    stats: Arc<PoolStats>,
+) -> anyhow::Result<()> {
+    let permits = Arc::new(Semaphore::new(config.concurrency));
+    let (delete_tx, delete_rx) = mpsc::channel::<String>(config.concurrency * 2 + 10);
+    let deleter = tokio::spawn(deleter(sqs.clone(), config.queue_url.clone(), delete_rx, stats.clone()));
+    let mut tasks = JoinSet::new();
+    // When the queue was first seen empty with nothing in flight.
+    let mut idle_since: Option<Instant> = None;
+    let wait = config
+        .until_idle
+        .map(|d| d.as_secs().clamp(1, 20) as i32)
+        .unwrap_or(20);
+
+    loop {
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        let available = permits.available_permits();
+        if available == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tasks.join_next() => continue,
+            }
+        }
+        // Quiet: nothing in flight and every done message deleted. Only a
+        // quiet empty receive means the queue is idle: a FIFO group holds
+        // its next message back while one of its messages is in flight.
+        let quiet = tasks.is_empty() && stats.pending_deletes.load(Ordering::SeqCst) == 0;
+        let poll_started = Instant::now();
+        let receive = sqs
+            .receive_message()
+            .queue_url(&config.queue_url)
+            .max_number_of_messages(available.min(10) as i32)
+            // While work is in flight, poll briefly to notice freed groups.
+            .wait_time_seconds(if quiet { wait } else { 1 })
+            .visibility_timeout(config.visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let out = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            out = receive => out,
+        };
+        let messages = match out {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ReceiveMessage", e), "receive failed; backing off");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            if quiet {
+                let since = *idle_since.get_or_insert(poll_started);
+                if let Some(idle) = config.until_idle {
+                    if since.elapsed() >= idle {
+                        tracing::info!("queue idle for {idle:?}; stopping");
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        idle_since = None;
+        for message in messages {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let (worker, sqs, config, stats, delete_tx) =
+                (worker.clone(), sqs.clone(), config.clone(), stats.clone(), delete_tx.clone());
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(async move {
+                handle_one(&worker, &sqs, &config, &stats, &delete_tx, message).await;
+                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+    // Stop: no new receives; let what is in flight finish (each user's work
+    // is bounded by its lock lease), then flush the deletes.
+    while tasks.join_next().await.is_some() {}
+    drop(delete_tx);
+    deleter.await?;
+    Ok(())
+}
+
+async fn handle_one(
+    worker: &Worker,
+    sqs: &aws_sdk_sqs::Client,
+    config: &PoolConfig,
+    stats: &PoolStats,
+    delete_tx: &mpsc::Sender<String>,
+    message: aws_sdk_sqs::types::Message,
+) {
+    let receipt = message.receipt_handle.clone().unwrap_or_default();
+    let message_id = message.message_id.clone().unwrap_or_default();
+    let receive_count: u32 = message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let heartbeat = tokio::spawn(visibility_heartbeat(
+        sqs.clone(),
+        config.queue_url.clone(),
+        receipt.clone(),
+        config.visibility,
+    ));
+    let result = worker.handle(message.body.as_deref().unwrap_or("")).await;
+    // Stop the heartbeat before anything else touches the message.
+    heartbeat.abort();
+    let _ = heartbeat.await;
+    match result {
+        Ok(handled) => {
+            match handled {
+                Handled::Done(_) => stats.done.fetch_add(1, Ordering::Relaxed),
+                Handled::Duplicate => stats.duplicates.fetch_add(1, Ordering::Relaxed),
+            };
+            stats.pending_deletes.fetch_add(1, Ordering::SeqCst);
+            let _ = delete_tx.send(receipt).await;
+        }
+        Err(failure) => {
+            let delay = retry_delay(receive_count);
+            match &failure {
+                MessageFailure::Malformed(e) => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(message_id, receive_count, error = %e, "malformed message; it will reach the DLQ after its last receive");
+                }
+                MessageFailure::Retry(e) => {
+                    stats.retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(message_id, receive_count, retry_in = ?delay, error = %e, "message will be retried");
+                }
+            }
+            if let Err(e) = sqs
+                .change_message_visibility()
+                .queue_url(&config.queue_url)
+                .receipt_handle(&receipt)
+                .visibility_timeout(delay.as_secs() as i32)
+                .send()
+                .await
+            {
+                tracing::warn!(message_id, error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not set the retry delay");
+            }
+        }
+    }
+}
+
+/// Extends the message's visibility every third of the timeout while it is
+/// worked, so a long rotation is not delivered to a second worker.
+async fn visibility_heartbeat(sqs: aws_sdk_sqs::Client, queue_url: String, receipt: String, visibility: Duration) {
+    loop {
+        tokio::time::sleep(visibility / 3).await;
+        if let Err(e) = sqs
+            .change_message_visibility()
+            .queue_url(&queue_url)
+            .receipt_handle(&receipt)
+            .visibility_timeout(visibility.as_secs() as i32)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "visibility heartbeat failed");
+        }
+    }
+}
+
+/// Deletes in batches of up to 10 (or what arrived within 100 ms), checking
+/// every entry; a failed entry is retried alone once.
+async fn deleter(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    mut rx: mpsc::Receiver<String>,
+    stats: Arc<PoolStats>,
+) {
+    let mut pending: Vec<String> = Vec::new();
+    loop {
+        let closed = if pending.is_empty() {
+            match rx.recv().await {
+                Some(r) => {
+                    pending.push(r);
+                    false
+                }
+                None => true,
+            }
+        } else {
+            match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                Ok(Some(r)) => {
+                    pending.push(r);
+                    if pending.len() < 10 {
+                        continue;
+                    }
+                    false
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        };
+        if !pending.is_empty() {
+            let n = pending.len() as u64;
+            delete_batch(&sqs, &queue_url, std::mem::take(&mut pending)).await;
+            stats.pending_deletes.fetch_sub(n, Ordering::SeqCst);
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<String>) {
+    let entries = receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(r)
+                .build()
+                .expect("id and handle are set")
+        })
+        .collect();
+    let failed = match sqs
+        .delete_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .failed
+            .into_iter()
+            .filter_map(|f| {
+                tracing::warn!(code = %f.code, message = ?f.message, "delete failed in its batch; retrying it alone");
+                f.id.parse::<usize>().ok().and_then(|i| receipts.get(i).cloned())
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:DeleteMessageBatch", e), "batch delete failed; deleting one by one");
+            receipts
+        }
+    };
+    for receipt in failed {
+        if let Err(e) = sqs
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(&receipt)
+            .send()
+            .await
+        {
+            // The message will come back; its recorded result makes it a no-op.
+            tracing::error!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:DeleteMessage", e), "could not delete a done message");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(10));
+        assert_eq!(retry_delay(2), Duration::from_secs(20));
+        assert_eq!(retry_delay(4), Duration::from_secs(80));
+        assert_eq!(retry_delay(50), Duration::from_secs(900));
+    }
+}

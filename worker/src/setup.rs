@@ -1,0 +1,67 @@
+//! Building a [`Worker`] from the settings: the one wiring shared by
+//! `keyrotor work` and the Lambda function.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyrotor_shared::aws::{AwsContext, Limits};
+use keyrotor_shared::config::Settings;
+use keyrotor_shared::error::AwsError;
+use keyrotor_shared::events::{EventSink, SnsEvents};
+use keyrotor_shared::executor::{Executor, SdkPorts};
+use keyrotor_shared::store::results::ResultStore;
+use keyrotor_shared::store::DynamoLedger;
+
+use crate::digest::{Mailer, RenderedEmail, SesMailer, Templates};
+use crate::process::{Email, Worker};
+
+/// SES behind the process's send rate.
+struct LimitedMailer {
+    inner: SesMailer,
+    limits: Limits,
+}
+
+#[async_trait]
+impl Mailer for LimitedMailer {
+    async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError> {
+        self.limits.ses_ready().await;
+        self.inner.send(from, to, email).await
+    }
+}
+
+/// The worker for these settings, with rate limits, SNS (when
+/// `KEYROTOR_TOPIC_ARN` is set) and digest emails (when `KEYROTOR_SENDER`
+/// is set).
+pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result<Worker> {
+    let base = aws.base();
+    let limits = Limits::new(&settings);
+    let ddb = aws_sdk_dynamodb::Client::new(base);
+    let ports = Arc::new(SdkPorts::new(aws.clone(), &settings).limited(limits.clone()));
+    let executor = Arc::new(Executor::new(
+        settings.clone(),
+        ports,
+        Arc::new(DynamoLedger::new(ddb.clone(), settings.table.clone())),
+        Executor::process_owner_id(),
+    ));
+    let events = settings.topic_arn.as_ref().map(|arn| {
+        Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(base), arn.clone())) as Arc<dyn EventSink>
+    });
+    let email = match &settings.sender {
+        Some(sender) => Some(Email {
+            sender: sender.clone(),
+            mailer: Arc::new(LimitedMailer {
+                inner: SesMailer::new(aws_sdk_sesv2::Client::new(base)),
+                limits,
+            }),
+            templates: Arc::new(Templates::load(settings.template_dir.as_deref())?),
+        }),
+        None => None,
+    };
+    Ok(Worker::new(
+        settings.clone(),
+        executor,
+        ResultStore::new(ddb, settings.table.clone()),
+        events,
+        email,
+    ))
+}
