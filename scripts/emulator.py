@@ -8,6 +8,8 @@ and adds one control endpoint beside moto's own API:
 
     GET  /_keyrotor/clock                      -> {"now": "<RFC 3339>"}
     POST /_keyrotor/clock  {"now": "<RFC 3339>"} moves the clock there
+    POST /_keyrotor/faults {"service": "iam", "code": "Throttling", "count": N, "every": K}
+                                               injects error answers (see Faults)
 
 AssumeRole is strict here (moto's own accepts any role, existing or not):
 a role must exist in the target account, except the
@@ -37,6 +39,45 @@ def parse_time(text):
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Faults:
+    """Injected error answers, for retry tests: `POST /_keyrotor/faults
+    {"service": "iam", "code": "Throttling", "count": 8, "every": 2}` makes
+    every 2nd request signed for that service answer that error (HTTP 400,
+    the service's query-protocol XML) until 8 have been sent. `{}` clears."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rule = None
+        self.seen = 0
+        self.sent = 0
+
+    def set(self, rule):
+        with self.lock:
+            self.rule = rule or None
+            self.seen = 0
+            self.sent = 0
+
+    def take(self, environ):
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        with self.lock:
+            rule = self.rule
+            if not rule or f"/{rule['service']}/aws4_request" not in auth:
+                return None
+            if self.sent >= rule.get("count", 1):
+                return None
+            self.seen += 1
+            if self.seen % rule.get("every", 1) != 0:
+                return None
+            self.sent += 1
+        code = rule.get("code", "Throttling")
+        body = (
+            f'<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>'
+            f'<Message>Rate exceeded</Message></Error><RequestId>keyrotor-fault-{self.sent}</RequestId>'
+            f'</ErrorResponse>'
+        ).encode()
+        return "400 Bad Request", body
 
 
 def make_assume_role_strict():
@@ -93,6 +134,7 @@ def main():
         make_assume_role_strict()
     moto_app = DomainDispatcherApplication(create_backend_app)
     clock_lock = threading.Lock()
+    faults = Faults()
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") == "/_keyrotor/clock":
@@ -105,6 +147,18 @@ def main():
             payload = json.dumps({"now": now}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
             return [payload]
+        if environ.get("PATH_INFO") == "/_keyrotor/faults":
+            if environ["REQUEST_METHOD"] == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                faults.set(json.loads(environ["wsgi.input"].read(length) or b"{}"))
+            payload = json.dumps({"injected": faults.sent}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+        injected = faults.take(environ)
+        if injected is not None:
+            status, body = injected
+            start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+            return [body]
         return moto_app(environ, start_response)
 
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -84,7 +84,10 @@ fn main() {
 
     if std::env::var_os("KEYROTOR_BIN").is_none() {
         let exe = std::env::current_exe().expect("bench path");
-        let beside = exe.parent().and_then(|d| d.parent()).map(|d| d.join("keyrotor"));
+        let beside = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .map(|d| d.join("keyrotor"));
         if !beside.as_ref().is_some_and(|b| b.exists()) {
             eprintln!(
                 "producer_emulator: {} is missing: run `cargo build --release -p keyrotor-cli` \

@@ -187,13 +187,23 @@ pub struct SettingsArgs {
     #[arg(long, env = "KEYROTOR_IAM_BURST", default_value = "10", global = true)]
     pub iam_burst: String,
     /// Secrets Manager writes per second across the worker (AWS allows 50 per account and region).
-    #[arg(long, env = "KEYROTOR_SECRETS_RATE", default_value = "20", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_SECRETS_RATE",
+        default_value = "20",
+        global = true
+    )]
     pub secrets_rate: String,
     /// SES emails per second across the worker (your account's sending rate).
     #[arg(long, env = "KEYROTOR_SES_RATE", default_value = "1", global = true)]
     pub ses_rate: String,
     /// Publish `noop` results to SNS too (`true`/`false`); they are always counted.
-    #[arg(long, env = "KEYROTOR_PUBLISH_NOOP", default_value = "false", global = true)]
+    #[arg(
+        long,
+        env = "KEYROTOR_PUBLISH_NOOP",
+        default_value = "false",
+        global = true
+    )]
     pub publish_noop: String,
     /// Directory with digest templates overriding the built-in ones.
     #[arg(long, env = "KEYROTOR_TEMPLATE_DIR", global = true)]

@@ -288,3 +288,66 @@ pub fn init_queue(emu: &Emulator, table: &str, prefix: &str) -> String {
     let made: serde_json::Value = serde_json::from_str(&ran.stdout).expect("init json");
     made["queue_url"].as_str().expect("queue_url").to_string()
 }
+
+impl Emulator {
+    /// Injects error answers (see `Faults` in scripts/emulator.py).
+    pub fn inject_faults(&self, rule: serde_json::Value) {
+        self.http("POST", "/_keyrotor/faults", &rule.to_string());
+    }
+
+    /// How many error answers have been injected so far.
+    pub fn faults_injected(&self) -> u64 {
+        let body = self.http("GET", "/_keyrotor/faults", "");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["injected"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Every email the emulator's SES has accepted: `{source, destinations, subject, body}`.
+    pub fn sent_emails(&self) -> Vec<serde_json::Value> {
+        self.backend_state()["ses"]["Message"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Verifies `address` as an SES sender (SES refuses unverified senders).
+pub async fn verify_sender(config: &SdkConfig, address: &str) {
+    aws_sdk_sesv2::Client::new(config)
+        .create_email_identity()
+        .email_identity(address)
+        .send()
+        .await
+        .expect("create email identity");
+}
+
+/// Creates a queue subscribed to `topic` (raw delivery), optionally with a
+/// filter policy; returns its URL.
+pub async fn subscribe_queue(
+    config: &SdkConfig,
+    topic: &str,
+    name: &str,
+    filter_policy: Option<serde_json::Value>,
+) -> String {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("url");
+    let mut subscribe = aws_sdk_sns::Client::new(config)
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+        .attributes("RawMessageDelivery", "true");
+    if let Some(policy) = filter_policy {
+        subscribe = subscribe.attributes("FilterPolicy", policy.to_string());
+    }
+    subscribe.send().await.expect("subscribe");
+    url
+}

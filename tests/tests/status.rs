@@ -70,7 +70,8 @@ async fn add(
             }
         ));
     for (i, (_, v)) in adds.iter().enumerate() {
-        update = update.expression_attribute_values(format!(":v{i}"), AttributeValue::N(v.to_string()));
+        update =
+            update.expression_attribute_values(format!(":v{i}"), AttributeValue::N(v.to_string()));
     }
     if digest_sent {
         update = update.expression_attribute_values(":true", AttributeValue::Bool(true));
@@ -189,13 +190,24 @@ async fn status_shows_the_newest_run_and_its_progress() {
         ran.stdout
     );
 
-    add(&ddb, &run_id, "RUN", &[("done", 2), ("count_rotated", 2)], false).await;
+    add(
+        &ddb,
+        &run_id,
+        "RUN",
+        &[("done", 2), ("count_rotated", 2)],
+        false,
+    )
+    .await;
     let done = status_json(&emu, &[&run_id]);
     assert_eq!(done["done"], 6);
     assert_eq!(done["complete"], true);
     assert_eq!(done["counts"]["rotated"], 5);
     let ran = status(&emu, &[&run_id]);
-    assert!(ran.stdout.contains("progress   6/6 (100%)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("progress   6/6 (100%)"),
+        "{}",
+        ran.stdout
+    );
     assert!(ran.stdout.contains("complete   yes"), "{}", ran.stdout);
 
     // The run id may come from the environment too.

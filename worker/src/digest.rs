@@ -125,7 +125,7 @@ pub enum DigestError {
         message: String,
     },
     /// Some emails could not be sent (the others were).
-    #[error("digest for account {account_id}: {failed} email(s) not sent ({sent} sent): {source}")]
+    #[error("digest for account {account_id}: {failed} email(s) not sent ({sent} sent): {first}")]
     Send {
         /// The account.
         account_id: String,
@@ -133,8 +133,9 @@ pub enum DigestError {
         sent: usize,
         /// Emails that failed.
         failed: usize,
-        /// The first failure.
-        source: AwsError,
+        /// The first failure (in the message, not a `source()`, so that
+        /// error chains do not print it twice).
+        first: AwsError,
     },
 }
 
@@ -635,7 +636,7 @@ pub async fn send_digest(
             account_id: digest.account_id.clone(),
             sent,
             failed,
-            source: failures.swap_remove(0),
+            first: failures.swap_remove(0),
         }),
     }
 }
@@ -814,7 +815,9 @@ mod tests {
             }
             assert!(!s.contains("would be"), "enforce says what happened:\n{s}");
         }
-        assert!(email.text.contains("This run changed the access keys below."));
+        assert!(email
+            .text
+            .contains("This run changed the access keys below."));
         assert!(email.html.starts_with("<!DOCTYPE html>"));
     }
 
@@ -897,7 +900,11 @@ mod tests {
         let t = Templates::load(Some(&dir)).unwrap();
         let d = digest(
             Mode::Enforce,
-            vec![rotated("ci", "AKIAOLD0000000000001", "AKIANEW0000000000001")],
+            vec![rotated(
+                "ci",
+                "AKIAOLD0000000000001",
+                "AKIANEW0000000000001",
+            )],
         );
         let email = t.render(&d).unwrap();
         assert_eq!(email.subject, "Key report for prod 1 key rotated");
@@ -966,20 +973,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sent, 2);
-        let calls = mailer.sent.lock().unwrap();
-        assert_eq!(calls.len(), 2);
-        assert!(calls.iter().all(|(from, _, _)| from == "keyrotor@example.com"));
-        assert_eq!(calls[0].1, "owner@example.com");
-        assert!(calls[0].2.text.contains("ci") && calls[0].2.text.contains("web"));
-        assert!(calls[0].2.text.contains("Key AKIAOLD0000000000002 was deactivated."));
-        assert!(!calls[0].2.text.contains("idle"));
-        assert_eq!(calls[1].1, "alice@example.com");
-        assert!(calls[1].2.text.contains("ci") && !calls[1].2.text.contains("web"));
-        assert_eq!(
-            calls[1].2.subject,
-            "[keyrotor] prod (111122223333): 1 key rotated"
-        );
-        drop(calls);
+        {
+            let calls = mailer.sent.lock().unwrap();
+            assert_eq!(calls.len(), 2);
+            assert!(calls
+                .iter()
+                .all(|(from, _, _)| from == "keyrotor@example.com"));
+            assert_eq!(calls[0].1, "owner@example.com");
+            assert!(calls[0].2.text.contains("ci") && calls[0].2.text.contains("web"));
+            assert!(calls[0]
+                .2
+                .text
+                .contains("Key AKIAOLD0000000000002 was deactivated."));
+            assert!(!calls[0].2.text.contains("idle"));
+            assert_eq!(calls[1].1, "alice@example.com");
+            assert!(calls[1].2.text.contains("ci") && !calls[1].2.text.contains("web"));
+            assert_eq!(
+                calls[1].2.subject,
+                "[keyrotor] prod (111122223333): 1 key rotated"
+            );
+        }
 
         let quiet = digest(Mode::Enforce, vec![line("idle", "noop", None)]);
         let mailer = FakeMailer::default();
@@ -1007,7 +1020,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, DigestError::Send { sent: 1, failed: 1, .. }),
+            matches!(
+                err,
+                DigestError::Send {
+                    sent: 1,
+                    failed: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(mailer.sent.lock().unwrap()[0].1, "alice@example.com");

@@ -37,6 +37,8 @@ pub struct PoolStats {
     pub received: AtomicU64,
     /// Messages processed and deleted.
     pub done: AtomicU64,
+    /// Of those, users whose processing failed for good (recorded as `failed`).
+    pub failed: AtomicU64,
     /// Duplicates deleted without work.
     pub duplicates: AtomicU64,
     /// Messages left for retry (transient failures).
@@ -53,9 +55,10 @@ impl PoolStats {
     /// A one-line summary.
     pub fn line(&self) -> String {
         format!(
-            "received {} · done {} · duplicates {} · retried {} · malformed {} · in flight {}",
+            "received {} · done {} (failed {}) · duplicates {} · retried {} · malformed {} · in flight {}",
             self.received.load(Ordering::Relaxed),
             self.done.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
             self.duplicates.load(Ordering::Relaxed),
             self.retried.load(Ordering::Relaxed),
             self.malformed.load(Ordering::Relaxed),
@@ -82,7 +85,12 @@ pub async fn run_pool(
 ) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let (delete_tx, delete_rx) = mpsc::channel::<String>(config.concurrency * 2 + 10);
-    let deleter = tokio::spawn(deleter(sqs.clone(), config.queue_url.clone(), delete_rx, stats.clone()));
+    let deleter = tokio::spawn(deleter(
+        sqs.clone(),
+        config.queue_url.clone(),
+        delete_rx,
+        stats.clone(),
+    ));
     let mut tasks = JoinSet::new();
     // When the queue was first seen empty with nothing in flight.
     let mut idle_since: Option<Instant> = None;
@@ -143,8 +151,13 @@ pub async fn run_pool(
         for message in messages {
             stats.received.fetch_add(1, Ordering::Relaxed);
             let permit = permits.clone().acquire_owned().await.expect("never closed");
-            let (worker, sqs, config, stats, delete_tx) =
-                (worker.clone(), sqs.clone(), config.clone(), stats.clone(), delete_tx.clone());
+            let (worker, sqs, config, stats, delete_tx) = (
+                worker.clone(),
+                sqs.clone(),
+                config.clone(),
+                stats.clone(),
+                delete_tx.clone(),
+            );
             stats.in_flight.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(async move {
                 handle_one(&worker, &sqs, &config, &stats, &delete_tx, message).await;
@@ -190,7 +203,12 @@ async fn handle_one(
     match result {
         Ok(handled) => {
             match handled {
-                Handled::Done(_) => stats.done.fetch_add(1, Ordering::Relaxed),
+                Handled::Done(outcome) => {
+                    if outcome == "failed" {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats.done.fetch_add(1, Ordering::Relaxed)
+                }
                 Handled::Duplicate => stats.duplicates.fetch_add(1, Ordering::Relaxed),
             };
             stats.pending_deletes.fetch_add(1, Ordering::SeqCst);
@@ -224,7 +242,12 @@ async fn handle_one(
 
 /// Extends the message's visibility every third of the timeout while it is
 /// worked, so a long rotation is not delivered to a second worker.
-async fn visibility_heartbeat(sqs: aws_sdk_sqs::Client, queue_url: String, receipt: String, visibility: Duration) {
+async fn visibility_heartbeat(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    receipt: String,
+    visibility: Duration,
+) {
     loop {
         tokio::time::sleep(visibility / 3).await;
         if let Err(e) = sqs

@@ -138,7 +138,11 @@ impl Worker {
 
     /// Publishes the result's event (unless it is a `noop` and those are not
     /// published), then marks it published.
-    async fn publish(&self, m: &WorkMessage, item: &ResultItem) -> Result<(), keyrotor_shared::error::AwsError> {
+    async fn publish(
+        &self,
+        m: &WorkMessage,
+        item: &ResultItem,
+    ) -> Result<(), keyrotor_shared::error::AwsError> {
         if let Some(events) = &self.events {
             if item.outcome != "noop" || self.settings.publish_noop {
                 events.publish_result(&event_of(m, item)).await?;
@@ -195,7 +199,10 @@ impl Worker {
         if !self.results.claim_digest(&m.run_id, &m.account_id).await? {
             return Ok(());
         }
-        let results = self.results.account_results(&m.run_id, &m.account_id).await?;
+        let results = self
+            .results
+            .account_results(&m.run_id, &m.account_id)
+            .await?;
         let digest = AccountDigest {
             run_id: m.run_id.clone(),
             account_id: m.account_id.clone(),

@@ -6,8 +6,8 @@ pub mod init;
 pub mod plan;
 pub mod produce;
 pub mod rotate;
-pub mod work;
 pub mod status;
+pub mod work;
 
 use std::sync::Arc;
 

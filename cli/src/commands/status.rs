@@ -62,9 +62,7 @@ pub async fn run(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, CliError> {
 }
 
 fn percent(done: i64, expected: i64) -> i64 {
-    if expected <= 0 {
-        100
-    } else if done >= expected {
+    if expected <= 0 || done >= expected {
         100
     } else {
         // Never show 100% before the last message is done.
@@ -131,12 +129,20 @@ fn status_text(r: &RunRecord) -> String {
             format!(
                 "{} account{}: {}",
                 r.failed_accounts.len(),
-                if r.failed_accounts.len() == 1 { "" } else { "s" },
+                if r.failed_accounts.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 r.failed_accounts.join(", ")
             )
         }
     );
-    let _ = writeln!(s, "summary    {}", if r.summary_sent { "sent" } else { "not sent" });
+    let _ = writeln!(
+        s,
+        "summary    {}",
+        if r.summary_sent { "sent" } else { "not sent" }
+    );
     if r.per_account.is_empty() {
         return s;
     }
@@ -197,7 +203,11 @@ mod tests {
             expected: 6,
             enqueue_done: true,
             done: 4,
-            counts: BTreeMap::from([("rotated".into(), 3), ("noop".into(), 1), ("held".into(), 0)]),
+            counts: BTreeMap::from([
+                ("rotated".into(), 3),
+                ("noop".into(), 1),
+                ("held".into(), 0),
+            ]),
             summary_sent: false,
             failed_accounts: vec!["999".into()],
             per_account: vec![
@@ -216,8 +226,18 @@ mod tests {
         assert!(t.contains("outcomes   noop 1, rotated 3"), "{t}");
         assert!(!t.contains("held"), "zero counts are left out: {t}");
         assert!(t.contains("failed     1 account: 999"), "{t}");
-        assert!(t.lines().any(|l| l.starts_with("111") && l.contains("3/3") && l.contains("sent") && l.ends_with("done")), "{t}");
-        assert!(t.lines().any(|l| l.starts_with("222") && l.contains("1/3") && l.ends_with("working")), "{t}");
+        assert!(
+            t.lines().any(|l| l.starts_with("111")
+                && l.contains("3/3")
+                && l.contains("sent")
+                && l.ends_with("done")),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("222") && l.contains("1/3") && l.ends_with("working")),
+            "{t}"
+        );
         assert!(t.contains("failed: sts:AssumeRole: access denied"), "{t}");
     }
 

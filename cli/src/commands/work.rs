@@ -25,7 +25,7 @@ pub struct WorkArgs {
     #[arg(long, env = "KEYROTOR_UNTIL_IDLE")]
     pub until_idle: Option<u64>,
     /// Visibility timeout of a message being worked, renewed by a heartbeat.
-    #[arg(long, env = "KEYROTOR_VISIBILITY_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(30..=43200))]
+    #[arg(long, env = "KEYROTOR_VISIBILITY_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=43200))]
     pub visibility_secs: u64,
 }
 
@@ -79,7 +79,12 @@ pub async fn run(cli: &Cli, args: &WorkArgs) -> Result<ExitCode, CliError> {
         bar.finish_and_clear();
     }
     eprintln!("work: {}", stats.line());
-    // Messages left for retry or the DLQ are failures of this pool's run.
-    let failed = stats.retried.load(Ordering::Relaxed) + stats.malformed.load(Ordering::Relaxed);
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    // Users that failed for good, and messages on their way to the DLQ, are
+    // failures; a retry (a busy user, throttling) is not.
+    let failed = stats.failed.load(Ordering::Relaxed) + stats.malformed.load(Ordering::Relaxed);
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

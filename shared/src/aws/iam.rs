@@ -81,10 +81,48 @@ impl SdkIam {
     pub fn new(client: aws_sdk_iam::Client) -> SdkIam {
         SdkIam { client }
     }
+
+    async fn create_key_once(&self, user_name: &str) -> Result<NewKey, AwsError> {
+        // One attempt only: CreateAccessKey is not idempotent, and a retry
+        // after a lost answer would leave an orphan the intent cannot see.
+        // A failure leaves the intent for the next run's recovery.
+        let out = self
+            .client
+            .create_access_key()
+            .user_name(user_name)
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;
+        let key = out.access_key.ok_or_else(|| AwsError::Service {
+            op: "iam:CreateAccessKey",
+            code: "EmptyResponse".into(),
+            message: "no access key in the answer".into(),
+        })?;
+        Ok(NewKey {
+            key_id: key.access_key_id,
+            secret: SecretString::from(key.secret_access_key),
+            created: key
+                .create_date
+                .as_ref()
+                .map(to_chrono)
+                .unwrap_or_else(Utc::now),
+        })
+    }
 }
 
 /// An unreadable date reads as "now": the key then looks young, and young
 /// keys are left alone (the epoch would make it look decades old).
+/// `d` plus up to 100% random extra, so throttled callers spread out.
+fn jittered(d: std::time::Duration) -> std::time::Duration {
+    let nanos = uuid::Uuid::new_v4().as_u128() as u64 % (d.as_nanos() as u64 + 1);
+    d + std::time::Duration::from_nanos(nanos)
+}
+
 fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_else(Utc::now)
 }
@@ -190,35 +228,20 @@ impl IamPort for SdkIam {
     }
 
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
-        // One attempt only: CreateAccessKey is not idempotent, and a retry
-        // after a lost answer would leave an orphan the intent cannot see.
-        // A failure leaves the intent for the next run's recovery.
-        let out = self
-            .client
-            .create_access_key()
-            .user_name(user_name)
-            .customize()
-            .config_override(
-                aws_sdk_iam::config::Builder::default()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("iam:CreateAccessKey", e))?;
-        let key = out.access_key.ok_or_else(|| AwsError::Service {
-            op: "iam:CreateAccessKey",
-            code: "EmptyResponse".into(),
-            message: "no access key in the answer".into(),
-        })?;
-        Ok(NewKey {
-            key_id: key.access_key_id,
-            secret: SecretString::from(key.secret_access_key),
-            created: key
-                .create_date
-                .as_ref()
-                .map(to_chrono)
-                .unwrap_or_else(Utc::now),
-        })
+        // The SDK does not retry this call (see `create_key_once`); a
+        // throttling answer is safe to retry here, since IAM rejected the
+        // request and created nothing.
+        let mut delay = std::time::Duration::from_millis(200);
+        for _ in 0..4 {
+            match self.create_key_once(user_name).await {
+                Err(AwsError::Throttled { .. }) => {
+                    tokio::time::sleep(jittered(delay)).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.create_key_once(user_name).await
     }
 
     async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {

@@ -27,13 +27,25 @@ pub struct Limits {
 impl Limits {
     /// Limits from `KEYROTOR_IAM_RATE`/`_BURST`, `KEYROTOR_SECRETS_RATE`, `KEYROTOR_SES_RATE`.
     pub fn new(settings: &Settings) -> Limits {
-        Limits::with(settings.iam_rate, settings.iam_burst, settings.secrets_rate, settings.ses_rate)
+        Limits::with(
+            settings.iam_rate,
+            settings.iam_burst,
+            settings.secrets_rate,
+            settings.ses_rate,
+        )
     }
 
     /// Limits with explicit rates (per second).
-    pub fn with(iam: NonZeroU32, iam_burst: NonZeroU32, secrets: NonZeroU32, ses: NonZeroU32) -> Limits {
+    pub fn with(
+        iam: NonZeroU32,
+        iam_burst: NonZeroU32,
+        secrets: NonZeroU32,
+        ses: NonZeroU32,
+    ) -> Limits {
         Limits {
-            iam: Arc::new(RateLimiter::keyed(Quota::per_second(iam).allow_burst(iam_burst))),
+            iam: Arc::new(RateLimiter::keyed(
+                Quota::per_second(iam).allow_burst(iam_burst),
+            )),
             secrets: Arc::new(RateLimiter::direct(Quota::per_second(secrets))),
             ses: Arc::new(RateLimiter::direct(Quota::per_second(ses))),
         }
@@ -106,9 +118,16 @@ impl IamPort for LimitedIam {
         self.ready().await;
         self.inner.delete_key(user_name, key_id).await
     }
-    async fn put_user_policy(&self, user_name: &str, policy_name: &str, document: &str) -> Result<(), AwsError> {
+    async fn put_user_policy(
+        &self,
+        user_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<(), AwsError> {
         self.ready().await;
-        self.inner.put_user_policy(user_name, policy_name, document).await
+        self.inner
+            .put_user_policy(user_name, policy_name, document)
+            .await
     }
 }
 

@@ -96,7 +96,10 @@ fn n(v: i64) -> AttributeValue {
 }
 
 fn key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([("pk".to_string(), s(run_pk(run_id))), ("sk".to_string(), s(sk))])
+    HashMap::from([
+        ("pk".to_string(), s(run_pk(run_id))),
+        ("sk".to_string(), s(sk)),
+    ])
 }
 
 fn result_sk(account_id: &str, user_name: &str) -> String {
@@ -140,7 +143,12 @@ impl ResultStore {
     }
 
     /// Whether a result exists already (a duplicate delivery).
-    pub async fn exists(&self, run_id: &str, account_id: &str, user_name: &str) -> Result<bool, AwsError> {
+    pub async fn exists(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<bool, AwsError> {
         let out = self
             .client
             .get_item()
@@ -165,11 +173,19 @@ impl ResultStore {
         if item.is_empty() {
             return Ok(None);
         }
-        Ok(Some((decode(run_id, account_id, &item), flag(&item, "published"))))
+        Ok(Some((
+            decode(run_id, account_id, &item),
+            flag(&item, "published"),
+        )))
     }
 
     /// Marks a result's event as published.
-    pub async fn mark_published(&self, run_id: &str, account_id: &str, user_name: &str) -> Result<(), AwsError> {
+    pub async fn mark_published(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<(), AwsError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -217,7 +233,10 @@ impl ResultStore {
             }
         }
         item.insert("at".into(), s(r.at.to_rfc3339()));
-        item.insert("account_email".into(), s(r.account_email.clone().unwrap_or_default()));
+        item.insert(
+            "account_email".into(),
+            s(r.account_email.clone().unwrap_or_default()),
+        );
         // The event is published after the record (outbox): a redelivery
         // finds `published = false` and publishes what was recorded.
         item.insert("published".into(), AttributeValue::Bool(false));
@@ -235,7 +254,10 @@ impl ResultStore {
             let mut update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(&r.run_id, sk)))
-                .update_expression(format!("ADD done :one, {} :one{extra}", counter(&r.outcome)))
+                .update_expression(format!(
+                    "ADD done :one, {} :one{extra}",
+                    counter(&r.outcome)
+                ))
                 .expression_attribute_values(":one", n(1));
             if !extra.is_empty() {
                 update = update.expression_attribute_values(
@@ -250,7 +272,11 @@ impl ResultStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count("RUN".into(), "")).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(count("RUN".into(), ""))
+                    .build(),
+            )
             .transact_items(
                 TransactWriteItem::builder()
                     .update(count(account_sk.clone(), " SET owner_email = :email"))
@@ -282,7 +308,11 @@ impl ResultStore {
     }
 
     /// The account's and the run's progress (two item reads).
-    pub async fn progress(&self, run_id: &str, account_id: &str) -> Result<(Progress, Progress), AwsError> {
+    pub async fn progress(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<(Progress, Progress), AwsError> {
         let account = self.get(run_id, format!("ACCOUNT#{account_id}")).await?;
         let run = self.get(run_id, "RUN".into()).await?;
         Ok((
@@ -303,8 +333,11 @@ impl ResultStore {
     pub async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {
         let run = self.get(run_id, "RUN".into()).await?;
         let counts = run
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix("count_").map(|o| (o.to_string(), num(&run, k))))
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix("count_")
+                    .map(|o| (o.to_string(), num(&run, k)))
+            })
             .collect();
         let mut failed_accounts = run
             .get("failed_accounts")
@@ -326,7 +359,11 @@ impl ResultStore {
         })
     }
 
-    async fn get(&self, run_id: &str, sk: String) -> Result<HashMap<String, AttributeValue>, AwsError> {
+    async fn get(
+        &self,
+        run_id: &str,
+        sk: String,
+    ) -> Result<HashMap<String, AttributeValue>, AwsError> {
         Ok(self
             .client
             .get_item()
@@ -342,7 +379,8 @@ impl ResultStore {
 
     /// Claims the account's digest: `true` for exactly one caller.
     pub async fn claim_digest(&self, run_id: &str, account_id: &str) -> Result<bool, AwsError> {
-        self.claim(run_id, format!("ACCOUNT#{account_id}"), "digest_sent").await
+        self.claim(run_id, format!("ACCOUNT#{account_id}"), "digest_sent")
+            .await
     }
 
     /// Claims the run's summary event: `true` for exactly one caller.
@@ -357,7 +395,9 @@ impl ResultStore {
             .table_name(&self.table)
             .set_key(Some(key(run_id, sk)))
             .update_expression("SET #flag = :true")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#flag) OR #flag = :false)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#flag) OR #flag = :false)",
+            )
             .expression_attribute_names("#flag", attribute)
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
@@ -371,7 +411,11 @@ impl ResultStore {
     }
 
     /// Every result of an account in a run (for its digest).
-    pub async fn account_results(&self, run_id: &str, account_id: &str) -> Result<Vec<ResultItem>, AwsError> {
+    pub async fn account_results(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<ResultItem>, AwsError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -441,9 +485,22 @@ mod tests {
 
     #[test]
     fn progress_is_complete_only_once_enqueued() {
-        let p = Progress { done: 3, expected: 3, enqueued: false };
+        let p = Progress {
+            done: 3,
+            expected: 3,
+            enqueued: false,
+        };
         assert!(!p.complete());
-        assert!(Progress { enqueued: true, ..p }.complete());
-        assert!(!Progress { done: 2, expected: 3, enqueued: true }.complete());
+        assert!(Progress {
+            enqueued: true,
+            ..p
+        }
+        .complete());
+        assert!(!Progress {
+            done: 2,
+            expected: 3,
+            enqueued: true
+        }
+        .complete());
     }
 }

@@ -169,7 +169,9 @@ fn time(t: DateTime<Utc>) -> AttributeValue {
 fn decode_account(item: &HashMap<String, AttributeValue>) -> RunAccount {
     RunAccount {
         account_id: get_s(item, "account_id")
-            .or_else(|| get_s(item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#").map(str::to_string)))
+            .or_else(|| {
+                get_s(item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#").map(str::to_string))
+            })
             .unwrap_or_default(),
         account_name: get_s(item, "account_name").unwrap_or_default(),
         expected: get_n(item, "expected"),
@@ -504,7 +506,10 @@ mod tests {
         assert_eq!(r.counts.values().sum::<i64>(), 5);
         assert_eq!(r.failed_accounts, ["a", "b"]);
         assert_eq!(
-            r.per_account.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>(),
+            r.per_account
+                .iter()
+                .map(|a| a.account_id.as_str())
+                .collect::<Vec<_>>(),
             ["1", "2"]
         );
         assert!(!r.summary_sent);

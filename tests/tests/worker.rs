@@ -1,0 +1,568 @@
+//! The worker fleet against the emulator: two pools at once over 10
+//! accounts × 20 users; duplicates; a SIGKILL mid-run; malformed messages;
+//! injected throttling; and a scan of every output for secret material.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use keyrotor_e2e::world::{Account, Org};
+use keyrotor_e2e::{
+    day, drain_queue, run, scan_table, subscribe_queue, today, verify_sender, Emulator,
+};
+use serde_json::{json, Value};
+
+const SENDER: &str = "keyrotor@example.com";
+const MANAGEMENT: &str = "123456789012";
+
+/// What a user was set up to need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Rotate,
+    Nothing,
+    Retire,
+    Deactivate,
+    Warn,
+}
+
+const NEEDS: [Need; 5] = [
+    Need::Rotate,
+    Need::Nothing,
+    Need::Retire,
+    Need::Deactivate,
+    Need::Warn,
+];
+
+/// Creates `n` users with mixed key ages; returns (user, need).
+async fn mixed_users(acct: &Account<'_>, n: usize) -> Vec<(String, Need)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let need = NEEDS[i % NEEDS.len()];
+        let name = format!("user{i:02}");
+        let user = acct.user(&name).await;
+        if i % 2 == 0 {
+            user.tag("Owner", &format!("{name}-owner@example.com"))
+                .await;
+        }
+        match need {
+            Need::Rotate => {
+                user.used_key_aged(95).await;
+            }
+            Need::Nothing => {
+                user.used_key_aged(30).await;
+            }
+            Need::Retire => {
+                user.key_aged(95).await;
+            }
+            Need::Deactivate => {
+                let old = user.key_aged(120).await;
+                acct.use_key(&old, day(-20)).await;
+                user.used_key_aged(15).await;
+            }
+            Need::Warn => {
+                user.used_key_aged(86).await;
+            }
+        }
+        out.push((name, need));
+    }
+    out
+}
+
+struct Env {
+    table: String,
+    queue: String,
+    topic: String,
+}
+
+fn keyrotor(emu: &Emulator, env: &Env) -> std::process::Command {
+    let mut cmd = emu.keyrotor(&env.table);
+    cmd.env("KEYROTOR_QUEUE_URL", &env.queue)
+        .env("KEYROTOR_TOPIC_ARN", &env.topic)
+        .env("KEYROTOR_SENDER", SENDER)
+        .env("KEYROTOR_EXCLUDE_ACCOUNTS", MANAGEMENT)
+        .env("KEYROTOR_MODE", "enforce");
+    cmd
+}
+
+fn produce(emu: &Emulator, env: &Env, extra: &[&str]) -> Value {
+    let as_of = today().to_rfc3339();
+    let mut args = vec!["produce", "--as-of", as_of.as_str(), "--output", "json"];
+    args.extend_from_slice(extra);
+    let ran = run(keyrotor(emu, env), &args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
+fn spawn_worker(emu: &Emulator, env: &Env, extra_env: &[(&str, &str)], args: &[&str]) -> Child {
+    let mut cmd = keyrotor(emu, env);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.arg("work")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a worker")
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().expect("worker output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status(emu: &Emulator, env: &Env, run_id: &str) -> Value {
+    let ran = run(keyrotor(emu, env), &["status", run_id, "--output", "json"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
+async fn setup(emu: &Emulator, org: &Org<'_>, prefix: &str, queue: Option<String>) -> Env {
+    let table = format!("keyrotor-{prefix}");
+    let made = run(
+        emu.keyrotor(&table),
+        &["init", "--prefix", prefix, "--output", "json"],
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let made: Value = serde_json::from_str(&made.stdout).unwrap();
+    verify_sender(&org.hub, SENDER).await;
+    Env {
+        table,
+        queue: queue.unwrap_or_else(|| made["queue_url"].as_str().unwrap().to_string()),
+        topic: made["topic_arn"].as_str().unwrap().to_string(),
+    }
+}
+
+/// The secret access keys keyrotor stored for these users.
+async fn stored_secrets(acct: &Account<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in acct
+        .secrets
+        .list_secrets()
+        .send()
+        .await
+        .unwrap()
+        .secret_list()
+    {
+        let v = acct
+            .secrets
+            .get_secret_value()
+            .secret_id(s.arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+        out.push(v["SecretAccessKey"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pools_work_a_fleet_exactly_once_with_events_digests_and_no_leaks() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let env = setup(&emu, &org, "fleet", None).await;
+    let mut accounts = Vec::new();
+    for a in 0..10 {
+        let acct = org.account(&format!("team{a:02}")).await;
+        let users = mixed_users(&acct, 20).await;
+        accounts.push((acct, users));
+    }
+    let rotated_events = subscribe_queue(
+        &org.hub,
+        &env.topic,
+        "rotated",
+        Some(json!({"outcome": ["rotated"]})),
+    )
+    .await;
+    let all_events = subscribe_queue(&org.hub, &env.topic, "all-events", None).await;
+    emu.set_clock(today());
+
+    let summary = produce(&emu, &env, &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    assert_eq!(summary["enqueued"], 200);
+    let a = spawn_worker(
+        &emu,
+        &env,
+        &[],
+        &["--until-idle", "4", "--concurrency", "4"],
+    );
+    let b = spawn_worker(
+        &emu,
+        &env,
+        &[],
+        &["--until-idle", "4", "--concurrency", "4"],
+    );
+    let (code_a, log_a) = finish(a);
+    let (code_b, log_b) = finish(b);
+    assert_eq!((code_a, code_b), (0, 0), "{log_a}\n{log_b}");
+
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 200, "{st}");
+    assert_eq!(st["expected"], 200);
+    assert_eq!(st["summary_sent"], true);
+
+    // IAM: every due action done once; never more than two keys.
+    let mut rotated_users = BTreeSet::new();
+    let mut secrets = Vec::new();
+    for (acct, users) in &accounts {
+        for (user, need) in users {
+            let keys = acct.keys(user).await;
+            assert!(keys.len() <= 2, "{user}: {keys:?}");
+            let statuses: Vec<&str> = keys.iter().map(|k| k.status.as_str()).collect();
+            match need {
+                Need::Rotate => {
+                    assert_eq!(statuses, vec!["Active", "Active"], "{user}");
+                    rotated_users.insert((acct.id.clone(), user.clone()));
+                }
+                Need::Nothing | Need::Warn => assert_eq!(statuses, vec!["Active"], "{user}"),
+                Need::Retire => assert_eq!(statuses, vec!["Inactive"], "{user}"),
+                Need::Deactivate => assert_eq!(statuses, vec!["Inactive", "Active"], "{user}"),
+            }
+        }
+        // Every new key is stored, in the secret of its user.
+        for (user, need) in users.iter().filter(|(_, n)| *n == Need::Rotate) {
+            let name = format!("Account_{}_User_{user}_AccessKey", acct.id);
+            let v = acct
+                .secrets
+                .get_secret_value()
+                .secret_id(&name)
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+            let keys = acct.keys(user).await;
+            assert_eq!(v["AccessKeyId"], keys[1].id.as_str(), "{user} {need:?}");
+        }
+        secrets.extend(stored_secrets(acct).await);
+    }
+    assert_eq!(rotated_users.len(), 40);
+    assert_eq!(secrets.len(), 40);
+
+    // The filtered subscriber gets exactly the rotated events.
+    let events: Vec<Value> = drain_queue(&org.hub, &rotated_events)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let got: BTreeSet<(String, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["outcome"], "rotated", "{e}");
+            (
+                e["account_id"].as_str().unwrap().to_string(),
+                e["user_name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 40, "one event per rotated user");
+    assert_eq!(got, rotated_users);
+    let all: Vec<String> = drain_queue(&org.hub, &all_events).await;
+    let kinds: BTreeMap<String, usize> = all.iter().fold(BTreeMap::new(), |mut m, b| {
+        let e: Value = serde_json::from_str(b).unwrap();
+        *m.entry(format!(
+            "{}/{}",
+            e["type"].as_str().unwrap(),
+            e["outcome"].as_str().unwrap_or("-")
+        ))
+        .or_default() += 1;
+        m
+    });
+    assert_eq!(
+        kinds.get("keyrotor.run.v1/-"),
+        Some(&1),
+        "one run summary: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("keyrotor.result.v1/noop"),
+        None,
+        "noop results are not published"
+    );
+
+    // One digest per account, to its owner; user owners get their lines.
+    let emails = emu.sent_emails();
+    for (acct, _) in &accounts {
+        let owner = format!("{}@example.com", acct_name(&org, acct).await);
+        let n = emails
+            .iter()
+            .filter(|m| m["destinations"].to_string().contains(&owner))
+            .count();
+        assert_eq!(n, 1, "one digest to {owner}");
+    }
+
+    // No secret access key anywhere but Secrets Manager.
+    let table = scan_table(&org.hub, &env.table).await;
+    let emails_text = serde_json::to_string(&emails).unwrap();
+    for secret in &secrets {
+        for (what, text) in [
+            ("worker log", &log_a),
+            ("worker log", &log_b),
+            ("table", &table),
+            ("emails", &emails_text),
+        ] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "secret leaked into the {what}"
+            );
+        }
+        assert!(
+            all.iter().all(|e| !e.contains(secret.as_str())),
+            "secret leaked into an event"
+        );
+    }
+}
+
+async fn acct_name(org: &Org<'_>, acct: &Account<'_>) -> String {
+    aws_sdk_organizations::Client::new(&org.hub)
+        .describe_account()
+        .account_id(&acct.id)
+        .send()
+        .await
+        .unwrap()
+        .account
+        .unwrap()
+        .name
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_message_delivered_twice_makes_no_extra_key_event_or_email() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let sqs = aws_sdk_sqs::Client::new(&org.hub);
+    // A standard queue: no deduplication, so a second produce delivers every message again.
+    let standard = sqs
+        .create_queue()
+        .queue_name("dup-standard")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let env = setup(&emu, &org, "dup", Some(standard)).await;
+    let mut accounts = Vec::new();
+    for a in 0..2 {
+        let acct = org.account(&format!("dup{a}")).await;
+        let users = mixed_users(&acct, 5).await;
+        accounts.push((acct, users));
+    }
+    let events = subscribe_queue(&org.hub, &env.topic, "dup-events", None).await;
+    emu.set_clock(today());
+    let first = produce(&emu, &env, &[]);
+    let run_id = first["run_id"].as_str().unwrap();
+    produce(&emu, &env, &["--run-id", run_id]);
+
+    // One at a time, so each second delivery finds its first one's result.
+    let (code, log) = finish(spawn_worker(
+        &emu,
+        &env,
+        &[],
+        &["--until-idle", "4", "--concurrency", "1"],
+    ));
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("duplicates 10"),
+        "every second delivery was a no-op: {log}"
+    );
+    let st = status(&emu, &env, run_id);
+    assert_eq!(st["done"], 10, "counted once each: {st}");
+
+    for (acct, users) in &accounts {
+        for (user, need) in users {
+            let n = acct.keys(user).await.len();
+            let expected = if matches!(need, Need::Rotate | Need::Deactivate) {
+                2
+            } else {
+                1
+            };
+            assert_eq!(n, expected, "{user} {need:?}");
+        }
+    }
+    let bodies = drain_queue(&org.hub, &events).await;
+    let results: Vec<(String, String)> = bodies
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["type"] == "keyrotor.result.v1")
+        .map(|e| {
+            (
+                e["account_id"].as_str().unwrap().to_string(),
+                e["user_name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let unique: BTreeSet<_> = results.iter().cloned().collect();
+    assert_eq!(
+        results.len(),
+        unique.len(),
+        "an event was published twice: {results:?}"
+    );
+    // rotate, retire, deactivate, warn per account (noop is not published).
+    assert_eq!(results.len(), 8);
+    let digests = emu
+        .sent_emails()
+        .iter()
+        .filter(|m| {
+            m["destinations"].to_string().contains("dup0@example.com")
+                || m["destinations"].to_string().contains("dup1@example.com")
+        })
+        .count();
+    assert_eq!(digests, 2, "one digest per account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_run_leaves_nothing_for_the_next_pool_to_lose_or_repeat() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let env = setup(&emu, &org, "kill", None).await;
+    let mut accounts = Vec::new();
+    for a in 0..3 {
+        let acct = org.account(&format!("kill{a}")).await;
+        let mut users = Vec::new();
+        for i in 0..8 {
+            let name = format!("svc{i}");
+            acct.user(&name).await.used_key_aged(95).await;
+            users.push(name);
+        }
+        accounts.push((acct, users));
+    }
+    emu.set_clock(today());
+    let summary = produce(&emu, &env, &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    let fast = [("KEYROTOR_LOCK_LEASE_SECS", "3")];
+    let mut first = spawn_worker(
+        &emu,
+        &env,
+        &fast,
+        &["--visibility-secs", "5", "--concurrency", "3"],
+    );
+    // Kill it once some users are done.
+    for _ in 0..200 {
+        if status(&emu, &env, &run_id)["done"].as_i64().unwrap() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    let (code, log) = finish(spawn_worker(
+        &emu,
+        &env,
+        &fast,
+        &["--visibility-secs", "5", "--until-idle", "12"],
+    ));
+    assert_eq!(code, 0, "{log}");
+
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 24, "every user done once: {st}");
+    for (acct, users) in &accounts {
+        for user in users {
+            let keys = acct.keys(user).await;
+            assert_eq!(
+                keys.len(),
+                2,
+                "{user}: old key plus exactly one new key: {keys:?}"
+            );
+            let name = format!("Account_{}_User_{user}_AccessKey", acct.id);
+            let v = acct
+                .secrets
+                .get_secret_value()
+                .secret_id(&name)
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+            assert_eq!(
+                v["AccessKeyId"],
+                keys[1].id.as_str(),
+                "{user}: the new key is the stored one (no orphan)"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_messages_fail_alone_and_throttling_is_absorbed() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let sqs = aws_sdk_sqs::Client::new(&org.hub);
+    let standard = sqs
+        .create_queue()
+        .queue_name("bad-standard")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let env = setup(&emu, &org, "bad", Some(standard.clone())).await;
+    let acct = org.account("bad0").await;
+    for i in 0..6 {
+        acct.user(&format!("svc{i}")).await.used_key_aged(95).await;
+    }
+    emu.set_clock(today());
+    let summary = produce(&emu, &env, &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    for body in [
+        "this is not json",
+        r#"{"v":1,"run_id":"x","account_id":"111122223333"}"#,
+    ] {
+        sqs.send_message()
+            .queue_url(&standard)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Every other IAM request is throttled, ten times in all.
+    emu.inject_faults(json!({"service": "iam", "code": "Throttling", "count": 10, "every": 2}));
+    let (code, log) = finish(spawn_worker(&emu, &env, &[], &["--until-idle", "4"]));
+    assert_eq!(code, 1, "malformed messages make the exit code 1: {log}");
+    assert!(log.contains("done 6 (failed 0)"), "{log}");
+    let malformed: u64 = log
+        .rsplit("malformed ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        malformed >= 2,
+        "both bad bodies failed (and were retried): {log}"
+    );
+    assert_eq!(
+        emu.faults_injected(),
+        10,
+        "the throttling answers were really sent"
+    );
+    assert!(
+        log.contains("retried 0"),
+        "throttling was absorbed, no message retried: {log}"
+    );
+    assert_eq!(status(&emu, &env, &run_id)["done"], 6);
+    for i in 0..6 {
+        assert_eq!(acct.keys(&format!("svc{i}")).await.len(), 2);
+    }
+    // The bad messages are still on the queue (they reach the DLQ by redrive).
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&standard)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes.unwrap();
+    let left: i64 = [
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|k| {
+        attrs
+            .get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    })
+    .sum();
+    assert_eq!(left, 2, "{attrs:?}");
+}
