@@ -7,6 +7,10 @@ boto3, over the same wire protocols keyrotor uses.
     demo_world.py adopt ACCOUNT USER  -> the app reads its secret and uses the new key
     demo_world.py use-old USER        -> the app signs with the key it had at seed time
     demo_world.py show                -> one `keyrotor rotate --output json` result, in two lines
+    demo_world.py subscribe TOPIC     -> a queue subscribed to the results topic (prints its URL);
+                                         also verifies the digest sender address in SES
+    demo_world.py events QUEUE        -> prints (and removes) the result events on that queue
+    demo_world.py emails              -> prints the digest emails the emulator's SES accepted
 """
 
 import datetime as dt
@@ -95,6 +99,36 @@ if __name__ == "__main__":
         done = ", ".join(p["action"] + " " + p["key_id"] for p in r["performed"]) or "-"
         print(f"  {r['user_name']:<13} {r['outcome']:<11} done: {done}")
         print(f"  {'':<13} {r['reason']}")
+    elif sys.argv[1] == "subscribe":
+        boto3.client("sesv2", **KW).create_email_identity(EmailIdentity=os.environ["KEYROTOR_SENDER"])
+        sqs = boto3.client("sqs", **KW)
+        url = sqs.create_queue(QueueName="demo-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        boto3.client("sns", **KW).subscribe(TopicArn=sys.argv[2], Protocol="sqs", Endpoint=arn,
+                                            Attributes={"RawMessageDelivery": "true"})
+        print(url)
+    elif sys.argv[1] == "events":
+        sqs = boto3.client("sqs", **KW)
+        events = []
+        while True:
+            got = sqs.receive_message(QueueUrl=sys.argv[2], MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                break
+            for m in got:
+                events.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=sys.argv[2], ReceiptHandle=m["ReceiptHandle"])
+        for e in sorted(events, key=lambda e: (e["type"], e.get("user_name") or "")):
+            if e["type"] == "keyrotor.run.v1":
+                print(f"  run summary: {e['done']}/{e['expected']} done, {e['counts']}")
+                continue
+            done = ", ".join(a["action"] + " " + a["key_id"] for a in e["actions"]) or "-"
+            print(f"  {e['user_name']:<13} {e['outcome']:<11} done: {done}")
+            print(f"  {'':<13} {e['reason']}")
+    elif sys.argv[1] == "emails":
+        state = json.load(urllib.request.urlopen(ENDPOINT + "/moto-api/data.json"))
+        for m in state.get("ses", {}).get("Message", []):
+            to = ", ".join(sum(m.get("destinations", {}).values(), []))
+            print(f"  to {to}: {m['subject']}")
     elif sys.argv[1] == "use-old":
         key_id, secret = json.load(open(KEYS_FILE))[sys.argv[2]]
         use(key_id, secret)

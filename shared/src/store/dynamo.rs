@@ -11,6 +11,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
+use super::attr::{n, s, time};
 use super::{account_pk, user_sk, Intent, LedgerPort, Lock, StoreError, UserRecord};
 use crate::domain::{KeyHistory, Verification};
 use crate::error::AwsError;
@@ -61,18 +62,6 @@ impl DynamoLedger {
 /// Lock leases use the real clock, never the evaluation time.
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn time(t: &DateTime<Utc>) -> AttributeValue {
-    s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {

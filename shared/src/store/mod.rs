@@ -1,6 +1,7 @@
 //! keyrotor's state in DynamoDB (DESIGN §6): the per-user lock and lifecycle
 //! ledger. The port is [`LedgerPort`]; [`DynamoLedger`] is its adapter.
 
+mod attr;
 mod dynamo;
 pub mod registry;
 pub mod results;

@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::attr::{flag, n, num, run_key as key, s, text};
 use super::runs::run_pk;
 use crate::error::AwsError;
 
@@ -87,41 +88,8 @@ pub struct ResultStore {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), s(run_pk(run_id))),
-        ("sk".to_string(), s(sk)),
-    ])
-}
-
 fn result_sk(account_id: &str, user_name: &str) -> String {
     format!("RESULT#{account_id}#{user_name}")
-}
-
-fn num(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
-    item.get(name)
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false)
-}
-
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
 /// Outcome names are used in attribute names: keep them to `[a-z_]`.

@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::attr::{flag as get_bool, n, num as get_n, run_key as key, s, text as get_s, time};
 use crate::config::Mode;
 use crate::error::AwsError;
 
@@ -110,44 +111,11 @@ pub struct RunStore {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), s(run_pk(run_id))),
-        ("sk".to_string(), s(sk)),
-    ])
-}
-
 fn index_key(run_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".to_string(), s(RUNS_PK)),
         ("sk".to_string(), s(run_id)),
     ])
-}
-
-fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn get_bool(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
-    item.get(name)
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false)
 }
 
 /// Every `count_<outcome>` attribute, by outcome.
@@ -159,10 +127,6 @@ fn get_counts(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, i64> {
             (!outcome.is_empty()).then(|| (outcome.to_string(), n))
         })
         .collect()
-}
-
-fn time(t: DateTime<Utc>) -> AttributeValue {
-    s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// A `RUN#<id>` / `ACCOUNT#<id>` item.
@@ -241,9 +205,9 @@ impl RunStore {
                  started_at = if_not_exists(started_at, :now), enqueue_done = :false",
             )
             .expression_attribute_names("#mode", "mode")
-            .expression_attribute_values(":as_of", time(as_of))
+            .expression_attribute_values(":as_of", time(&as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
-            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":now", time(&now))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await
@@ -259,9 +223,9 @@ impl RunStore {
             )
             .expression_attribute_names("#mode", "mode")
             .expression_attribute_values(":id", s(run_id))
-            .expression_attribute_values(":as_of", time(as_of))
+            .expression_attribute_values(":as_of", time(&as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
-            .expression_attribute_values(":now", time(now))
+            .expression_attribute_values(":now", time(&now))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
@@ -372,7 +336,7 @@ impl RunStore {
             .expression_attribute_values(":a", n(accounts))
             .expression_attribute_values(":e", n(expected))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", time(Utc::now()))
+            .expression_attribute_values(":now", time(&Utc::now()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
