@@ -1,0 +1,321 @@
+//! The CloudFormation templates in `infra/`: they pass the pinned cfn-lint,
+//! and the member role allows exactly the IAM and Secrets Manager actions
+//! the code calls (issue #5, "what must be shown").
+//!
+//! Neither test needs the emulator.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keyrotor_e2e::project_root;
+
+#[test]
+fn every_template_passes_cfn_lint() {
+    let root = project_root();
+    let out = Command::new(root.join("scripts/cfn-lint"))
+        .current_dir(&root)
+        .output()
+        .expect("run scripts/cfn-lint");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scripts/cfn-lint failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    println!("{stdout}");
+}
+
+/// Actions the code needs without naming them in an operation string: one
+/// SDK call is authorized as several IAM actions. Each comes with a piece of
+/// source (in `shared/src/aws/secrets.rs`) that proves the reason still
+/// holds, so the entry goes stale loudly when the code changes.
+const IMPLIED: &[(&str, &str, &str)] = &[
+    (
+        "secretsmanager:TagResource",
+        ".tags(Tag::builder()",
+        "CreateSecret with Tags is also authorized as secretsmanager:TagResource \
+         (the executor always tags new secrets with keyrotor:account and keyrotor:user)",
+    ),
+    (
+        "secretsmanager:ReplicateSecretToRegions",
+        ".add_replica_regions(",
+        "CreateSecret with AddReplicaRegions (KEYROTOR_REPLICA_REGIONS) is also \
+         authorized as secretsmanager:ReplicateSecretToRegions",
+    ),
+];
+
+/// The services whose actions the member role grants.
+const SERVICES: &[&str] = &["iam", "secretsmanager"];
+
+#[test]
+fn member_role_allows_exactly_the_actions_the_code_calls() {
+    let root = project_root();
+
+    // 1. What the member role allows.
+    let template = std::fs::read_to_string(root.join("infra/member-role.yaml"))
+        .expect("read infra/member-role.yaml");
+    let allowed = policy_actions(&template);
+
+    // 2. What the code calls: every SDK error is mapped with
+    //    `AwsError::from_sdk("service:Operation", e)`, which names the call.
+    let mut sources = Vec::new();
+    for dir in ["shared/src", "producer/src", "worker/src", "cli/src"] {
+        rust_files(&root.join(dir), &mut sources);
+    }
+    assert!(!sources.is_empty(), "no Rust sources found under {root:?}");
+    let mut called = BTreeSet::new();
+    let mut unnamed_calls = Vec::new();
+    for path in &sources {
+        let text = std::fs::read_to_string(path).expect("read a source file");
+        let named = from_sdk_ops(&text);
+        // Cross-check: in a file that uses only the IAM or only the Secrets
+        // Manager SDK, every fluent SDK call must have its operation string
+        // (otherwise the scan above would miss it).
+        if let Some(service) = single_sdk_service(&text) {
+            for op in sdk_calls(&text) {
+                let action = format!("{service}:{op}");
+                if !named.contains(&action) {
+                    unnamed_calls.push(format!(
+                        "{} calls {action} without from_sdk(\"{action}\", ..)",
+                        rel(&root, path)
+                    ));
+                }
+                called.insert(action);
+            }
+        }
+        called.extend(named);
+    }
+    assert!(
+        unnamed_calls.is_empty(),
+        "SDK calls without an operation string:\n  {}",
+        unnamed_calls.join("\n  ")
+    );
+
+    // 3. Plus what those calls imply.
+    let secrets_rs = std::fs::read_to_string(root.join("shared/src/aws/secrets.rs"))
+        .expect("read shared/src/aws/secrets.rs");
+    let mut expected = called.clone();
+    for (action, witness, why) in IMPLIED {
+        assert!(
+            secrets_rs.contains(witness),
+            "{action} is listed as implied because {why}, but shared/src/aws/secrets.rs \
+             no longer contains `{witness}`: update IMPLIED in tests/tests/infra.rs and \
+             infra/member-role.yaml"
+        );
+        expected.insert(action.to_string());
+    }
+
+    let missing: Vec<_> = expected.difference(&allowed).collect();
+    let extra: Vec<_> = allowed.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "infra/member-role.yaml does not match the code.\n\
+         called by the code but not allowed by the role: {missing:?}\n\
+         allowed by the role but never called by the code: {extra:?}\n\
+         role allows: {allowed:?}\n\
+         code calls:  {called:?}\n\
+         implied:     {:?}",
+        IMPLIED.iter().map(|(a, _, _)| *a).collect::<Vec<_>>()
+    );
+    // The scan found something real (a broken scan would find nothing on
+    // both sides and pass).
+    assert!(
+        allowed.iter().filter(|a| a.starts_with("iam:")).count() >= 5
+            && allowed.iter().any(|a| a.starts_with("secretsmanager:")),
+        "implausibly few actions found: {allowed:?}"
+    );
+}
+
+/// `iam:Xxx` and `secretsmanager:Xxx` tokens in a YAML template, outside
+/// comments. ARNs (`:iam::`, `:secretsmanager:*:`) do not match, since an
+/// action name starts with a letter.
+fn policy_actions(template: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in template.lines() {
+        let line = strip_yaml_comment(line);
+        for service in SERVICES {
+            let needle = format!("{service}:");
+            let mut from = 0;
+            while let Some(i) = line[from..].find(&needle) {
+                let start = from + i;
+                from = start + needle.len();
+                let before = line[..start].chars().next_back();
+                if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let name: String = line[from..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                if name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    out.insert(format!("{service}:{name}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A YAML line without its comment (`#` at the start or after a blank,
+/// outside quotes; good enough for these templates).
+fn strip_yaml_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' && prev.is_whitespace() => return &line[..i],
+            None => {}
+        }
+        prev = c;
+    }
+    line
+}
+
+/// The `"iam:Op"` / `"secretsmanager:Op"` first arguments of `from_sdk(`.
+fn from_sdk_ops(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("from_sdk(") {
+        let rest = text[i + "from_sdk(".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('"') else {
+            continue;
+        };
+        let Some(end) = rest.find('"') else { continue };
+        let op = &rest[..end];
+        if SERVICES
+            .iter()
+            .any(|s| op.strip_prefix(s).is_some_and(|r| r.starts_with(':')))
+        {
+            out.insert(op.to_string());
+        }
+    }
+    out
+}
+
+/// `iam` or `secretsmanager` when the file uses that SDK crate and no other
+/// `aws_sdk_*` crate.
+fn single_sdk_service(text: &str) -> Option<&'static str> {
+    let mut crates = BTreeSet::new();
+    for (i, _) in text.match_indices("aws_sdk_") {
+        let name: String = text[i + "aws_sdk_".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        crates.insert(name);
+    }
+    match crates.into_iter().collect::<Vec<_>>().as_slice() {
+        [only] if only == "iam" => Some("iam"),
+        [only] if only == "secretsmanager" => Some("secretsmanager"),
+        _ => None,
+    }
+}
+
+/// Fluent SDK calls: `client.snake_op()` or `iam.snake_op()` followed by a
+/// builder method (`.user_name(..)`, `.send()`, `.into_paginator()`), as
+/// `CamelOp`. A port method (`iam.list_user_names().await`) is not one.
+fn sdk_calls(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for receiver in ["client", "iam"] {
+        for (i, _) in text.match_indices(receiver) {
+            let before = text[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = text[i + receiver.len()..].trim_start();
+            let Some(rest) = rest.strip_prefix('.') else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if name.is_empty() {
+                continue;
+            }
+            let Some(after) = rest[name.len()..].strip_prefix("()") else {
+                continue;
+            };
+            let Some(next) = after.trim_start().strip_prefix('.') else {
+                continue;
+            };
+            let next = next.trim_start();
+            let is_method = next
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .is_some_and(|end| end > 0 && next[end..].starts_with('('));
+            if is_method {
+                out.insert(camel(&name));
+            }
+        }
+    }
+    out
+}
+
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut cs = w.chars();
+            match cs.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + cs.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_scanners_read_what_they_should() {
+    let yaml = "  # iam:CommentedOut\n  Action: iam:ListUsers # iam:AlsoComment\n  \
+                - secretsmanager:DescribeSecret\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*\"\n  \
+                Resource: arn:aws:secretsmanager:*:1:secret:Account_*\n";
+    assert_eq!(
+        policy_actions(yaml).into_iter().collect::<Vec<_>>(),
+        ["iam:ListUsers", "secretsmanager:DescribeSecret"]
+    );
+    let rust = "let out = self\n    .client\n    .get_access_key_last_used()\n    .access_key_id(&k)\n    \
+                .send()\n    .await\n    .map_err(|e| AwsError::from_sdk(\"iam:GetAccessKeyLastUsed\", e))?;\n\
+                let names = iam.list_user_names().await?;\n\
+                let x = AwsError::from_sdk(\"sqs:SendMessage\", e);\n";
+    assert_eq!(
+        sdk_calls(rust).into_iter().collect::<Vec<_>>(),
+        ["GetAccessKeyLastUsed"]
+    );
+    assert_eq!(
+        from_sdk_ops(rust).into_iter().collect::<Vec<_>>(),
+        ["iam:GetAccessKeyLastUsed"]
+    );
+    assert_eq!(
+        single_sdk_service("use aws_sdk_iam::types::StatusType;"),
+        Some("iam")
+    );
+    assert_eq!(
+        single_sdk_service("aws_sdk_iam::Client; aws_sdk_sts::Client"),
+        None
+    );
+}
