@@ -113,7 +113,8 @@ pub struct Producer {
 
 impl Producer {
     /// A producer for the settings: `KEYROTOR_QUEUE_URL` is required.
-    pub fn new(settings: Arc<Settings>, aws: AwsContext) -> Result<Producer, ConfigError> {
+    /// Organizations is called through `KEYROTOR_ORG_ROLE_ARN` when set.
+    pub async fn new(settings: Arc<Settings>, aws: AwsContext) -> Result<Producer, ConfigError> {
         let queue_url = settings.queue_url.clone().ok_or_else(|| ConfigError {
             env: "KEYROTOR_QUEUE_URL",
             flag: "queue-url",
@@ -121,7 +122,10 @@ impl Producer {
         })?;
         let base = aws.base();
         let ddb = aws_sdk_dynamodb::Client::new(base);
-        let organizations = aws_sdk_organizations::Client::new(base);
+        let organizations = match &settings.org_role_arn {
+            Some(arn) => aws_sdk_organizations::Client::new(&aws.for_role_arn(arn).await),
+            None => aws_sdk_organizations::Client::new(base),
+        };
         let (inventory, organizations): (Box<dyn AccountInventory>, _) =
             match settings.account_source {
                 AccountSource::Organizations => (

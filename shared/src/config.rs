@@ -164,6 +164,9 @@ pub struct SettingsArgs {
         global = true
     )]
     pub verify_new_key: String,
+    /// Role the producer assumes to list the Organization (`keyrotor-org-reader` in the management or delegated-administrator account); default: its own credentials.
+    #[arg(long, env = "KEYROTOR_ORG_ROLE_ARN", global = true)]
+    pub org_role_arn: Option<String>,
     /// Accounts the producer enumerates at once.
     #[arg(
         long,
@@ -374,6 +377,8 @@ pub struct Settings {
     pub verify_new_key: bool,
     /// User lock lease.
     pub lock_lease: std::time::Duration,
+    /// Role assumed for Organizations calls.
+    pub org_role_arn: Option<String>,
     /// Accounts enumerated at once by the producer.
     pub account_concurrency: usize,
     /// FIFO message groups per account.
@@ -458,6 +463,19 @@ fn valid_arn(arn: &str, service: &str) -> bool {
         && parts[1].starts_with("aws")
         && parts[2] == service
         && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty()
+}
+
+/// `arn:PARTITION:SERVICE::ACCOUNT:RESOURCE` for global services (no region).
+fn valid_arn_global(arn: &str, service: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == service
+        && parts[3].is_empty()
         && parts[4].len() == 12
         && parts[4].bytes().all(|b| b.is_ascii_digit())
         && !parts[5].is_empty()
@@ -787,7 +805,19 @@ impl Settings {
             }
         }
 
+        let org_role_arn = non_empty("KEYROTOR_ORG_ROLE_ARN", "org-role-arn", &a.org_role_arn);
+        if let Some(arn) = &org_role_arn {
+            if !(valid_arn_global(arn, "iam") && arn.contains(":role/")) {
+                return Err(bad(
+                    "KEYROTOR_ORG_ROLE_ARN",
+                    "org-role-arn",
+                    format!("`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                ));
+            }
+        }
+
         Ok(Settings {
+            org_role_arn,
             iam_rate,
             iam_burst,
             secrets_rate,

@@ -301,3 +301,45 @@ async fn whole_org_and_ou_runs_enqueue_one_message_per_eligible_user() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_lists_the_organization_through_the_org_reader_role() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("solo").await;
+    acct.users("app", 3).await;
+    // The org-reader role, in the management account.
+    aws_sdk_iam::Client::new(&org.hub)
+        .create_role()
+        .role_name("keyrotor-org-reader")
+        .assume_role_policy_document(json_trust().to_string())
+        .send()
+        .await
+        .unwrap();
+    let queue = init_queue(&emu, TABLE, "reader");
+    let env = [
+        ("KEYROTOR_EXCLUDE_ACCOUNTS", MANAGEMENT),
+        (
+            "KEYROTOR_ORG_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/keyrotor-org-reader",
+        ),
+    ];
+    let ran = produce(&emu, &queue, None, &env, &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let summary: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(summary["enqueued"], 3);
+
+    // A role that is not there: the run cannot list accounts, and says why.
+    let env = [(
+        "KEYROTOR_ORG_ROLE_ARN",
+        "arn:aws:iam::123456789012:role/missing-reader",
+    )];
+    let ran = produce(&emu, &queue, None, &env, &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("listing accounts"), "{}", ran.stderr);
+}
+
+fn json_trust() -> Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+}

@@ -32,7 +32,7 @@ pub struct ProduceArgs {
 pub async fn run(cli: &Cli, args: &ProduceArgs) -> Result<ExitCode, CliError> {
     let settings = Arc::new(Settings::from_args(&cli.settings)?);
     let aws = AwsContext::load(&settings.role_name).await;
-    let producer = Producer::new(settings.clone(), aws)?;
+    let producer = Producer::new(settings.clone(), aws).await?;
     let req = ProduceRequest {
         run_id: args.run_id.clone(),
         as_of: args.as_of.unwrap_or_else(Utc::now),

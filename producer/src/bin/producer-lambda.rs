@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     // A bad setting fails the cold start, naming the setting.
     let settings = Arc::new(Settings::from_env()?);
     let aws = AwsContext::load(&settings.role_name).await;
-    let producer = Arc::new(Producer::new(settings.clone(), aws)?);
+    let producer = Arc::new(Producer::new(settings.clone(), aws).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ScheduleEvent>| {
         let (producer, settings) = (producer.clone(), settings.clone());
         async move {

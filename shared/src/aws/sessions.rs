@@ -77,6 +77,20 @@ impl AwsContext {
         )
     }
 
+    /// A configuration whose credentials are those of `role_arn` (for the
+    /// Organizations reader role; not cached, the producer builds it once).
+    pub async fn for_role_arn(&self, role_arn: &str) -> SdkConfig {
+        let provider = AssumeRoleProvider::builder(role_arn)
+            .session_name("keyrotor-producer")
+            .configure(&self.base)
+            .build()
+            .await;
+        self.base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build()
+    }
+
     /// Like [`AwsContext::for_account`], but assumes the role at once, so
     /// that a missing role or a refused trust is reported for the account
     /// (as `AccessDenied`) before any work starts.
