@@ -19,13 +19,24 @@
 //! printed. Building the organisation is timed and printed separately; it is
 //! not part of any figure.
 //!
+//! Read the figures with the emulator's floor, printed last: the bench itself
+//! sends the same messages (same bodies, groups and batches) into a fresh
+//! queue and times it. moto is one CPU-bound Python process, and its
+//! `SendMessageBatch` costs grow with the queue's depth (it recomputes the
+//! queue's attributes, scanning every message, for each message sent), so at
+//! this size the emulator, not the producer, sets the pace: a producer/floor
+//! ratio near 1 means the producer adds little of its own, and concurrency
+//! cannot show against a server that handles one request at a time. The
+//! numbers say nothing about SQS's own throughput.
+//!
 //! The binary measured is `$KEYROTOR_BIN`, or else `keyrotor` in this bench's
 //! target directory (`target/release/keyrotor` under `cargo bench`), as the
 //! e2e harness finds it. The run prints which one, and its profile matters:
 //! a debug build is slower.
 //!
 //! Knobs (environment): `KEYROTOR_BENCH_ACCOUNTS` (30), `KEYROTOR_BENCH_USERS`
-//! (40), `KEYROTOR_BENCH_REPS` (3), `KEYROTOR_BENCH_CONCURRENCY` (`1,8`).
+//! (40), `KEYROTOR_BENCH_REPS` (3), `KEYROTOR_BENCH_CONCURRENCY` (`1,8`),
+//! `KEYROTOR_BENCH_FLOOR_REPS` (1; 0 skips the floor).
 //!
 //! Without `--bench` on the command line (`cargo test --benches`) it does
 //! nothing: it is a measurement, not a test.
@@ -35,6 +46,8 @@ use std::time::{Duration, Instant};
 use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{init_queue, keyrotor_bin, today, Emulator};
 use keyrotor_loadtest::{measure, Stats};
+use keyrotor_shared::config::Mode;
+use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use serde_json::Value;
 
 const TABLE: &str = "keyrotor-bench";
@@ -120,13 +133,21 @@ fn main() {
     let t0 = Instant::now();
     let emu = Emulator::start();
     let emulator_started = t0.elapsed();
-    let org = rt.block_on(async {
+    let (org, members) = rt.block_on(async {
         let org = Org::new(&emu).await;
+        let mut members = Vec::with_capacity(accounts);
         for i in 0..accounts {
-            let account = org.account(&format!("load{i:03}")).await;
-            account.users("u", users).await;
+            let name = format!("load{i:03}");
+            let account = org.account(&name).await;
+            let names = account.users("u", users).await;
+            members.push(Member {
+                id: account.id.clone(),
+                email: format!("{name}@example.com"),
+                name,
+                users: names,
+            });
         }
-        org
+        (org, members)
     });
     let org_built = t0.elapsed() - emulator_started;
     println!(
@@ -222,17 +243,111 @@ fn main() {
         );
         medians.push((concurrency, wall.median));
     }
+    println!();
     if let (Some(&(c_lo, lo)), Some(&(c_hi, hi))) = (medians.first(), medians.last()) {
         if c_lo != c_hi {
-            println!();
-            println!(
-                "median wall time, concurrency {c_lo} / concurrency {c_hi}: {:.2}x",
+            println!("median wall time, concurrency {c_lo} / concurrency {c_hi}: {lo:.2} s / {hi:.2} s = {:.2}x",
                 lo / hi
+            );
+        }
+    }
+
+    // The emulator's own floor: what it takes to accept the same messages
+    // when the bench sends them itself, with nothing else to do.
+    let floor_reps: usize = knob("KEYROTOR_BENCH_FLOOR_REPS", 1);
+    let mut floors = Vec::new();
+    for rep in 1..=floor_reps {
+        let prefix = format!("bench-floor-r{rep}");
+        let queue = init_queue(&emu, TABLE, &prefix);
+        let wall = rt.block_on(send_floor(&sqs, &queue, &members));
+        rt.block_on(check_and_delete(
+            &sqs,
+            &queue,
+            &prefix,
+            (accounts * users) as u64,
+        ));
+        floors.push(wall.as_secs_f64());
+    }
+    if let Some(floor) = Stats::of(&floors) {
+        let messages = (accounts * users) as f64;
+        println!(
+            "emulator floor: the bench alone sends the same {} messages (same bodies, groups, \
+             batches of 10, one batch at a time) into a fresh queue: {:.2} s ({:.0} messages/s, \
+             median of {})",
+            accounts * users,
+            floor.median,
+            messages / floor.median,
+            floors.len()
+        );
+        for (concurrency, wall) in &medians {
+            println!(
+                "producer median wall / emulator floor, concurrency {concurrency}: {:.2}",
+                wall / floor.median
             );
         }
     }
     drop(org);
     drop(emu);
+}
+
+/// A member account as built, for the floor's message bodies.
+struct Member {
+    id: String,
+    name: String,
+    email: String,
+    users: Vec<String>,
+}
+
+/// Sends one message per (account, user) of `members` to `queue`, exactly as
+/// the producer would (message v1 bodies, FIFO group and deduplication ids,
+/// batches of 10 per account), one batch at a time; returns the time taken.
+async fn send_floor(sqs: &aws_sdk_sqs::Client, queue: &str, members: &[Member]) -> Duration {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let run_id = "20260601T000000Z-f1008f10";
+    let start = Instant::now();
+    for member in members {
+        let messages: Vec<WorkMessage> = member
+            .users
+            .iter()
+            .map(|user| WorkMessage {
+                v: MESSAGE_VERSION,
+                run_id: run_id.to_string(),
+                account_id: member.id.clone(),
+                account_name: member.name.clone(),
+                owner_email: Some(member.email.clone()),
+                user_name: user.clone(),
+                as_of: today(),
+                mode: Mode::Audit,
+                force: false,
+                exempt: false,
+                shard: None,
+            })
+            .collect();
+        for batch in messages.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(m.encode())
+                        .message_group_id(m.group_id())
+                        .message_deduplication_id(m.deduplication_id())
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let out = sqs
+                .send_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send message batch");
+            assert!(out.failed.is_empty(), "{:?}", out.failed);
+        }
+    }
+    start.elapsed()
 }
 
 /// Checks that the queue holds what the producer said it enqueued, then

@@ -17,10 +17,16 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set size, in KiB (`ru_maxrss` on Linux).
     pub max_rss_kib: u64,
+    /// CPU time used, user plus system (`ru_utime + ru_stime`).
+    pub cpu: Duration,
     /// Standard output.
     pub stdout: String,
     /// Standard error.
     pub stderr: String,
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 impl Measured {
@@ -78,6 +84,7 @@ pub fn measure(mut cmd: Command) -> io::Result<Measured> {
         status: ExitStatus::from_raw(raw_status),
         wall,
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         stdout: join(stdout)?,
         stderr: join(stderr)?,
     })

@@ -142,28 +142,28 @@ fn attribute(value: &str) -> MessageAttributeValue {
         .expect("data type is set")
 }
 
-#[async_trait]
-impl EventSink for SnsEvents {
-    async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError> {
-        let body = serde_json::to_string(event).expect("plain data serialises");
+impl SnsEvents {
+    /// Publishes `body` with String attributes; on a FIFO topic, in message
+    /// group `group` with deduplication id `dedup`.
+    async fn publish(
+        &self,
+        body: String,
+        attributes: &[(&str, &str)],
+        group: &str,
+        dedup: String,
+    ) -> Result<(), AwsError> {
         let mut publish = self
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .message(body)
-            .message_attributes("account_id", attribute(&event.account_id))
-            .message_attributes("outcome", attribute(&event.outcome))
-            .message_attributes("mode", attribute(event.mode.as_str()));
-        // A FIFO topic needs a group; the account keeps per-account order.
+            .message(body);
+        for (name, value) in attributes {
+            publish = publish.message_attributes(*name, attribute(value));
+        }
         if self.topic_arn.ends_with(".fifo") {
             publish = publish
-                .message_group_id(&event.account_id)
-                .message_deduplication_id(format!(
-                    "{}:{}:{}",
-                    event.run_id,
-                    event.account_id,
-                    event.user_name.as_deref().unwrap_or("-")
-                ));
+                .message_group_id(group)
+                .message_deduplication_id(dedup);
         }
         publish
             .send()
@@ -171,25 +171,32 @@ impl EventSink for SnsEvents {
             .map_err(|e| AwsError::from_sdk("sns:Publish", e))?;
         Ok(())
     }
+}
+
+#[async_trait]
+impl EventSink for SnsEvents {
+    async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError> {
+        let body = serde_json::to_string(event).expect("plain data serialises");
+        let attributes = [
+            ("account_id", event.account_id.as_str()),
+            ("outcome", event.outcome.as_str()),
+            ("mode", event.mode.as_str()),
+        ];
+        // On a FIFO topic the account is the group: per-account order.
+        let dedup = format!(
+            "{}:{}:{}",
+            event.run_id,
+            event.account_id,
+            event.user_name.as_deref().unwrap_or("-")
+        );
+        self.publish(body, &attributes, &event.account_id, dedup)
+            .await
+    }
 
     async fn publish_run(&self, event: &RunEvent) -> Result<(), AwsError> {
         let body = serde_json::to_string(event).expect("plain data serialises");
-        let mut publish = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message(body)
-            .message_attributes("outcome", attribute("run"))
-            .message_attributes("mode", attribute(&event.mode));
-        if self.topic_arn.ends_with(".fifo") {
-            publish = publish
-                .message_group_id("runs")
-                .message_deduplication_id(format!("{}:run", event.run_id));
-        }
-        publish
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("sns:Publish", e))?;
-        Ok(())
+        let attributes = [("outcome", "run"), ("mode", event.mode.as_str())];
+        let dedup = format!("{}:run", event.run_id);
+        self.publish(body, &attributes, "runs", dedup).await
     }
 }

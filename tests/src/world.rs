@@ -170,6 +170,18 @@ impl<'e> Account<'e> {
         keys.into_iter().map(|(_, k)| k).collect()
     }
 
+    /// The JSON value of a secret (by name or ARN).
+    pub async fn secret_json(&self, id: &str) -> serde_json::Value {
+        let value = self
+            .secrets
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .expect("get secret value");
+        serde_json::from_str(value.secret_string().expect("a string secret")).expect("JSON secret")
+    }
+
     /// Signs a request with `key` at time `t` (IAM records it as used).
     pub async fn use_key(&self, key: &TestKey, t: chrono::DateTime<chrono::Utc>) {
         let prev = self.emu.now();

@@ -48,14 +48,9 @@ async fn crash_then_recover(failpoint: &str) -> (Vec<String>, Value, String) {
         .expect("a new key is reported")
         .to_string();
     assert_eq!(keys[1].id, new_id);
-    let secret = acct
-        .secrets
-        .get_secret_value()
-        .secret_id(result["secret_arn"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let value: Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+    let value: Value = acct
+        .secret_json(result["secret_arn"].as_str().unwrap())
+        .await;
     assert_eq!(
         value["AccessKeyId"],
         new_id.as_str(),

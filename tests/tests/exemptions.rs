@@ -151,14 +151,7 @@ async fn a_central_secrets_account_holds_the_secret_readable_by_the_member_user_
         .secret_list()
         .is_empty());
 
-    let value = vault
-        .secrets
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .unwrap();
-    let value: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
+    let value: Value = vault.secret_json(arn).await;
     assert_eq!(value["AccessKeyId"], r["new_key_id"]);
     let policy = vault
         .secrets

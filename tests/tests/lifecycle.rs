@@ -45,14 +45,7 @@ async fn old_key_is_deactivated_then_deleted_never_sooner_than_the_graces() {
     let new_id = r["new_key_id"].as_str().unwrap().to_string();
     // The application picks the new key up on day 3 (and used the old one until day 2).
     acct.use_key(&old, day(2)).await;
-    let secret = acct
-        .secrets
-        .get_secret_value()
-        .secret_id(r["secret_arn"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let value: Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+    let value: Value = acct.secret_json(r["secret_arn"].as_str().unwrap()).await;
     let new_key = keyrotor_e2e::world::TestKey {
         id: new_id.clone(),
         secret: value["SecretAccessKey"].as_str().unwrap().to_string(),

@@ -164,14 +164,7 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
         assert_eq!(keys[1].id, new_id);
 
         let arn = outcomes[user]["secret_arn"].as_str().unwrap();
-        let secret = prod
-            .secrets
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .unwrap();
-        let value: Value = serde_json::from_str(secret.secret_string().unwrap()).unwrap();
+        let value: Value = prod.secret_json(arn).await;
         assert_eq!(value["AccessKeyId"], new_id, "secret names the new key");
         assert_eq!(value["UserName"], user);
         assert_eq!(value["SecretAccessKey"].as_str().unwrap().len(), 40);

@@ -147,14 +147,7 @@ async fn stored_secrets(acct: &Account<'_>) -> Vec<String> {
         .unwrap()
         .secret_list()
     {
-        let v = acct
-            .secrets
-            .get_secret_value()
-            .secret_id(s.arn().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+        let v: Value = acct.secret_json(s.arn().unwrap()).await;
         out.push(v["SecretAccessKey"].as_str().unwrap().to_string());
     }
     out
@@ -226,14 +219,7 @@ async fn two_pools_work_a_fleet_exactly_once_with_events_digests_and_no_leaks() 
         // Every new key is stored, in the secret of its user.
         for (user, need) in users.iter().filter(|(_, n)| *n == Need::Rotate) {
             let name = format!("Account_{}_User_{user}_AccessKey", acct.id);
-            let v = acct
-                .secrets
-                .get_secret_value()
-                .secret_id(&name)
-                .send()
-                .await
-                .unwrap();
-            let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+            let v: Value = acct.secret_json(&name).await;
             let keys = acct.keys(user).await;
             assert_eq!(v["AccessKeyId"], keys[1].id.as_str(), "{user} {need:?}");
         }
@@ -466,14 +452,7 @@ async fn a_worker_killed_mid_run_leaves_nothing_for_the_next_pool_to_lose_or_rep
                 "{user}: old key plus exactly one new key: {keys:?}"
             );
             let name = format!("Account_{}_User_{user}_AccessKey", acct.id);
-            let v = acct
-                .secrets
-                .get_secret_value()
-                .secret_id(&name)
-                .send()
-                .await
-                .unwrap();
-            let v: Value = serde_json::from_str(v.secret_string().unwrap()).unwrap();
+            let v: Value = acct.secret_json(&name).await;
             assert_eq!(
                 v["AccessKeyId"],
                 keys[1].id.as_str(),
