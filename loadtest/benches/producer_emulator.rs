@@ -202,7 +202,7 @@ fn main() {
             assert_eq!(sample.enqueued, (accounts * users) as u64, "{}", m.stdout);
             rt.block_on(check_and_delete(&sqs, &queue, &prefix, sample.enqueued));
             println!(
-                "{:>11}  {:>3}  {:>7.2}  {:>10.1}  {:>10.0}  {:>12.1}",
+                "{:>11}  {:>3}  {:>7.2}  {:>10.2}  {:>10.1}  {:>12.1}",
                 concurrency,
                 rep,
                 sample.wall.as_secs_f64(),
@@ -220,7 +220,7 @@ fn main() {
         let mps = stat(&Sample::messages_per_sec);
         let rss = stat(&|s| s.rss_mib);
         println!(
-            "{:>11}  {:>3}  {:>7.2}  {:>10.1}  {:>10.0}  {:>12.1}",
+            "{:>11}  {:>3}  {:>7.2}  {:>10.2}  {:>10.1}  {:>12.1}",
             concurrency, "med", wall.median, aps.median, mps.median, rss.median
         );
         println!(
@@ -228,8 +228,8 @@ fn main() {
             "",
             "min",
             format!("{:.2}", wall.min),
-            format!("{:.1}", aps.min),
-            format!("{:.0}", mps.min),
+            format!("{:.2}", aps.min),
+            format!("{:.1}", mps.min),
             format!("{:.1}", rss.min)
         );
         println!(
@@ -237,8 +237,8 @@ fn main() {
             "",
             "max",
             format!("{:.2}", wall.max),
-            format!("{:.1}", aps.max),
-            format!("{:.0}", mps.max),
+            format!("{:.2}", aps.max),
+            format!("{:.1}", mps.max),
             format!("{:.1}", rss.max)
         );
         medians.push((concurrency, wall.median));
@@ -272,7 +272,7 @@ fn main() {
         let messages = (accounts * users) as f64;
         println!(
             "emulator floor: the bench alone sends the same {} messages (same bodies, groups, \
-             batches of 10, one batch at a time) into a fresh queue: {:.2} s ({:.0} messages/s, \
+             batches of 10, one batch at a time) into a fresh queue: {:.2} s ({:.1} messages/s, \
              median of {})",
             accounts * users,
             floor.median,
