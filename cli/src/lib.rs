@@ -4,14 +4,13 @@
 
 mod commands;
 mod output;
-mod time_arg;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use keyrotor_shared::config::{ConfigError, SettingsArgs};
 
-pub use time_arg::parse_as_of;
+pub use keyrotor_shared::time::parse_as_of;
 
 /// Rotates IAM user access keys across an AWS Organization.
 #[derive(Parser, Debug)]

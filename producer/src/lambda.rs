@@ -7,8 +7,9 @@
 //! ```
 //! Every field is optional; `{}` runs with the function's settings.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use keyrotor_shared::config::{AccountId, Mode, Settings};
+use keyrotor_shared::time::parse_as_of;
 use serde::Deserialize;
 
 use crate::ProduceRequest;
@@ -40,16 +41,6 @@ pub fn parse_force_user(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}` has no user name"));
     }
     Ok((account.to_string(), user.to_string()))
-}
-
-/// Parses an `as_of` value: RFC 3339 or a date (midnight UTC).
-pub fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor a YYYY-MM-DD date"))
 }
 
 impl ScheduleEvent {

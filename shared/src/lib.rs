@@ -13,3 +13,4 @@ pub mod policy;
 pub mod provision;
 pub mod store;
 pub mod telemetry;
+pub mod time;

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use keyrotor_shared::config::{Mode, Settings};
+use keyrotor_shared::config::Settings;
 use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
-use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
+use keyrotor_shared::executor::{skipped, ExecError, Executor, Outcome, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
 use keyrotor_shared::store::results::{Progress, Recorded, ResultItem, ResultStore};
 
@@ -117,21 +117,7 @@ impl Worker {
         };
         if m.exempt {
             // The producer saw the user in the exemption group.
-            return Ok(UserResult {
-                plan: keyrotor_shared::executor::UserPlan {
-                    account_id: m.account_id.clone(),
-                    user_name: m.user_name.clone(),
-                    exempt: true,
-                    keys: Vec::new(),
-                    actions: Vec::new(),
-                },
-                outcome: Outcome::Skipped,
-                new_key_id: None,
-                secret_arn: None,
-                performed: Vec::new(),
-                owner_email: None,
-                reason: "exempt: member of the exemption group".into(),
-            });
+            return Ok(skipped(&req, &[], "member of the exemption group"));
         }
         self.executor.process(&req).await
     }
@@ -229,20 +215,27 @@ impl Worker {
     }
 }
 
-fn mode_str(mode: Mode) -> String {
-    mode.as_str().to_string()
-}
-
-fn item_from(m: &WorkMessage, r: &UserResult) -> ResultItem {
+/// The result item of `m` with `outcome` and `reason`, nothing performed.
+fn base_item(m: &WorkMessage, outcome: Outcome, reason: String) -> ResultItem {
     ResultItem {
         run_id: m.run_id.clone(),
         account_id: m.account_id.clone(),
         account_name: m.account_name.clone(),
         account_email: m.owner_email.clone(),
         user_name: m.user_name.clone(),
-        outcome: r.outcome.as_str().to_string(),
-        mode: mode_str(m.mode),
-        reason: r.reason.clone(),
+        outcome: outcome.as_str().to_string(),
+        mode: m.mode.as_str().to_string(),
+        reason,
+        actions: Vec::new(),
+        new_key_id: None,
+        secret_arn: None,
+        owner_email: None,
+        at: Utc::now(),
+    }
+}
+
+fn item_from(m: &WorkMessage, r: &UserResult) -> ResultItem {
+    ResultItem {
         actions: r
             .performed
             .iter()
@@ -251,27 +244,13 @@ fn item_from(m: &WorkMessage, r: &UserResult) -> ResultItem {
         new_key_id: r.new_key_id.clone(),
         secret_arn: r.secret_arn.clone(),
         owner_email: r.owner_email.clone(),
-        at: Utc::now(),
+        ..base_item(m, r.outcome, r.reason.clone())
     }
 }
 
 fn failed_item(m: &WorkMessage, e: &ExecError) -> ResultItem {
     tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %e, "user failed");
-    ResultItem {
-        run_id: m.run_id.clone(),
-        account_id: m.account_id.clone(),
-        account_name: m.account_name.clone(),
-        account_email: m.owner_email.clone(),
-        user_name: m.user_name.clone(),
-        outcome: Outcome::Failed.as_str().to_string(),
-        mode: mode_str(m.mode),
-        reason: e.to_string(),
-        actions: Vec::new(),
-        new_key_id: None,
-        secret_arn: None,
-        owner_email: None,
-        at: Utc::now(),
-    }
+    base_item(m, Outcome::Failed, e.to_string())
 }
 
 fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {

@@ -366,7 +366,8 @@ async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::Us
     })
 }
 
-fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
+/// The `skipped` result of an exempt user.
+pub fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
     let evaluation = Evaluation {
         exempt: true,
         actions: Vec::new(),

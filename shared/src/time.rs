@@ -1,8 +1,9 @@
-//! `--as-of`: an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+//! The evaluation time (`--as-of`, a run's `as_of`): an RFC 3339 time or a
+//! `YYYY-MM-DD` date (midnight UTC). One parser for the CLI and the Lambdas.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-/// Parses an `--as-of` value.
+/// Parses an `as_of` value.
 pub fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
         return Ok(t.with_timezone(&Utc));
