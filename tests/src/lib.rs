@@ -189,6 +189,8 @@ pub fn run(mut cmd: Command, args: &[&str]) -> Ran {
     cmd.args(args).output().expect("run keyrotor").into()
 }
 
+pub mod hub;
+pub mod runtime_api;
 pub mod world;
 
 /// Every item of `table`, as one debug string (to search for leaks).

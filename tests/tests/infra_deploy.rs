@@ -4,104 +4,13 @@
 //!
 //! The event source mapping is disabled (`EventSourceMappingEnabled=false`):
 //! the emulator would otherwise try to run the worker Lambda itself. The
-//! tests crate has no CloudFormation or S3 SDK, so the stack is created with
-//! boto3 from the emulator's virtualenv.
+//! functions' code is a placeholder here; `lambda_package.rs` deploys the
+//! real zips and runs them.
 
-use std::process::Command;
-
+use keyrotor_e2e::hub::{deploy_hub, output, HubCode, MANAGEMENT};
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{project_root, run, today, Emulator};
+use keyrotor_e2e::{run, today, Emulator};
 use serde_json::Value;
-
-const MANAGEMENT: &str = "123456789012";
-const STACK: &str = "keyrotor-hub";
-
-/// Uploads two placeholder zips, creates the hub stack, waits for
-/// CREATE_COMPLETE and prints the outputs as one JSON object.
-const DEPLOY: &str = r##"
-import io, json, sys, time, zipfile
-import boto3
-
-template_path, stack = sys.argv[1], sys.argv[2]
-with open(template_path) as f:
-    body = f.read()
-
-def code_zip(name):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        info = zipfile.ZipInfo("bootstrap")
-        info.external_attr = 0o755 << 16
-        z.writestr(info, "#!/bin/sh\necho %s\n" % name)
-    return buf.getvalue()
-
-bucket = "keyrotor-code"
-s3 = boto3.client("s3")
-s3.create_bucket(Bucket=bucket)
-s3.put_object(Bucket=bucket, Key="keyrotor/producer.zip", Body=code_zip("producer"))
-s3.put_object(Bucket=bucket, Key="keyrotor/worker.zip", Body=code_zip("worker"))
-
-params = {
-    "CodeS3Bucket": bucket,
-    "ProducerCodeS3Key": "keyrotor/producer.zip",
-    "WorkerCodeS3Key": "keyrotor/worker.zip",
-    "EventSourceMappingEnabled": "false",
-    "Mode": "enforce",
-    "ExcludeAccounts": "123456789012",
-}
-cfn = boto3.client("cloudformation")
-cfn.create_stack(
-    StackName=stack,
-    TemplateBody=body,
-    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
-    Capabilities=["CAPABILITY_NAMED_IAM"],
-)
-deadline = time.time() + 120
-while True:
-    s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-    status = s["StackStatus"]
-    if status == "CREATE_COMPLETE":
-        break
-    if not status.endswith("IN_PROGRESS") or time.time() > deadline:
-        print("stack %s: %s (%s)" % (stack, status, s.get("StackStatusReason")), file=sys.stderr)
-        for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]:
-            print("  %s %s %s %s" % (e.get("LogicalResourceId"), e.get("ResourceType"),
-                  e.get("ResourceStatus"), e.get("ResourceStatusReason")), file=sys.stderr)
-        sys.exit(1)
-    time.sleep(0.5)
-print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}))
-"##;
-
-/// Creates the hub stack and returns its outputs.
-fn deploy_hub(emu: &Emulator) -> Value {
-    let root = project_root();
-    let out = Command::new(root.join(".venv/bin/python"))
-        .arg("-c")
-        .arg(DEPLOY)
-        .arg(root.join("infra/hub.yaml"))
-        .arg(STACK)
-        .env("AWS_ENDPOINT_URL", &emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("run the deployment script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "creating the hub stack failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-fn output<'v>(outputs: &'v Value, name: &str) -> &'v str {
-    outputs[name]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| panic!("the stack has no {name} output: {outputs}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
@@ -112,7 +21,7 @@ async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
     let old = user.used_key_aged(95).await;
     emu.set_clock(today());
 
-    let outputs = deploy_hub(&emu);
+    let outputs = deploy_hub(&emu, &HubCode::Placeholders);
     let queue = output(&outputs, "QueueUrl").to_string();
     let table = output(&outputs, "TableName").to_string();
     let topic = output(&outputs, "TopicArn").to_string();
