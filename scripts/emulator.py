@@ -17,6 +17,14 @@ OrganizationAccountAccessRole that Organizations creates in every account it
 creates. So "the member role is missing" can be tested as it happens in AWS,
 with an AccessDenied answer. `--lenient-assume-role` restores moto's way.
 
+DynamoDB requests are served one at a time. moto applies an update
+expression as an unlocked read-modify-write on a threaded server, so two
+concurrent `ADD done :one` on one item could lose one (seen: a run counted
+199 of 200 results while its per-outcome counters summed to 200), and two
+conditional writes could both pass their condition. DynamoDB itself
+serialises the writes to an item, and keyrotor's locks and counters rely on
+that, so the launcher restores it.
+
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
 once it answers, and exits when its parent process dies (unless --detach), on SIGTERM or SIGINT.
@@ -134,6 +142,7 @@ def main():
         make_assume_role_strict()
     moto_app = DomainDispatcherApplication(create_backend_app)
     clock_lock = threading.Lock()
+    dynamodb_lock = threading.Lock()
     faults = Faults()
 
     def app(environ, start_response):
@@ -159,6 +168,9 @@ def main():
             status, body = injected
             start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
             return [body]
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with dynamodb_lock:
+                return list(moto_app(environ, start_response))
         return moto_app(environ, start_response)
 
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
