@@ -170,6 +170,22 @@ impl<'e> Account<'e> {
         keys.into_iter().map(|(_, k)| k).collect()
     }
 
+    /// The ARNs of every secret in the account, sorted.
+    pub async fn secret_arns(&self) -> Vec<String> {
+        let mut arns: Vec<String> = self
+            .secrets
+            .list_secrets()
+            .send()
+            .await
+            .expect("list secrets")
+            .secret_list()
+            .iter()
+            .filter_map(|s| s.arn().map(str::to_string))
+            .collect();
+        arns.sort();
+        arns
+    }
+
     /// The JSON value of a secret (by name or ARN).
     pub async fn secret_json(&self, id: &str) -> serde_json::Value {
         let value = self

@@ -116,14 +116,10 @@ fn unpack_bootstrap(zip: &Path, dir: &Path) -> PathBuf {
         AL2023_GLIBC.0,
         AL2023_GLIBC.1
     );
-    let path = dir.join(
-        zip.file_stem()
-            .expect("a zip file name")
-            .to_string_lossy()
-            .as_ref(),
-    );
-    std::fs::create_dir_all(&path).unwrap();
-    let bootstrap = path.join("bootstrap");
+    // One task root per function: producer.zip -> <dir>/producer/bootstrap.
+    let task_root = dir.join(zip.file_stem().expect("a zip file name"));
+    std::fs::create_dir_all(&task_root).unwrap();
+    let bootstrap = task_root.join("bootstrap");
     std::fs::write(&bootstrap, &binary).unwrap();
     std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(mode & 0o7777)).unwrap();
     bootstrap

@@ -278,15 +278,7 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
 /// Every secret of the account with its version ids.
 async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String, Vec<String>)> {
     let mut all = Vec::new();
-    for secret in acct
-        .secrets
-        .list_secrets()
-        .send()
-        .await
-        .unwrap()
-        .secret_list()
-    {
-        let arn = secret.arn().unwrap().to_string();
+    for arn in acct.secret_arns().await {
         let mut ids: Vec<String> = acct
             .secrets
             .list_secret_version_ids()
@@ -301,26 +293,14 @@ async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String
         ids.sort();
         all.push((arn, ids));
     }
-    all.sort();
     assert!(!all.is_empty());
     all
 }
 
-/// IAM returns policy documents URL-encoded.
+/// IAM returns policy documents URL-encoded (form style: `+` is a space).
 fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .expect("a UTF-8 policy document")
+        .into_owned()
 }

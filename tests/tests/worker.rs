@@ -139,15 +139,8 @@ async fn setup(emu: &Emulator, org: &Org<'_>, prefix: &str, queue: Option<String
 /// The secret access keys keyrotor stored for these users.
 async fn stored_secrets(acct: &Account<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    for s in acct
-        .secrets
-        .list_secrets()
-        .send()
-        .await
-        .unwrap()
-        .secret_list()
-    {
-        let v: Value = acct.secret_json(s.arn().unwrap()).await;
+    for arn in acct.secret_arns().await {
+        let v: Value = acct.secret_json(&arn).await;
         out.push(v["SecretAccessKey"].as_str().unwrap().to_string());
     }
     out
