@@ -14,6 +14,16 @@ pub const BATCH: usize = 10;
 /// Attempts for an entry that failed inside a batch.
 const ENTRY_ATTEMPTS: u32 = 4;
 
+/// A batch that was sent only in part.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} ({sent} of the batch sent)")]
+pub struct PartialSend {
+    /// Messages of the batch that were sent.
+    pub sent: usize,
+    /// Why the rest were not.
+    pub error: AwsError,
+}
+
 /// Sends work messages to one queue.
 #[derive(Clone)]
 pub struct Enqueuer {
@@ -50,9 +60,10 @@ impl Enqueuer {
         entry.build().expect("id and body are set")
     }
 
-    /// Sends up to [`BATCH`] messages; every one is sent or an error says
-    /// which could not be.
-    pub async fn send(&self, messages: &[WorkMessage]) -> Result<(), AwsError> {
+    /// Sends up to [`BATCH`] messages; every one is sent, or the error says
+    /// how many were sent before it (the run's expected count must include
+    /// exactly those).
+    pub async fn send(&self, messages: &[WorkMessage]) -> Result<(), PartialSend> {
         debug_assert!(messages.len() <= BATCH);
         if messages.is_empty() {
             return Ok(());
@@ -70,7 +81,11 @@ impl Enqueuer {
             ))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("sqs:SendMessageBatch", e))?;
+            .map_err(|e| PartialSend {
+                sent: 0,
+                error: AwsError::from_sdk("sqs:SendMessageBatch", e),
+            })?;
+        let mut unsent = out.failed.len();
         for failed in out.failed {
             let Some(m) = failed
                 .id
@@ -81,7 +96,11 @@ impl Enqueuer {
                 continue;
             };
             tracing::warn!(code = %failed.code, sender_fault = failed.sender_fault, user = %m.user_name, "message failed in its batch; retrying it alone");
-            self.send_one(m).await?;
+            self.send_one(m).await.map_err(|error| PartialSend {
+                sent: messages.len() - unsent,
+                error,
+            })?;
+            unsent -= 1;
         }
         Ok(())
     }

@@ -4,9 +4,10 @@
 //! the run.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{AccountId, AccountSource, ConfigError, Mode, Settings};
@@ -47,6 +48,8 @@ pub struct AccountFailure {
     pub account_id: String,
     /// Why (AWS's error; no secrets).
     pub error: String,
+    /// Messages sent for it before it failed (its results are awaited).
+    pub enqueued: usize,
 }
 
 /// The result of a run (`keyrotor produce --output json`).
@@ -98,6 +101,12 @@ pub enum ProduceError {
     /// The run record could not be written.
     #[error("writing the run record: {0}")]
     Runs(AwsError),
+    /// A re-produced run asked for a different evaluation time or mode.
+    #[error("{0}")]
+    RunMismatch(String),
+    /// Enforce with a future evaluation time (a bad request: exit 2).
+    #[error(transparent)]
+    FutureAsOf(#[from] keyrotor_shared::time::FutureAsOf),
 }
 
 /// The producer.
@@ -164,11 +173,38 @@ impl Producer {
         req: &ProduceRequest,
         on_account: &(dyn Fn(&AccountOutcome, usize) + Send + Sync),
     ) -> Result<ProduceSummary, ProduceError> {
+        keyrotor_shared::time::check_enforce_as_of(
+            req.as_of,
+            req.mode == Mode::Enforce,
+            self.settings.allow_future_as_of,
+            Utc::now(),
+        )?;
+        // The run record keeps milliseconds; the messages carry exactly that.
+        let req = &ProduceRequest {
+            as_of: req.as_of.trunc_subsecs(3),
+            ..req.clone()
+        };
         let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
         self.runs
-            .start(&run_id, req.as_of, req.mode)
+            .start(&run_id, req.as_of, req.mode, &req.force_users)
             .await
             .map_err(ProduceError::Runs)?;
+        // A run keeps the evaluation time and mode it was first produced
+        // with; the workers refuse messages that differ, so refuse them here.
+        if let Some(run) = self
+            .runs
+            .params(&run_id)
+            .await
+            .map_err(ProduceError::Runs)?
+        {
+            if run.as_of != req.as_of || run.mode != req.mode {
+                return Err(ProduceError::RunMismatch(format!(
+                    "run {run_id} was produced with as_of {} and mode {}; produce it again with the same, or use a new run id",
+                    run.as_of.to_rfc3339(),
+                    run.mode
+                )));
+            }
+        }
         let accounts = self
             .inventory
             .accounts()
@@ -202,6 +238,8 @@ impl Producer {
                 }
                 AccountOutcome::Skipped { .. } => summary.skipped_accounts += 1,
                 AccountOutcome::Failed(f) => {
+                    // Their results still count towards the run.
+                    summary.enqueued += f.enqueued;
                     summary.failed_accounts.push(f.account_id.clone());
                     summary.failures.push(f);
                 }
@@ -252,7 +290,8 @@ impl Producer {
                 why,
             };
         }
-        match self.enqueue_account(run_id, req, &account).await {
+        let mut sent = 0usize;
+        match self.enqueue_account(run_id, req, &account, &mut sent).await {
             Ok(Some(users)) => AccountOutcome::Enqueued {
                 account_id: account.id,
                 users,
@@ -265,11 +304,18 @@ impl Producer {
                 let failure = AccountFailure {
                     account_id: account.id.clone(),
                     error: error.to_string(),
+                    enqueued: sent,
                 };
-                tracing::error!(account_id = %account.id, error = %error, "account failed; the run goes on");
+                tracing::error!(account_id = %account.id, error = %error, enqueued = sent, "account failed; the run goes on");
                 if let Err(e) = self
                     .runs
-                    .account_failed(run_id, &account.id, &account.name, &failure.error)
+                    .account_failed(
+                        run_id,
+                        &account.id,
+                        &account.name,
+                        &failure.error,
+                        sent as i64,
+                    )
                     .await
                 {
                     tracing::error!(account_id = %account.id, error = %e, "could not record the account's failure");
@@ -297,6 +343,7 @@ impl Producer {
         run_id: &str,
         req: &ProduceRequest,
         account: &AccountInfo,
+        sent: &mut usize,
     ) -> Result<Option<usize>, AwsError> {
         if let (true, Some(org)) = (account.in_organizations, &self.organizations) {
             if excluded_by_tag(org, &account.id).await? {
@@ -309,25 +356,35 @@ impl Producer {
             Some(group) => users::exempt_members(&iam, group).await?,
             None => HashSet::new(),
         };
-        let mut count = 0usize;
-        users::for_each_page(&iam, |names| {
+        // Counted as sent, batch by batch: when the account fails part-way,
+        // the run expects exactly the messages that went out.
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let pages = users::for_each_page(&iam, |names| {
             let messages: Vec<WorkMessage> = names
                 .into_iter()
                 .map(|user_name| self.message(run_id, req, account, &exempt, user_name))
                 .collect();
-            count += messages.len();
+            let count = &count;
             async move {
                 for batch in messages.chunks(BATCH) {
-                    self.enqueuer.send(batch).await?;
+                    match self.enqueuer.send(batch).await {
+                        Ok(()) => count.fetch_add(batch.len(), Ordering::SeqCst),
+                        Err(partial) => {
+                            count.fetch_add(partial.sent, Ordering::SeqCst);
+                            return Err(partial.error);
+                        }
+                    };
                 }
                 Ok(())
             }
         })
-        .await?;
+        .await;
+        *sent = count.load(Ordering::SeqCst);
+        pages?;
         self.runs
-            .account_enqueued(run_id, &account.id, &account.name, count as i64)
+            .account_enqueued(run_id, &account.id, &account.name, *sent as i64)
             .await?;
-        Ok(Some(count))
+        Ok(Some(*sent))
     }
 
     fn message(

@@ -219,6 +219,30 @@ pub struct SettingsArgs {
         global = true
     )]
     pub lock_lease_secs: String,
+    /// Allow enforce mode with an evaluation time in the future (`true`/`false`): only for emulators whose clock is moved; the evaluation time is then trusted as the real clock.
+    #[arg(
+        long,
+        env = "KEYROTOR_ALLOW_FUTURE_AS_OF",
+        default_value = "false",
+        global = true
+    )]
+    pub allow_future_as_of: String,
+    /// Hours after its run started that an enforce message is still acted on; older work is reported `failed` (stale) and left to the next run.
+    #[arg(
+        long,
+        env = "KEYROTOR_MAX_MESSAGE_AGE_HOURS",
+        default_value = "36",
+        global = true
+    )]
+    pub max_message_age_hours: String,
+    /// The work queue's redrive `maxReceiveCount`: on its last receive a message that still fails records a `failed` result instead of reaching the DLQ unrecorded.
+    #[arg(
+        long,
+        env = "KEYROTOR_MAX_RECEIVES",
+        default_value = "5",
+        global = true
+    )]
+    pub max_receives: String,
 }
 
 /// The audit/enforce switch.
@@ -395,6 +419,13 @@ pub struct Settings {
     pub publish_noop: bool,
     /// Template override directory.
     pub template_dir: Option<std::path::PathBuf>,
+    /// Trust the evaluation time as the real clock: enforce may run at a
+    /// future `as_of`, and the ledger records evaluation times as they are.
+    pub allow_future_as_of: bool,
+    /// How long after its run started an enforce message is acted on.
+    pub max_message_age: chrono::Duration,
+    /// The queue's `maxReceiveCount`.
+    pub max_receives: u32,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -816,7 +847,28 @@ impl Settings {
             }
         }
 
+        let allow_future_as_of = boolean(
+            "KEYROTOR_ALLOW_FUTURE_AS_OF",
+            "allow-future-as-of",
+            &a.allow_future_as_of,
+        )?;
+        let max_message_age = Duration::hours(bounded(
+            "KEYROTOR_MAX_MESSAGE_AGE_HOURS",
+            "max-message-age-hours",
+            &a.max_message_age_hours,
+            1..=24 * 365,
+        )? as i64);
+        let max_receives = bounded(
+            "KEYROTOR_MAX_RECEIVES",
+            "max-receives",
+            &a.max_receives,
+            1..=1000,
+        )? as u32;
+
         Ok(Settings {
+            allow_future_as_of,
+            max_message_age,
+            max_receives,
             org_role_arn,
             iam_rate,
             iam_burst,

@@ -1,7 +1,53 @@
 //! The evaluation time (`--as-of`, a run's `as_of`): an RFC 3339 time or a
 //! `YYYY-MM-DD` date (midnight UTC). One parser for the CLI and the Lambdas.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+/// How far ahead of this machine's clock an enforce evaluation time may be
+/// before it counts as "in the future": clock skew between the machine that
+/// produced a run and the one that works it.
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// An enforce evaluation time in the future, which would switch keys off
+/// before their time; refused unless `KEYROTOR_ALLOW_FUTURE_AS_OF=true`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "enforce mode with an evaluation time in the future ({as_of}) is refused: it would act on keys before they are due; \
+     set KEYROTOR_ALLOW_FUTURE_AS_OF=true only for an emulator whose clock is moved"
+)]
+pub struct FutureAsOf {
+    /// The refused evaluation time.
+    pub as_of: DateTime<Utc>,
+}
+
+/// Refuses an enforce evaluation time more than [`CLOCK_SKEW`] ahead of
+/// `now`, unless future evaluation times are allowed. Audit and `plan`
+/// forecasts are not checked: they change nothing.
+pub fn check_enforce_as_of(
+    as_of: DateTime<Utc>,
+    enforce: bool,
+    allow_future: bool,
+    now: DateTime<Utc>,
+) -> Result<(), FutureAsOf> {
+    if enforce && !allow_future && as_of > now + CLOCK_SKEW {
+        Err(FutureAsOf { as_of })
+    } else {
+        Ok(())
+    }
+}
+
+/// The time a lifecycle change is recorded at in the ledger: the evaluation
+/// time, but never earlier than the real time of the change, so stale work
+/// (a backlog, a DLQ redrive) cannot shorten a grace that counts from it.
+/// With `trust_as_of` (an emulator whose clock is moved) the evaluation time
+/// is the clock.
+pub fn ledger_time(as_of: DateTime<Utc>, trust_as_of: bool) -> DateTime<Utc> {
+    if trust_as_of {
+        as_of
+    } else {
+        as_of.max(Utc::now())
+    }
+}
 
 /// Parses an `as_of` value.
 pub fn parse_as_of(s: &str) -> Result<DateTime<Utc>, String> {
@@ -30,5 +76,32 @@ mod tests {
             "2026-03-01T10:00:00+00:00"
         );
         assert!(parse_as_of("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_future_enforce_time_is_refused_unless_allowed() {
+        let now = parse_as_of("2026-06-01T00:00:00Z").unwrap();
+        let soon = now + Duration::minutes(4);
+        let later = now + Duration::minutes(6);
+        assert!(
+            check_enforce_as_of(soon, true, false, now).is_ok(),
+            "clock skew"
+        );
+        let err = check_enforce_as_of(later, true, false, now).unwrap_err();
+        assert!(err.to_string().contains("KEYROTOR_ALLOW_FUTURE_AS_OF"));
+        assert!(check_enforce_as_of(later, true, true, now).is_ok());
+        assert!(
+            check_enforce_as_of(later, false, false, now).is_ok(),
+            "audit"
+        );
+    }
+
+    #[test]
+    fn ledger_times_are_never_before_the_real_time() {
+        let past = parse_as_of("2020-01-01").unwrap();
+        assert!(ledger_time(past, false) > past);
+        assert_eq!(ledger_time(past, true), past);
+        let future = Utc::now() + Duration::days(30);
+        assert_eq!(ledger_time(future, false), future);
     }
 }

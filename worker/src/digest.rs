@@ -25,7 +25,7 @@
 //!   many were sent and failed. Exactly-once is the caller's conditional
 //!   write (`digest_sent` on the run's account item).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -613,7 +613,46 @@ pub async fn send_digest(
     sender: &str,
     digest: &AccountDigest,
 ) -> Result<usize, DigestError> {
-    let planned = plan_emails(digest);
+    send_digest_to(
+        mailer,
+        templates,
+        sender,
+        digest,
+        &BTreeSet::new(),
+        &NoMarker,
+    )
+    .await
+}
+
+/// Remembers each recipient a digest went to, so that a worker taking over
+/// an interrupted digest sends only what is missing.
+#[async_trait]
+pub trait SentMarker: Send + Sync {
+    /// Records that the digest reached `to`.
+    async fn mark_sent(&self, to: &str) -> Result<(), AwsError>;
+}
+
+struct NoMarker;
+
+#[async_trait]
+impl SentMarker for NoMarker {
+    async fn mark_sent(&self, _: &str) -> Result<(), AwsError> {
+        Ok(())
+    }
+}
+
+/// [`send_digest`] that leaves out the recipients in `already_sent` and
+/// marks each new recipient as soon as its email is accepted.
+pub async fn send_digest_to(
+    mailer: &dyn Mailer,
+    templates: &Templates,
+    sender: &str,
+    digest: &AccountDigest,
+    already_sent: &BTreeSet<String>,
+    marker: &dyn SentMarker,
+) -> Result<usize, DigestError> {
+    let mut planned = plan_emails(digest);
+    planned.retain(|(to, _)| !already_sent.contains(to));
     let rendered = planned
         .iter()
         .map(|(to, d)| Ok((to.as_str(), templates.render(d)?)))
@@ -622,7 +661,14 @@ pub async fn send_digest(
     let mut failures = Vec::new();
     for (to, email) in &rendered {
         match mailer.send(sender, to, email).await {
-            Ok(()) => sent += 1,
+            Ok(()) => {
+                sent += 1;
+                if let Err(e) = marker.mark_sent(to).await {
+                    // The claim's owner may resend to this address after a
+                    // takeover; one duplicate email beats a lost digest.
+                    tracing::warn!(account_id = %digest.account_id, error = %e, "could not record a digest recipient");
+                }
+            }
             Err(e) => {
                 tracing::warn!(account_id = %digest.account_id, error = %e, "digest email not sent");
                 failures.push(e);

@@ -50,7 +50,15 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
             failed.push(id);
             continue;
         }
-        if let Err(e) = worker.handle(record.body.as_deref().unwrap_or("")).await {
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        if let Err(e) = worker
+            .handle(record.body.as_deref().unwrap_or(""), receive_count)
+            .await
+        {
             tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
             failed.push(id);
         }

@@ -45,6 +45,8 @@ pub struct PoolStats {
     pub retried: AtomicU64,
     /// Malformed messages left for the DLQ.
     pub malformed: AtomicU64,
+    /// Messages that contradicted their run record: not acted on, deleted.
+    pub rejected: AtomicU64,
     /// Messages in flight now.
     pub in_flight: AtomicU64,
     /// Done messages whose delete has not gone out yet.
@@ -55,13 +57,14 @@ impl PoolStats {
     /// A one-line summary.
     pub fn line(&self) -> String {
         format!(
-            "received {} · done {} (failed {}) · duplicates {} · retried {} · malformed {} · in flight {}",
+            "received {} · done {} (failed {}) · duplicates {} · retried {} · malformed {} · rejected {} · in flight {}",
             self.received.load(Ordering::Relaxed),
             self.done.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
             self.duplicates.load(Ordering::Relaxed),
             self.retried.load(Ordering::Relaxed),
             self.malformed.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
         )
     }
@@ -73,6 +76,61 @@ impl PoolStats {
 pub fn retry_delay(receive_count: u32) -> Duration {
     let secs = 10u64.saturating_mul(1 << receive_count.saturating_sub(1).min(7));
     Duration::from_secs(secs.min(900))
+}
+
+/// The retry delay of a failed message: until the time the failure named
+/// (a busy user's lease end, plus a second), or else the backoff ladder.
+fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
+    match failure {
+        MessageFailure::Retry {
+            not_before: Some(at),
+            ..
+        } => {
+            let wait = (*at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
+            Duration::from_millis(wait + 1_000).min(Duration::from_secs(900))
+        }
+        _ => retry_delay(receive_count),
+    }
+}
+
+/// Whether the queue holds nothing at all: no visible message, none in
+/// flight (here or in another pool, or left invisible by a process that
+/// died) and none delayed. Only then may an idle pool stop: a FIFO group
+/// whose message a dead pool held comes back when its visibility ends.
+async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> bool {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await;
+    match out {
+        Ok(out) => {
+            let attributes = out.attributes.unwrap_or_default();
+            let total: u64 = [
+                A::ApproximateNumberOfMessages,
+                A::ApproximateNumberOfMessagesNotVisible,
+                A::ApproximateNumberOfMessagesDelayed,
+            ]
+            .iter()
+            .filter_map(|a| attributes.get(a).and_then(|v| v.parse::<u64>().ok()))
+            .sum();
+            if total > 0 {
+                tracing::info!(
+                    messages = total,
+                    "queue idle here but not empty; waiting for the rest"
+                );
+            }
+            total == 0
+        }
+        Err(e) => {
+            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:GetQueueAttributes", e), "cannot tell whether the queue is empty; still waiting");
+            false
+        }
+    }
 }
 
 /// Runs the pool until `shutdown` is cancelled or the queue stays idle.
@@ -122,6 +180,7 @@ pub async fn run_pool(
             .wait_time_seconds(if quiet { wait } else { 1 })
             .visibility_timeout(config.visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send();
         let out = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -140,17 +199,39 @@ pub async fn run_pool(
                 let since = *idle_since.get_or_insert(poll_started);
                 if let Some(idle) = config.until_idle {
                     if since.elapsed() >= idle {
-                        tracing::info!("queue idle for {idle:?}; stopping");
-                        break;
+                        if queue_is_empty(&sqs, &config.queue_url).await {
+                            tracing::info!("queue idle for {idle:?} and empty; stopping");
+                            break;
+                        }
+                        idle_since = Some(Instant::now());
                     }
                 }
             }
             continue;
         }
         idle_since = None;
+        // One task per FIFO group, its messages in order, as the Lambda
+        // handler does; a standard queue's messages are groups of one.
+        let mut groups: Vec<(Option<String>, Vec<aws_sdk_sqs::types::Message>)> = Vec::new();
         for message in messages {
             stats.received.fetch_add(1, Ordering::Relaxed);
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            let group = message
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned();
+            match groups.iter_mut().find(|(g, _)| g.is_some() && *g == group) {
+                Some((_, list)) => list.push(message),
+                None => groups.push((group, vec![message])),
+            }
+        }
+        for (_, group) in groups {
+            let n = group.len() as u32;
+            let permit = permits
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .expect("never closed");
             let (worker, sqs, config, stats, delete_tx) = (
                 worker.clone(),
                 sqs.clone(),
@@ -158,10 +239,9 @@ pub async fn run_pool(
                 stats.clone(),
                 delete_tx.clone(),
             );
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            stats.in_flight.fetch_add(n as u64, Ordering::Relaxed);
             tasks.spawn(async move {
-                handle_one(&worker, &sqs, &config, &stats, &delete_tx, message).await;
-                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                handle_group(&worker, &sqs, &config, &stats, &delete_tx, group).await;
                 drop(permit);
             });
         }
@@ -174,6 +254,48 @@ pub async fn run_pool(
     Ok(())
 }
 
+/// A FIFO group's messages of one receive, in order. Once one fails, the
+/// rest are put back with the same delay, so that the group keeps its order.
+async fn handle_group(
+    worker: &Worker,
+    sqs: &aws_sdk_sqs::Client,
+    config: &PoolConfig,
+    stats: &PoolStats,
+    delete_tx: &mpsc::Sender<String>,
+    group: Vec<aws_sdk_sqs::types::Message>,
+) {
+    let mut failed_delay: Option<Duration> = None;
+    for message in group {
+        match failed_delay {
+            None => failed_delay = handle_one(worker, sqs, config, stats, delete_tx, message).await,
+            Some(delay) => {
+                let receipt = message.receipt_handle.unwrap_or_default();
+                set_visibility(sqs, &config.queue_url, &receipt, delay).await;
+            }
+        }
+        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn set_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipt: &str,
+    delay: Duration,
+) {
+    if let Err(e) = sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(delay.as_secs() as i32)
+        .send()
+        .await
+    {
+        tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not set the retry delay");
+    }
+}
+
+/// Handles one message; returns its retry delay when it failed.
 async fn handle_one(
     worker: &Worker,
     sqs: &aws_sdk_sqs::Client,
@@ -181,7 +303,7 @@ async fn handle_one(
     stats: &PoolStats,
     delete_tx: &mpsc::Sender<String>,
     message: aws_sdk_sqs::types::Message,
-) {
+) -> Option<Duration> {
     let receipt = message.receipt_handle.clone().unwrap_or_default();
     let message_id = message.message_id.clone().unwrap_or_default();
     let receive_count: u32 = message
@@ -196,7 +318,9 @@ async fn handle_one(
         receipt.clone(),
         config.visibility,
     ));
-    let result = worker.handle(message.body.as_deref().unwrap_or("")).await;
+    let result = worker
+        .handle(message.body.as_deref().unwrap_or(""), receive_count)
+        .await;
     // Stop the heartbeat before anything else touches the message.
     heartbeat.abort();
     let _ = heartbeat.await;
@@ -210,32 +334,26 @@ async fn handle_one(
                     stats.done.fetch_add(1, Ordering::Relaxed)
                 }
                 Handled::Duplicate => stats.duplicates.fetch_add(1, Ordering::Relaxed),
+                Handled::Rejected(_) => stats.rejected.fetch_add(1, Ordering::Relaxed),
             };
             stats.pending_deletes.fetch_add(1, Ordering::SeqCst);
             let _ = delete_tx.send(receipt).await;
+            None
         }
         Err(failure) => {
-            let delay = retry_delay(receive_count);
+            let delay = delay_for(&failure, receive_count);
             match &failure {
                 MessageFailure::Malformed(e) => {
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(message_id, receive_count, error = %e, "malformed message; it will reach the DLQ after its last receive");
                 }
-                MessageFailure::Retry(e) => {
+                MessageFailure::Retry { reason, .. } => {
                     stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(message_id, receive_count, retry_in = ?delay, error = %e, "message will be retried");
+                    tracing::warn!(message_id, receive_count, retry_in = ?delay, error = %reason, "message will be retried");
                 }
             }
-            if let Err(e) = sqs
-                .change_message_visibility()
-                .queue_url(&config.queue_url)
-                .receipt_handle(&receipt)
-                .visibility_timeout(delay.as_secs() as i32)
-                .send()
-                .await
-            {
-                tracing::warn!(message_id, error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not set the retry delay");
-            }
+            set_visibility(sqs, &config.queue_url, &receipt, delay).await;
+            Some(delay)
         }
     }
 }

@@ -1,20 +1,25 @@
-//! One message, start to finish (DESIGN §3 step 4–5): decode it on its own,
-//! skip it if its result is already recorded, run the user's due steps
-//! through the executor, record the result and count it exactly once,
-//! publish its event (outbox: a redelivery publishes what was recorded but
-//! not yet published), then send the account's digest and the run's summary
-//! when this was the last message.
+//! One message, start to finish (DESIGN §3 step 4–5): decode it on its own;
+//! if its result is already recorded, finish what a previous delivery left
+//! (publish, digest, summary); check it against its run record — a message
+//! is a request, not an authority; run the user's due steps through the
+//! executor; record the result and count it exactly once; publish its event
+//! (outbox: a redelivery publishes what was recorded but not yet published);
+//! then send the account's digest and the run's summary when this was the
+//! last message.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-use keyrotor_shared::config::Settings;
+use chrono::{DateTime, SubsecRound, Utc};
+use keyrotor_shared::config::{Mode, Settings};
+use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
-use keyrotor_shared::executor::{skipped, ExecError, Executor, Outcome, UserRequest, UserResult};
+use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
-use keyrotor_shared::store::results::{Progress, Recorded, ResultItem, ResultStore};
+use keyrotor_shared::store::results::{Claim, Progress, Recorded, ResultItem, ResultStore};
+use keyrotor_shared::store::runs::{forced_entry, RunParams, RunStore};
 
-use crate::digest::{send_digest, AccountDigest, DigestLine, Mailer, Templates};
+use crate::digest::{send_digest_to, AccountDigest, DigestLine, Mailer, SentMarker, Templates};
 
 /// What became of a message that can be deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +28,10 @@ pub enum Handled {
     Done(String),
     /// Its result was already recorded (a duplicate delivery): nothing done.
     Duplicate,
+    /// Not acted on and not recorded: it does not match the run record it
+    /// names (an unknown run, a different evaluation time or mode, a force
+    /// the run did not ask for). Reported as a `failed` event; never retried.
+    Rejected(String),
 }
 
 /// Why a message must stay on the queue.
@@ -32,8 +41,35 @@ pub enum MessageFailure {
     #[error("malformed message: {0}")]
     Malformed(#[from] MessageError),
     /// A transient failure (busy user, throttling, an outage): retry later.
-    #[error("will retry: {0}")]
-    Retry(String),
+    #[error("will retry: {reason}")]
+    Retry {
+        /// What failed.
+        reason: String,
+        /// When the retry can succeed, when known (a busy user's lock
+        /// lease end); otherwise the caller's backoff decides.
+        not_before: Option<DateTime<Utc>>,
+    },
+}
+
+impl MessageFailure {
+    fn retry(e: &dyn std::fmt::Display) -> MessageFailure {
+        MessageFailure::Retry {
+            reason: e.to_string(),
+            not_before: None,
+        }
+    }
+}
+
+/// A processed message: what the queue should do with it, and the user's
+/// result when this delivery produced one (`keyrotor rotate` prints it).
+#[derive(Debug)]
+pub struct Processed {
+    /// Delete the message; why.
+    pub handled: Handled,
+    /// The executor's result, when it ran.
+    pub result: Option<UserResult>,
+    /// The recorded result item, when there is one.
+    pub item: Option<ResultItem>,
 }
 
 /// Email delivery for digests; absent without `KEYROTOR_SENDER`.
@@ -46,13 +82,33 @@ pub struct Email {
     pub templates: Arc<Templates>,
 }
 
-/// Processes messages; shared by the pool and the Lambda handler.
+/// What the run record allows for a message.
+enum Verdict {
+    /// Act, in this mode (the lesser of the message's and the worker's).
+    Go(Mode),
+    /// Not acted on, and not recorded: the message contradicts its run.
+    Reject(String),
+    /// Not acted on; recorded as `failed` (stale, or a future evaluation time).
+    Refuse(String),
+    /// Not acted on; recorded as `skipped` (outside the worker's scope).
+    OutOfScope(String),
+}
+
+/// Runs remembered per worker; each message needs its run's record, which
+/// does not change after the producer's start.
+const RUNS_REMEMBERED: usize = 64;
+
+/// Processes messages; shared by the pool, the Lambda handler and `rotate`.
 pub struct Worker {
     settings: Arc<Settings>,
     executor: Arc<Executor>,
     results: ResultStore,
+    runs: RunStore,
     events: Option<Arc<dyn EventSink>>,
     email: Option<Email>,
+    /// This process's id in digest and summary claims.
+    owner: String,
+    known_runs: Mutex<HashMap<String, RunParams>>,
 }
 
 impl Worker {
@@ -61,6 +117,7 @@ impl Worker {
         settings: Arc<Settings>,
         executor: Arc<Executor>,
         results: ResultStore,
+        runs: RunStore,
         events: Option<Arc<dyn EventSink>>,
         email: Option<Email>,
     ) -> Worker {
@@ -68,67 +125,246 @@ impl Worker {
             settings,
             executor,
             results,
+            runs,
             events,
             email,
+            owner: Executor::process_owner_id(),
+            known_runs: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Handles one SQS body.
-    pub async fn handle(&self, body: &str) -> Result<Handled, MessageFailure> {
+    /// Handles one SQS body, received `receive_count` times so far.
+    pub async fn handle(&self, body: &str, receive_count: u32) -> Result<Handled, MessageFailure> {
         let m = WorkMessage::decode(body)?;
-        let retry = |e: &dyn std::fmt::Display| MessageFailure::Retry(e.to_string());
-        if let Some((recorded, published)) = self
+        Ok(self.process(&m, receive_count).await?.handled)
+    }
+
+    /// Handles one decoded message.
+    pub async fn process(
+        &self,
+        m: &WorkMessage,
+        receive_count: u32,
+    ) -> Result<Processed, MessageFailure> {
+        if let Some(found) = self.finish_recorded(m).await? {
+            return Ok(found);
+        }
+        let mut result = None;
+        let item = match self.authorise(m).await? {
+            Verdict::Reject(reason) => return self.reject(m, reason).await,
+            Verdict::Refuse(reason) => {
+                tracing::warn!(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, reason = %reason, "message not acted on");
+                base_item(m, m.mode, Outcome::Failed, reason)
+            }
+            Verdict::OutOfScope(reason) => base_item(m, m.mode, Outcome::Skipped, reason),
+            Verdict::Go(mode) => match self.execute(m, mode).await {
+                Ok(r) => {
+                    let item = item_from(m, mode, &r);
+                    result = Some(r);
+                    item
+                }
+                Err(e) if e.is_retryable() && receive_count < self.settings.max_receives => {
+                    let not_before = match &e {
+                        ExecError::Busy { until_ms, .. } => {
+                            DateTime::from_timestamp_millis(*until_ms)
+                        }
+                        _ => None,
+                    };
+                    return Err(MessageFailure::Retry {
+                        reason: e.to_string(),
+                        not_before,
+                    });
+                }
+                // The last receive: the DLQ would swallow it unrecorded, and
+                // the account and the run would never complete.
+                Err(e) if e.is_retryable() => failed_item(
+                    m,
+                    mode,
+                    &format!("gave up after {receive_count} receives: {e}"),
+                ),
+                // A permanent failure is a result too: the run must complete.
+                Err(e) => failed_item(m, mode, &e.to_string()),
+            },
+        };
+        let progress = match self
+            .results
+            .record(&item)
+            .await
+            .map_err(|e| MessageFailure::retry(&e))?
+        {
+            Recorded::New { account, run } => Some((account, run)),
+            // Recorded meanwhile — by another delivery, or by our own attempt
+            // whose answer was lost: finish that record's outbox.
+            Recorded::Duplicate => {
+                if let Some(found) = self.finish_recorded(m).await? {
+                    return Ok(Processed { result, ..found });
+                }
+                None
+            }
+        };
+        self.publish(m, &item)
+            .await
+            .map_err(|e| MessageFailure::retry(&e))?;
+        self.after_record(m, progress).await?;
+        Ok(Processed {
+            handled: Handled::Done(item.outcome.clone()),
+            result,
+            item: Some(item),
+        })
+    }
+
+    /// A recorded result: publishes it if that did not happen yet, and runs
+    /// the completion check (a digest or summary may still be owed).
+    async fn finish_recorded(&self, m: &WorkMessage) -> Result<Option<Processed>, MessageFailure> {
+        let Some((recorded, published)) = self
             .results
             .find(&m.run_id, &m.account_id, &m.user_name)
             .await
-            .map_err(|e| retry(&e))?
-        {
-            if published {
-                return Ok(Handled::Duplicate);
-            }
-            // Recorded but not published: the previous delivery stopped in between.
-            self.publish(&m, &recorded).await.map_err(|e| retry(&e))?;
-            self.after_record(&m, None).await;
-            return Ok(Handled::Duplicate);
+            .map_err(|e| MessageFailure::retry(&e))?
+        else {
+            return Ok(None);
+        };
+        if !published {
+            self.publish(m, &recorded)
+                .await
+                .map_err(|e| MessageFailure::retry(&e))?;
         }
-
-        let item = match self.execute(&m).await {
-            Ok(result) => item_from(&m, &result),
-            Err(e) if e.is_retryable() => return Err(retry(&e)),
-            // A permanent failure is a result too: the run must still complete.
-            Err(e) => failed_item(&m, &e),
-        };
-        let progress = match self.results.record(&item).await.map_err(|e| retry(&e))? {
-            Recorded::Duplicate => return Ok(Handled::Duplicate),
-            Recorded::New { account, run } => (account, run),
-        };
-        self.publish(&m, &item).await.map_err(|e| retry(&e))?;
-        self.after_record(&m, Some(progress)).await;
-        Ok(Handled::Done(item.outcome))
+        self.after_record(m, None).await?;
+        Ok(Some(Processed {
+            handled: Handled::Duplicate,
+            result: None,
+            item: Some(recorded),
+        }))
     }
 
-    async fn execute(&self, m: &WorkMessage) -> Result<UserResult, ExecError> {
+    /// The run's record, from memory or the table.
+    async fn run_params(&self, run_id: &str, fresh: bool) -> Result<Option<RunParams>, AwsError> {
+        if !fresh {
+            if let Some(p) = self.known_runs.lock().expect("not poisoned").get(run_id) {
+                return Ok(Some(p.clone()));
+            }
+        }
+        let params = self.runs.params(run_id).await?;
+        if let Some(p) = &params {
+            let mut known = self.known_runs.lock().expect("not poisoned");
+            if known.len() >= RUNS_REMEMBERED {
+                known.clear();
+            }
+            known.insert(run_id.to_string(), p.clone());
+        }
+        Ok(params)
+    }
+
+    /// Checks the message against its run record and this worker's own
+    /// settings (DESIGN §4, "a message is a request, not an authority").
+    async fn authorise(&self, m: &WorkMessage) -> Result<Verdict, MessageFailure> {
+        let lookup = |fresh| self.run_params(&m.run_id, fresh);
+        let Some(mut run) = lookup(false).await.map_err(|e| MessageFailure::retry(&e))? else {
+            return Ok(Verdict::Reject(format!(
+                "unknown run `{}`: no run record; the message was not acted on",
+                m.run_id
+            )));
+        };
+        if m.as_of.trunc_subsecs(3) != run.as_of.trunc_subsecs(3) {
+            return Ok(Verdict::Reject(format!(
+                "the message's as_of {} differs from its run's {}; not acted on",
+                m.as_of.to_rfc3339(),
+                run.as_of.to_rfc3339()
+            )));
+        }
+        if m.mode != run.mode {
+            return Ok(Verdict::Reject(format!(
+                "the message's mode {} differs from its run's {}; not acted on",
+                m.mode, run.mode
+            )));
+        }
+        let entry = forced_entry(&m.account_id, &m.user_name);
+        if m.force && !run.forced.contains(&entry) {
+            // A producer may have added forced users to the run since.
+            run = lookup(true)
+                .await
+                .map_err(|e| MessageFailure::retry(&e))?
+                .unwrap_or(run);
+            if !run.forced.contains(&entry) {
+                return Ok(Verdict::Reject(
+                    "force was not asked for this user by its run; not acted on".into(),
+                ));
+            }
+        }
+        let s = &self.settings;
+        if s.exclude_accounts
+            .iter()
+            .any(|a| a.as_str() == m.account_id)
+        {
+            return Ok(Verdict::OutOfScope(
+                "the account is in this worker's KEYROTOR_EXCLUDE_ACCOUNTS".into(),
+            ));
+        }
+        if !s.accounts.is_empty() && !s.accounts.iter().any(|a| a.as_str() == m.account_id) {
+            return Ok(Verdict::OutOfScope(
+                "the account is not in this worker's KEYROTOR_ACCOUNTS".into(),
+            ));
+        }
+        let mode = if m.mode == Mode::Enforce && s.mode == Mode::Enforce {
+            Mode::Enforce
+        } else {
+            Mode::Audit
+        };
+        if mode == Mode::Enforce {
+            let now = Utc::now();
+            if let Err(e) =
+                keyrotor_shared::time::check_enforce_as_of(m.as_of, true, s.allow_future_as_of, now)
+            {
+                return Ok(Verdict::Refuse(e.to_string()));
+            }
+            if now - run.started_at > s.max_message_age {
+                return Ok(Verdict::Refuse(format!(
+                    "stale: its run started at {}, longer ago than KEYROTOR_MAX_MESSAGE_AGE_HOURS ({} h); the next run re-evaluates this user",
+                    run.started_at.to_rfc3339(),
+                    s.max_message_age.num_hours()
+                )));
+            }
+        }
+        Ok(Verdict::Go(mode))
+    }
+
+    /// Reports a message that contradicts its run, without recording it:
+    /// its counts would make the run look complete before it is.
+    async fn reject(&self, m: &WorkMessage, reason: String) -> Result<Processed, MessageFailure> {
+        tracing::error!(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, reason = %reason, "message rejected");
+        if let Some(events) = &self.events {
+            let item = base_item(m, m.mode, Outcome::Failed, reason.clone());
+            events
+                .publish_result(&event_of(m, &item))
+                .await
+                .map_err(|e| MessageFailure::retry(&e))?;
+        }
+        Ok(Processed {
+            handled: Handled::Rejected(reason),
+            result: None,
+            item: None,
+        })
+    }
+
+    async fn execute(&self, m: &WorkMessage, mode: Mode) -> Result<UserResult, ExecError> {
         let req = UserRequest {
             account_id: m.account_id.clone(),
             user_name: m.user_name.clone(),
             as_of: m.as_of,
-            mode: m.mode,
+            mode,
             force: m.force,
+            run_id: Some(m.run_id.clone()),
+            // The producer saw the user in the exemption group; the executor
+            // still finishes an interrupted rotation of theirs.
+            exempt: m
+                .exempt
+                .then(|| "member of the exemption group".to_string()),
         };
-        if m.exempt {
-            // The producer saw the user in the exemption group.
-            return Ok(skipped(&req, &[], "member of the exemption group"));
-        }
         self.executor.process(&req).await
     }
 
     /// Publishes the result's event (unless it is a `noop` and those are not
     /// published), then marks it published.
-    async fn publish(
-        &self,
-        m: &WorkMessage,
-        item: &ResultItem,
-    ) -> Result<(), keyrotor_shared::error::AwsError> {
+    async fn publish(&self, m: &WorkMessage, item: &ResultItem) -> Result<(), AwsError> {
         if let Some(events) = &self.events {
             if item.outcome != "noop" || self.settings.publish_noop {
                 events.publish_result(&event_of(m, item)).await?;
@@ -139,40 +375,62 @@ impl Worker {
             .await
     }
 
-    /// The account digest and the run summary, when this message completed
-    /// them. Failures here are logged, not retried: the claims make both
-    /// at-most-once, and the message's own work is done.
-    async fn after_record(&self, m: &WorkMessage, progress: Option<(Progress, Progress)>) {
+    /// The account digest and the run summary, when the run's counters say
+    /// they are due. Each is claimed (`sending`, then `sent`), so it goes
+    /// out once; a claim whose holder died is taken over after a while. A
+    /// failure, or a claim another worker holds now, leaves this message
+    /// for a retry, so that the digest or summary is never lost.
+    async fn after_record(
+        &self,
+        m: &WorkMessage,
+        progress: Option<(Progress, Progress)>,
+    ) -> Result<(), MessageFailure> {
         let (account, run) = match progress {
             Some(p) => p,
-            None => match self.results.progress(&m.run_id, &m.account_id).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(run_id = %m.run_id, error = %e, "could not read the run's progress");
-                    return;
-                }
-            },
+            None => self
+                .results
+                .progress(&m.run_id, &m.account_id)
+                .await
+                .map_err(|e| MessageFailure::retry(&e))?,
         };
+        let mut pending = Vec::new();
         if account.complete() {
             if let Err(e) = self.digest(m).await {
-                tracing::error!(account_id = %m.account_id, error = %e, "digest failed");
+                tracing::error!(account_id = %m.account_id, error = %e, "digest not sent; will retry");
+                pending.push(e.to_string());
             }
         }
         if run.complete() {
             if let Err(e) = self.summary(m).await {
-                tracing::error!(run_id = %m.run_id, error = %e, "run summary failed");
+                tracing::error!(run_id = %m.run_id, error = %e, "run summary not sent; will retry");
+                pending.push(e.to_string());
             }
+        }
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(MessageFailure::retry(&pending.join("; ")))
         }
     }
 
     async fn summary(&self, m: &WorkMessage) -> anyhow::Result<()> {
-        if !self.results.claim_summary(&m.run_id).await? {
-            return Ok(());
+        match self.results.claim_summary(&m.run_id, &self.owner).await? {
+            Claim::Done => return Ok(()),
+            Claim::Busy => anyhow::bail!("another worker is publishing the run summary"),
+            Claim::Mine { .. } => {}
         }
-        let event = self.results.run_summary(&m.run_id).await?;
-        tracing::info!(run_id = %m.run_id, done = event.done, expected = event.expected, "run complete");
-        if let Some(events) = &self.events {
-            events.publish_run(&event).await?;
+        let sent = async {
+            let event = self.results.run_summary(&m.run_id).await?;
+            tracing::info!(run_id = %m.run_id, done = event.done, expected = event.expected, "run complete");
+            if let Some(events) = &self.events {
+                events.publish_run(&event).await?;
+            }
+            self.results.finish_summary(&m.run_id, &self.owner).await
+        }
+        .await;
+        if let Err(e) = sent {
+            let _ = self.results.release_summary(&m.run_id, &self.owner).await;
+            return Err(e.into());
         }
         Ok(())
     }
@@ -182,41 +440,94 @@ impl Worker {
             tracing::debug!(account_id = %m.account_id, "account complete; no KEYROTOR_SENDER, so no digest email");
             return Ok(());
         };
-        if !self.results.claim_digest(&m.run_id, &m.account_id).await? {
-            return Ok(());
-        }
-        let results = self
+        let already_sent = match self
             .results
-            .account_results(&m.run_id, &m.account_id)
-            .await?;
-        let digest = AccountDigest {
-            run_id: m.run_id.clone(),
-            account_id: m.account_id.clone(),
-            account_name: m.account_name.clone(),
-            owner_email: m.owner_email.clone(),
-            mode: m.mode,
-            as_of: m.as_of,
-            lines: results
-                .into_iter()
-                .map(|r| DigestLine {
-                    user_name: r.user_name,
-                    outcome: r.outcome,
-                    reason: r.reason,
-                    actions: r.actions,
-                    new_key_id: r.new_key_id,
-                    secret_arn: r.secret_arn,
-                    owner_email: r.owner_email,
-                })
-                .collect(),
+            .claim_digest(&m.run_id, &m.account_id, &self.owner)
+            .await?
+        {
+            Claim::Done => return Ok(()),
+            Claim::Busy => anyhow::bail!("another worker is sending this account's digest"),
+            Claim::Mine { already_sent } => already_sent,
         };
-        let sent = send_digest(&*email.mailer, &email.templates, &email.sender, &digest).await?;
-        tracing::info!(account_id = %m.account_id, emails = sent, "digest sent");
-        Ok(())
+        let sent = async {
+            let results = self
+                .results
+                .account_results(&m.run_id, &m.account_id)
+                .await?;
+            let digest = AccountDigest {
+                run_id: m.run_id.clone(),
+                account_id: m.account_id.clone(),
+                account_name: m.account_name.clone(),
+                owner_email: m.owner_email.clone(),
+                mode: m.mode,
+                as_of: m.as_of,
+                lines: results
+                    .into_iter()
+                    .map(|r| DigestLine {
+                        user_name: r.user_name,
+                        outcome: r.outcome,
+                        reason: r.reason,
+                        actions: r.actions,
+                        new_key_id: r.new_key_id,
+                        secret_arn: r.secret_arn,
+                        owner_email: r.owner_email,
+                    })
+                    .collect(),
+            };
+            let marker = Recipients {
+                results: &self.results,
+                run_id: &m.run_id,
+                account_id: &m.account_id,
+            };
+            let sent = send_digest_to(
+                &*email.mailer,
+                &email.templates,
+                &email.sender,
+                &digest,
+                &already_sent,
+                &marker,
+            )
+            .await?;
+            self.results
+                .finish_digest(&m.run_id, &m.account_id, &self.owner)
+                .await?;
+            anyhow::Ok(sent)
+        }
+        .await;
+        match sent {
+            Ok(sent) => {
+                tracing::info!(account_id = %m.account_id, emails = sent, "digest sent");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self
+                    .results
+                    .release_digest(&m.run_id, &m.account_id, &self.owner)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Marks digest recipients in the account's run item.
+struct Recipients<'a> {
+    results: &'a ResultStore,
+    run_id: &'a str,
+    account_id: &'a str,
+}
+
+#[async_trait::async_trait]
+impl SentMarker for Recipients<'_> {
+    async fn mark_sent(&self, to: &str) -> Result<(), AwsError> {
+        self.results
+            .digest_sent_to(self.run_id, self.account_id, to)
+            .await
     }
 }
 
 /// The result item of `m` with `outcome` and `reason`, nothing performed.
-fn base_item(m: &WorkMessage, outcome: Outcome, reason: String) -> ResultItem {
+fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> ResultItem {
     ResultItem {
         run_id: m.run_id.clone(),
         account_id: m.account_id.clone(),
@@ -224,7 +535,7 @@ fn base_item(m: &WorkMessage, outcome: Outcome, reason: String) -> ResultItem {
         account_email: m.owner_email.clone(),
         user_name: m.user_name.clone(),
         outcome: outcome.as_str().to_string(),
-        mode: m.mode.as_str().to_string(),
+        mode: mode.as_str().to_string(),
         reason,
         actions: Vec::new(),
         new_key_id: None,
@@ -234,7 +545,7 @@ fn base_item(m: &WorkMessage, outcome: Outcome, reason: String) -> ResultItem {
     }
 }
 
-fn item_from(m: &WorkMessage, r: &UserResult) -> ResultItem {
+fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
     ResultItem {
         actions: r
             .performed
@@ -244,13 +555,13 @@ fn item_from(m: &WorkMessage, r: &UserResult) -> ResultItem {
         new_key_id: r.new_key_id.clone(),
         secret_arn: r.secret_arn.clone(),
         owner_email: r.owner_email.clone(),
-        ..base_item(m, r.outcome, r.reason.clone())
+        ..base_item(m, mode, r.outcome, r.reason.clone())
     }
 }
 
-fn failed_item(m: &WorkMessage, e: &ExecError) -> ResultItem {
-    tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %e, "user failed");
-    base_item(m, Outcome::Failed, e.to_string())
+fn failed_item(m: &WorkMessage, mode: Mode, reason: &str) -> ResultItem {
+    tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %reason, "user failed");
+    base_item(m, mode, Outcome::Failed, reason.to_string())
 }
 
 fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
@@ -259,7 +570,7 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
         run_id: m.run_id.clone(),
         account_id: m.account_id.clone(),
         user_name: Some(m.user_name.clone()),
-        mode: m.mode,
+        mode: item.mode.parse().unwrap_or(m.mode),
         outcome: item.outcome.clone(),
         actions: item
             .actions

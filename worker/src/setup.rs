@@ -10,6 +10,7 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, SnsEvents};
 use keyrotor_shared::executor::{Executor, SdkPorts};
 use keyrotor_shared::store::results::ResultStore;
+use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::DynamoLedger;
 
 use crate::digest::{Mailer, RenderedEmail, SesMailer, Templates};
@@ -60,7 +61,8 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
     Ok(Worker::new(
         settings.clone(),
         executor,
-        ResultStore::new(ddb, settings.table.clone()),
+        ResultStore::new(ddb.clone(), settings.table.clone()),
+        RunStore::new(ddb, settings.table.clone()),
         events,
         email,
     ))

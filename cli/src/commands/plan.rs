@@ -66,6 +66,8 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
                 as_of,
                 mode: ctx.settings.mode,
                 force: false,
+                run_id: None,
+                exempt: None,
             };
             tasks.spawn(async move {
                 let plan = executor.plan(&req).await;

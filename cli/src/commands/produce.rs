@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use keyrotor_producer::lambda::parse_force_user;
-use keyrotor_producer::{AccountOutcome, ProduceRequest, Producer};
+use keyrotor_producer::{AccountOutcome, ProduceError, ProduceRequest, Producer};
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::Settings;
 
@@ -57,7 +57,12 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> Result<ExitCode, CliError> {
     let summary = producer
         .produce(&req, &progress)
         .await
-        .map_err(|e| CliError::Failed(e.into()))?;
+        .map_err(|e| match e {
+            ProduceError::FutureAsOf(_) | ProduceError::RunMismatch(_) => {
+                CliError::Usage(e.to_string())
+            }
+            other => CliError::Failed(other.into()),
+        })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

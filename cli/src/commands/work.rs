@@ -81,7 +81,9 @@ pub async fn run(cli: &Cli, args: &WorkArgs) -> Result<ExitCode, CliError> {
     eprintln!("work: {}", stats.line());
     // Users that failed for good, and messages on their way to the DLQ, are
     // failures; a retry (a busy user, throttling) is not.
-    let failed = stats.failed.load(Ordering::Relaxed) + stats.malformed.load(Ordering::Relaxed);
+    let failed = stats.failed.load(Ordering::Relaxed)
+        + stats.malformed.load(Ordering::Relaxed)
+        + stats.rejected.load(Ordering::Relaxed);
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

@@ -29,10 +29,12 @@ fn trusted_for(lease: std::time::Duration) -> std::time::Duration {
 }
 
 impl Heartbeat {
-    /// Starts renewing `lock`, which was acquired just now.
-    pub fn start(ledger: Arc<dyn LedgerPort>, lock: Lock) -> Heartbeat {
+    /// Starts renewing `lock`, whose acquisition was asked for at `asked`:
+    /// the lease counts from the request, since DynamoDB may have granted it
+    /// at any moment before the answer arrived.
+    pub fn start(ledger: Arc<dyn LedgerPort>, lock: Lock, asked: Instant) -> Heartbeat {
         let lost = Arc::new(AtomicBool::new(false));
-        let trusted_until = Arc::new(Mutex::new(Instant::now() + trusted_for(lock.lease)));
+        let trusted_until = Arc::new(Mutex::new(asked + trusted_for(lock.lease)));
         let (flag, until) = (lost.clone(), trusted_until.clone());
         let task = tokio::spawn(async move {
             let period = lock.lease / 3;
@@ -116,7 +118,7 @@ mod tests {
             fence: 1,
             lease: Duration::from_secs(60),
         };
-        let beat = Heartbeat::start(Arc::new(Unreachable), lock);
+        let beat = Heartbeat::start(Arc::new(Unreachable), lock, Instant::now());
         tokio::time::sleep(Duration::from_secs(45)).await;
         assert!(
             !beat.is_lost(),
@@ -124,6 +126,27 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert!(beat.is_lost(), "past lease minus margin with no renewal");
+        beat.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_counts_from_the_acquire_request() {
+        let lock = Lock {
+            account_id: "111122223333".into(),
+            user_name: "ci".into(),
+            owner: "me".into(),
+            fence: 1,
+            lease: Duration::from_secs(60),
+        };
+        let asked = Instant::now();
+        // The acquire's answer took 20 s to arrive.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let beat = Heartbeat::start(Arc::new(Unreachable), lock, asked);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(
+            beat.is_lost(),
+            "51 s after the request is past the trusted 50 s, however late the answer"
+        );
         beat.stop().await;
     }
 }

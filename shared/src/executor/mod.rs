@@ -42,6 +42,14 @@ pub struct AccountPorts {
 pub trait PortsFactory: Send + Sync {
     /// The ports for `account_id`.
     async fn ports(&self, account_id: &str) -> AccountPorts;
+    /// Secrets Manager in `secrets_account` (a central secrets account)
+    /// or, when `None`, in the user's own `account_id`: where an interrupted
+    /// rotation's intent says its secret was to be stored.
+    async fn secrets_in(
+        &self,
+        account_id: &str,
+        secrets_account: Option<&str>,
+    ) -> Arc<dyn SecretsPort>;
 }
 
 /// [`PortsFactory`] over the AWS SDK: IAM through the member role of the
@@ -92,6 +100,24 @@ impl PortsFactory for SdkPorts {
             verifier: Arc::new(StsVerifier::new(self.aws.base())),
         }
     }
+
+    async fn secrets_in(
+        &self,
+        account_id: &str,
+        secrets_account: Option<&str>,
+    ) -> Arc<dyn SecretsPort> {
+        let config = self
+            .aws
+            .for_account(secrets_account.unwrap_or(account_id))
+            .await;
+        let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(
+            aws_sdk_secretsmanager::Client::new(&config),
+        ));
+        match &self.limits {
+            Some(limits) => limits.secrets(secrets),
+            None => secrets,
+        }
+    }
 }
 
 /// One user to evaluate or process.
@@ -107,6 +133,11 @@ pub struct UserRequest {
     pub mode: Mode,
     /// Rotate now whatever the age.
     pub force: bool,
+    /// The run this processing belongs to: recorded in the ledger with every
+    /// IAM change, so that a redelivery of the run reports that work.
+    pub run_id: Option<String>,
+    /// An exemption the producer saw (the exemption group), if any.
+    pub exempt: Option<String>,
 }
 
 /// Why processing a user failed.
@@ -120,9 +151,14 @@ pub enum ExecError {
         /// The user.
         user_name: String,
     },
-    /// Another worker holds the user: try again later.
-    #[error("user is being processed by another worker ({0})")]
-    Busy(String),
+    /// Another worker holds the user: try again once its lease ends.
+    #[error("user is being processed by another worker ({holder}, lease until {until_ms} ms)")]
+    Busy {
+        /// The other holder.
+        holder: String,
+        /// When its lease ends (epoch ms).
+        until_ms: i64,
+    },
     /// Our lock was lost mid-way; we stopped before doing more.
     #[error("lost the user's lock; stopped")]
     LockLost,
@@ -143,9 +179,7 @@ pub enum ExecError {
 impl From<StoreError> for ExecError {
     fn from(e: StoreError) -> ExecError {
         match e {
-            StoreError::Locked { holder, until_ms } => {
-                ExecError::Busy(format!("{holder}, lease until {until_ms} ms"))
-            }
+            StoreError::Locked { holder, until_ms } => ExecError::Busy { holder, until_ms },
             StoreError::LockLost => ExecError::LockLost,
             other => ExecError::Store(other),
         }
@@ -156,7 +190,7 @@ impl ExecError {
     /// Whether the same request may succeed later without anyone's help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ExecError::Busy(_) | ExecError::LockLost => true,
+            ExecError::Busy { .. } | ExecError::LockLost => true,
             ExecError::Aws(e) | ExecError::NotStored(e) => e.is_retryable(),
             ExecError::Store(StoreError::Aws(e)) => e.is_retryable(),
             _ => false,
@@ -213,7 +247,10 @@ impl Executor {
     pub async fn process(&self, req: &UserRequest) -> Result<UserResult, ExecError> {
         let ports = self.ports.ports(&req.account_id).await;
         let user = get_user(&*ports.iam, req).await?;
-        let exempt = exemption(&self.settings, &*ports.iam, &user).await?;
+        let exempt = match &req.exempt {
+            Some(seen) => Some(seen.clone()),
+            None => exemption(&self.settings, &*ports.iam, &user).await?,
+        };
         if let Some(reason) = &exempt {
             // An exempt user is not locked, unless a rotation of theirs was
             // interrupted before they became exempt: that still needs recovery.
@@ -232,6 +269,8 @@ impl Executor {
             }
         }
 
+        // The lease runs from when it was asked for, not from the answer.
+        let asked = tokio::time::Instant::now();
         let (lock, record) = self
             .ledger
             .acquire(
@@ -241,9 +280,17 @@ impl Executor {
                 self.settings.lock_lease,
             )
             .await?;
-        let heartbeat = heartbeat::Heartbeat::start(self.ledger.clone(), lock.clone());
+        let heartbeat = heartbeat::Heartbeat::start(self.ledger.clone(), lock.clone(), asked);
+        // A redelivery of a run that already changed something reports it.
+        let earlier = record
+            .last_run
+            .as_ref()
+            .filter(|w| req.run_id.as_deref() == Some(w.run_id.as_str()))
+            .cloned()
+            .unwrap_or_default();
         let mut run = steps::LockedRun {
             settings: &self.settings,
+            factory: &*self.ports,
             ports: &ports,
             ledger: &*self.ledger,
             lock: &lock,
@@ -251,9 +298,13 @@ impl Executor {
             user: &user,
             req,
             record,
-            performed: Vec::new(),
-            new_key_id: None,
-            secret_arn: None,
+            performed: earlier
+                .performed
+                .into_iter()
+                .map(|(action, key_id)| Performed { action, key_id })
+                .collect(),
+            new_key_id: earlier.new_key_id,
+            secret_arn: earlier.secret_arn,
             notes: Vec::new(),
         };
         let result = match &exempt {
@@ -283,12 +334,13 @@ impl Executor {
         }
         let mut changed = false;
         for key in keys.iter().filter(|k| k.status == KeyStatus::Inactive) {
-            // A key switched off outside keyrotor: its recovery grace starts now.
+            // A key switched off outside keyrotor: its recovery grace starts
+            // now (never earlier than the real time).
             if !run.record.history.deactivated_at.contains_key(&key.key_id) {
-                run.record
-                    .history
-                    .deactivated_at
-                    .insert(key.key_id.clone(), req.as_of);
+                run.record.history.deactivated_at.insert(
+                    key.key_id.clone(),
+                    crate::time::ledger_time(req.as_of, self.settings.allow_future_as_of),
+                );
                 changed = true;
             }
         }

@@ -14,11 +14,12 @@ use crate::aws::{StoreSecret, UserInfo};
 use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus, Verification};
 use crate::policy::{ActionKind, PlannedAction};
-use crate::store::{Intent, LedgerPort, Lock, UserRecord};
+use crate::store::{Intent, LedgerPort, Lock, RunWork, UserRecord};
 
 /// The state of one locked processing of a user.
 pub(super) struct LockedRun<'a> {
     pub settings: &'a Settings,
+    pub factory: &'a dyn super::PortsFactory,
     pub ports: &'a AccountPorts,
     pub ledger: &'a dyn LedgerPort,
     pub lock: &'a Lock,
@@ -46,8 +47,27 @@ impl LockedRun<'_> {
         }
     }
 
-    /// Writes the ledger under the lock (fenced).
-    pub async fn save(&self) -> Result<(), ExecError> {
+    /// The time a change made now is recorded at (see [`crate::time::ledger_time`]).
+    fn change_time(&self) -> chrono::DateTime<Utc> {
+        crate::time::ledger_time(self.req.as_of, self.settings.allow_future_as_of)
+    }
+
+    /// Writes the ledger under the lock (fenced), with this run's work so
+    /// far: the write that records an IAM change also records what the run
+    /// did, so a redelivery can report it.
+    pub async fn save(&mut self) -> Result<(), ExecError> {
+        if let (Some(run_id), false) = (&self.req.run_id, self.performed.is_empty()) {
+            self.record.last_run = Some(RunWork {
+                run_id: run_id.clone(),
+                performed: self
+                    .performed
+                    .iter()
+                    .map(|p| (p.action.clone(), p.key_id.clone()))
+                    .collect(),
+                new_key_id: self.new_key_id.clone(),
+                secret_arn: self.secret_arn.clone(),
+            });
+        }
         self.ledger.write(self.lock, &self.record).await?;
         Ok(())
     }
@@ -70,10 +90,28 @@ impl LockedRun<'_> {
             .iter()
             .filter(|k| !intent.known_keys.contains(&k.key_id))
             .collect();
+        // Where this rotation meant to store the key, whatever today's
+        // settings say (older intents did not record it: today's, then).
+        let name = intent
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| self.secret_name());
         let secret = if unknown.is_empty() {
             None
         } else {
-            self.ports.secrets.describe(&self.secret_name()).await?
+            let configured = self
+                .settings
+                .secrets_account
+                .as_ref()
+                .map(|a| a.to_string());
+            let secrets = if intent.secret_name.is_some() && intent.secrets_account != configured {
+                self.factory
+                    .secrets_in(&self.req.account_id, intent.secrets_account.as_deref())
+                    .await
+            } else {
+                self.ports.secrets.clone()
+            };
+            secrets.describe(&name).await?
         };
         for key in unknown {
             let token = version_token(&key.key_id);
@@ -90,7 +128,7 @@ impl LockedRun<'_> {
                         // STS use must not pass for adoption.
                         self.record.history.verification = Some(Verification {
                             key_id: key.key_id.clone(),
-                            at: verification_time(intent.at.max(self.req.as_of)),
+                            at: verification_time(intent.at.max(self.change_time())),
                         });
                     }
                     self.new_key_id = Some(key.key_id.clone());
@@ -134,8 +172,7 @@ impl LockedRun<'_> {
         keys: &[KeyState],
     ) -> Result<(), ExecError> {
         self.ensure_locked()?;
-        let user = &self.req.user_name;
-        let as_of = self.req.as_of;
+        let user = &self.req.user_name.clone();
         let Some(key) = keys.iter().find(|k| k.key_id == action.key_id) else {
             // Changed under us (by hand, or by an earlier action): skip.
             return Ok(());
@@ -160,10 +197,13 @@ impl LockedRun<'_> {
                 if key.status == KeyStatus::Active {
                     self.ports.iam.deactivate_key(user, &key.key_id).await?;
                 }
+                // Never earlier than the real time: a stale message must
+                // not shorten the recovery grace that counts from here.
+                let at = self.change_time();
                 self.record
                     .history
                     .deactivated_at
-                    .insert(key.key_id.clone(), as_of);
+                    .insert(key.key_id.clone(), at);
                 self.performed.push(Performed {
                     action: action.kind.as_str().into(),
                     key_id: key.key_id.clone(),
@@ -179,7 +219,7 @@ impl LockedRun<'_> {
     /// DESIGN §5 steps 1–5 for `old`.
     async fn rotate(&mut self, old: &KeyState, keys: &[KeyState]) -> Result<(), ExecError> {
         let user = self.req.user_name.clone();
-        let as_of = self.req.as_of;
+        let as_of = self.change_time();
         // Refuse early what would fail after the key exists.
         let name = self.secret_name();
         if !valid_secret_name(&name) {
@@ -199,6 +239,12 @@ impl LockedRun<'_> {
         self.record.intent = Some(Intent {
             at: as_of,
             known_keys: keys.iter().map(|k| k.key_id.clone()).collect(),
+            secret_name: Some(name.clone()),
+            secrets_account: self
+                .settings
+                .secrets_account
+                .as_ref()
+                .map(|a| a.to_string()),
         });
         self.record.old_key_id = Some(old.key_id.clone());
         self.save().await?;
@@ -258,23 +304,24 @@ impl LockedRun<'_> {
         let new_key_id = new.key_id.clone();
         drop(new);
 
-        // 5. record
+        // 5. record (with the run's work, in the same fenced write)
         self.record.intent = None;
         self.record.new_key_id = Some(new_key_id.clone());
         self.record.rotated_at = Some(as_of);
         self.record.secret_arn = Some(stored.arn.clone());
         self.record.secret_version = Some(stored.version_id);
-        self.save().await?;
-        tracing::info!(
-            account_id = %self.req.account_id, user = %user, old_key_id = %old.key_id,
-            new_key_id = %new_key_id, secret_arn = %stored.arn, at = %Utc::now(), "rotated"
-        );
-        self.new_key_id = Some(new_key_id);
-        self.secret_arn = Some(stored.arn);
+        self.new_key_id = Some(new_key_id.clone());
+        self.secret_arn = Some(stored.arn.clone());
         self.performed.push(Performed {
             action: "rotate".into(),
             key_id: old.key_id.clone(),
         });
+        self.save().await?;
+        fail::fail_point!("after-record-rotation");
+        tracing::info!(
+            account_id = %self.req.account_id, user = %user, old_key_id = %old.key_id,
+            new_key_id = %new_key_id, secret_arn = %stored.arn, at = %Utc::now(), "rotated"
+        );
         Ok(())
     }
 
@@ -289,6 +336,13 @@ impl LockedRun<'_> {
         key_id: &str,
         err: crate::error::AwsError,
     ) -> Result<(), ExecError> {
+        if err.is_retryable() {
+            // A timeout or a 5xx: the write may have gone through, and a
+            // read right after it may not show it yet. Leave the intent: the
+            // next delivery's recovery decides with settled facts.
+            tracing::warn!(key_id, error = %err, "store outcome unknown; leaving it to recovery");
+            return Err(ExecError::Aws(err));
+        }
         match self.ports.secrets.describe(name).await {
             Ok(Some(info)) if info.version_ids.iter().any(|v| v == token) => {
                 tracing::warn!(key_id, error = %err, "store reported a failure but the version exists; recovery will finish");

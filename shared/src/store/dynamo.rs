@@ -12,7 +12,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
 use super::attr::{n, s, time};
-use super::{account_pk, user_sk, Intent, LedgerPort, Lock, StoreError, UserRecord};
+use super::{account_pk, user_sk, Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
 use crate::domain::{KeyHistory, Verification};
 use crate::error::AwsError;
 
@@ -100,6 +100,28 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
     let intent = get_time(item, "intent_at")?.map(|at| Intent {
         at,
         known_keys: get_list(item, "intent_known_keys"),
+        secret_name: get_s(item, "intent_secret_name").map(str::to_string),
+        secrets_account: get_s(item, "intent_secrets_account").map(str::to_string),
+    });
+    let last_run = get_s(item, "last_run_id").map(|run_id| RunWork {
+        run_id: run_id.to_string(),
+        performed: item
+            .get("last_run_actions")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|a| a.as_m().ok())
+                    .map(|m| {
+                        (
+                            get_s(m, "action").unwrap_or_default().to_string(),
+                            get_s(m, "key_id").unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
+        secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
     });
     let mut deactivated_at = BTreeMap::new();
     if let Some(AttributeValue::M(m)) = item.get("deactivated") {
@@ -126,6 +148,7 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
         rotated_at: get_time(item, "rotated_at")?,
         secret_arn: get_s(item, "secret_arn").map(str::to_string),
         secret_version: get_s(item, "secret_version").map(str::to_string),
+        last_run,
         history: KeyHistory {
             deactivated_at,
             verification,
@@ -159,6 +182,48 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
             .intent
             .as_ref()
             .map(|i| AttributeValue::L(i.known_keys.iter().cloned().map(s).collect())),
+    );
+    opt(
+        "intent_secret_name",
+        record
+            .intent
+            .as_ref()
+            .and_then(|i| i.secret_name.clone())
+            .map(s),
+    );
+    opt(
+        "intent_secrets_account",
+        record
+            .intent
+            .as_ref()
+            .and_then(|i| i.secrets_account.clone())
+            .map(s),
+    );
+    let last_run = record.last_run.as_ref();
+    opt("last_run_id", last_run.map(|r| s(r.run_id.clone())));
+    opt(
+        "last_run_actions",
+        last_run.map(|r| {
+            AttributeValue::L(
+                r.performed
+                    .iter()
+                    .map(|(a, k)| {
+                        AttributeValue::M(HashMap::from([
+                            ("action".to_string(), s(a)),
+                            ("key_id".to_string(), s(k)),
+                        ]))
+                    })
+                    .collect(),
+            )
+        }),
+    );
+    opt(
+        "last_run_new_key_id",
+        last_run.and_then(|r| r.new_key_id.clone()).map(s),
+    );
+    opt(
+        "last_run_secret_arn",
+        last_run.and_then(|r| r.secret_arn.clone()).map(s),
     );
     opt("old_key_id", record.old_key_id.clone().map(s));
     opt("new_key_id", record.new_key_id.clone().map(s));
@@ -352,6 +417,14 @@ mod tests {
             intent: Some(Intent {
                 at: t,
                 known_keys: vec!["AKIA1".into()],
+                secret_name: Some("Account_1_User_ci_AccessKey".into()),
+                secrets_account: Some("444455556666".into()),
+            }),
+            last_run: Some(RunWork {
+                run_id: "20260301T100000Z-0a1b2c3d".into(),
+                performed: vec![("rotate".into(), "AKIA1".into())],
+                new_key_id: Some("AKIA2".into()),
+                secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
             }),
             old_key_id: Some("AKIA1".into()),
             new_key_id: None,

@@ -5,6 +5,7 @@ mod attr;
 mod dynamo;
 pub mod registry;
 pub mod results;
+pub mod retry;
 pub mod runs;
 mod table;
 
@@ -12,6 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::KeyHistory;
+
+pub use self::retry::retry_transient;
 use crate::error::AwsError;
 
 pub use dynamo::DynamoLedger;
@@ -25,6 +28,28 @@ pub struct Intent {
     /// The key ids the user had when the intent was recorded: any other key
     /// found later was created by this rotation.
     pub known_keys: Vec<String>,
+    /// The secret the new key was to be stored in, as named when the
+    /// intent was recorded: recovery looks there, whatever today's
+    /// template says. `None` in items written by older versions.
+    pub secret_name: Option<String>,
+    /// The central secrets account of that secret, if one was configured.
+    pub secrets_account: Option<String>,
+}
+
+/// What one run did to a user, written by the same fenced ledger write that
+/// records each IAM change: a redelivery of that run's message (after a
+/// crash, a timeout or a failed result write) reports this work instead of
+/// finding nothing left to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunWork {
+    /// The run.
+    pub run_id: String,
+    /// (action, key id) pairs performed, in order.
+    pub performed: Vec<(String, String)>,
+    /// The key created, if one was.
+    pub new_key_id: Option<String>,
+    /// The secret holding it.
+    pub secret_arn: Option<String>,
 }
 
 /// The lifecycle ledger of one user (everything but the lock fields).
@@ -44,6 +69,8 @@ pub struct UserRecord {
     pub secret_version: Option<String>,
     /// Deactivation dates, verification and warnings sent.
     pub history: KeyHistory,
+    /// The work of the last run that changed something.
+    pub last_run: Option<RunWork>,
 }
 
 /// A held user lock: who holds it and with which fencing token.

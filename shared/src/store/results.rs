@@ -81,6 +81,105 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// Why one attempt to record a result failed.
+enum RecordFailure {
+    /// Another transaction touched one of the items at the same time.
+    Conflict,
+    /// Any other failure.
+    Aws(AwsError),
+}
+
+impl RecordFailure {
+    fn is_transient(&self) -> bool {
+        match self {
+            RecordFailure::Conflict => true,
+            RecordFailure::Aws(e) => e.is_retryable(),
+        }
+    }
+
+    fn into_aws(self) -> AwsError {
+        match self {
+            RecordFailure::Conflict => AwsError::Service {
+                op: "dynamodb:TransactWriteItems",
+                code: "TransactionConflict".into(),
+                message: "the transaction kept conflicting with others on the run's counters"
+                    .into(),
+            },
+            RecordFailure::Aws(e) => e,
+        }
+    }
+}
+
+/// The cancellation reason codes of a cancelled transaction (one per item,
+/// `None` for items that were fine), or `None` for any other error.
+fn cancellation<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(tc) => Some(
+            tc.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// What a digest or summary claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours to send; `already_sent` holds the digest recipients an earlier,
+    /// interrupted claimant reached.
+    Mine {
+        /// Recipients already sent to.
+        already_sent: std::collections::BTreeSet<String>,
+    },
+    /// Another worker is sending it now (its claim is fresh).
+    Busy,
+    /// Sent already (or nothing to claim).
+    Done,
+}
+
+/// A claim older than this is taken over: its holder died or hung.
+pub const CLAIM_TAKEOVER: std::time::Duration = std::time::Duration::from_secs(120);
+
+const SENDING: &str = "sending";
+const SENT: &str = "sent";
+
+/// Free to claim: not sent (`#flag`, the completion flag older items carry
+/// alone), and not claimed, or claimed by a holder whose claim went stale.
+const CLAIM_IS_FREE: &str =
+    "attribute_exists(pk) AND (attribute_not_exists(#flag) OR #flag = :false) \
+     AND (attribute_not_exists(#state) OR (#state = :sending AND #at < :stale))";
+
+/// The attributes of one kind of claim.
+#[derive(Clone, Copy)]
+struct Claimed {
+    flag: &'static str,
+    state: &'static str,
+    claimed_at: &'static str,
+    owner: &'static str,
+}
+
+const DIGEST: Claimed = Claimed {
+    flag: "digest_sent",
+    state: "digest_state",
+    claimed_at: "digest_claimed_at",
+    owner: "digest_owner",
+};
+
+const SUMMARY: Claimed = Claimed {
+    flag: "summary_sent",
+    state: "summary_state",
+    claimed_at: "summary_claimed_at",
+    owner: "summary_owner",
+};
+
 /// Result items and counters in the state table.
 #[derive(Clone)]
 pub struct ResultStore {
@@ -108,26 +207,6 @@ impl ResultStore {
             client,
             table: table.into(),
         }
-    }
-
-    /// Whether a result exists already (a duplicate delivery).
-    pub async fn exists(
-        &self,
-        run_id: &str,
-        account_id: &str,
-        user_name: &str,
-    ) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, result_sk(account_id, user_name))))
-            .projection_expression("sk")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        Ok(out.item.is_some())
     }
 
     /// The recorded result and whether its event was published.
@@ -236,40 +315,51 @@ impl ResultStore {
             update.build().expect("table, key and expression are set")
         };
         let account_sk = format!("ACCOUNT#{}", r.account_id);
-        let transaction = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(count("RUN".into(), ""))
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(count(account_sk.clone(), " SET owner_email = :email"))
-                    .build(),
-            )
-            .send()
-            .await;
-        if let Err(e) = transaction {
-            let duplicate = e
-                .as_service_error()
-                .and_then(|se| match se {
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
-                    _ => None,
-                })
-                .map(|tc| {
-                    tc.cancellation_reasons()
-                        .first()
-                        .and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed")
-                })
-                .unwrap_or(false);
-            if duplicate {
-                return Ok(Recorded::Duplicate);
+        let attempt = || async {
+            let transaction = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(count("RUN".into(), ""))
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(count(account_sk.clone(), " SET owner_email = :email"))
+                        .build(),
+                )
+                .send()
+                .await;
+            match transaction {
+                Ok(_) => Ok(false),
+                Err(e) => match cancellation(&e) {
+                    // The put's own condition: the result exists already.
+                    Some(reasons)
+                        if reasons.first().map(String::as_str)
+                            == Some("ConditionalCheckFailed") =>
+                    {
+                        Ok(true)
+                    }
+                    Some(reasons) if reasons.iter().any(|c| c == "TransactionConflict") => {
+                        Err(RecordFailure::Conflict)
+                    }
+                    _ => Err(RecordFailure::Aws(AwsError::from_sdk(
+                        "dynamodb:TransactWriteItems",
+                        e,
+                    ))),
+                },
             }
-            return Err(AwsError::from_sdk("dynamodb:TransactWriteItems", e));
+        };
+        // Real DynamoDB cancels a transaction that meets another on the same
+        // item (every result of a run counts on its one RUN item), and the
+        // SDK does not retry that; nor has it retried a 5xx for ever.
+        let duplicate = super::retry_transient(attempt, RecordFailure::is_transient)
+            .await
+            .map_err(RecordFailure::into_aws)?;
+        if duplicate {
+            return Ok(Recorded::Duplicate);
         }
         let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
         Ok(Recorded::New { account, run })
@@ -345,35 +435,168 @@ impl ResultStore {
             .unwrap_or_default())
     }
 
-    /// Claims the account's digest: `true` for exactly one caller.
-    pub async fn claim_digest(&self, run_id: &str, account_id: &str) -> Result<bool, AwsError> {
-        self.claim(run_id, format!("ACCOUNT#{account_id}"), "digest_sent")
+    /// Claims the account's digest for `owner` (see [`Claim`]).
+    pub async fn claim_digest(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        owner: &str,
+    ) -> Result<Claim, AwsError> {
+        self.claim(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
             .await
     }
 
-    /// Claims the run's summary event: `true` for exactly one caller.
-    pub async fn claim_summary(&self, run_id: &str) -> Result<bool, AwsError> {
-        self.claim(run_id, "RUN".into(), "summary_sent").await
+    /// Records that the digest reached `to` (so a takeover does not resend it).
+    pub async fn digest_sent_to(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        to: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+            .update_expression("ADD digest_sent_to :to")
+            .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()]))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        Ok(())
     }
 
-    async fn claim(&self, run_id: &str, sk: String, attribute: &str) -> Result<bool, AwsError> {
+    /// Marks the claimed digest as sent.
+    pub async fn finish_digest(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        owner: &str,
+    ) -> Result<(), AwsError> {
+        self.finish(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
+            .await
+    }
+
+    /// Gives up a digest claim after a failure, so a retry can take it at once.
+    pub async fn release_digest(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        owner: &str,
+    ) -> Result<(), AwsError> {
+        self.release(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
+            .await
+    }
+
+    /// Claims the run's summary event for `owner` (see [`Claim`]).
+    pub async fn claim_summary(&self, run_id: &str, owner: &str) -> Result<Claim, AwsError> {
+        self.claim(run_id, "RUN".into(), SUMMARY, owner).await
+    }
+
+    /// Marks the claimed summary as published.
+    pub async fn finish_summary(&self, run_id: &str, owner: &str) -> Result<(), AwsError> {
+        self.finish(run_id, "RUN".into(), SUMMARY, owner).await
+    }
+
+    /// Gives up a summary claim after a failure.
+    pub async fn release_summary(&self, run_id: &str, owner: &str) -> Result<(), AwsError> {
+        self.release(run_id, "RUN".into(), SUMMARY, owner).await
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        sk: String,
+        what: Claimed,
+        owner: &str,
+    ) -> Result<Claim, AwsError> {
+        let now = Utc::now().timestamp_millis();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, sk.clone())))
+            .update_expression("SET #state = :sending, #at = :now, #owner = :me")
+            .condition_expression(CLAIM_IS_FREE)
+            .expression_attribute_names("#flag", what.flag)
+            .expression_attribute_names("#state", what.state)
+            .expression_attribute_names("#at", what.claimed_at)
+            .expression_attribute_names("#owner", what.owner)
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":stale", n(now - CLAIM_TAKEOVER.as_millis() as i64))
+            .expression_attribute_values(":me", s(owner))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                let already_sent = item
+                    .get("digest_sent_to")
+                    .and_then(|v| v.as_ss().ok())
+                    .map(|v| v.iter().cloned().collect())
+                    .unwrap_or_default();
+                Ok(Claim::Mine { already_sent })
+            }
+            Err(AwsError::ConditionFailed { .. }) => {
+                let item = self.get(run_id, sk).await?;
+                let done = item.is_empty()
+                    || flag(&item, what.flag)
+                    || text(&item, what.state).as_deref() == Some(SENT);
+                Ok(if done { Claim::Done } else { Claim::Busy })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish(
+        &self,
+        run_id: &str,
+        sk: String,
+        what: Claimed,
+        owner: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, sk)))
+            .update_expression("SET #state = :sent, #flag = :true")
+            .expression_attribute_names("#state", what.state)
+            .expression_attribute_names("#flag", what.flag)
+            .expression_attribute_values(":sent", s(SENT))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        tracing::debug!(run_id, owner, what = what.state, "claim finished");
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        run_id: &str,
+        sk: String,
+        what: Claimed,
+        owner: &str,
+    ) -> Result<(), AwsError> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, sk)))
-            .update_expression("SET #flag = :true")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#flag) OR #flag = :false)",
-            )
-            .expression_attribute_names("#flag", attribute)
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .update_expression("REMOVE #state, #at, #owner")
+            .condition_expression("#owner = :me AND #state = :sending")
+            .expression_attribute_names("#state", what.state)
+            .expression_attribute_names("#at", what.claimed_at)
+            .expression_attribute_names("#owner", what.owner)
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":sending", s(SENDING))
             .send()
             .await;
         match out.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
-            Ok(_) => Ok(true),
-            Err(AwsError::ConditionFailed { .. }) => Ok(false),
+            // Taken over meanwhile: not ours to release.
+            Ok(_) | Err(AwsError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -37,6 +37,24 @@ pub const RUNS_PK: &str = "RUNS";
 /// The prefix of the counter attributes (`count_rotated`, ...).
 pub const COUNT_PREFIX: &str = "count_";
 
+/// The entry of the run's `forced` set for one user.
+pub fn forced_entry(account_id: &str, user_name: &str) -> String {
+    format!("{account_id}:{user_name}")
+}
+
+/// What the producer asked of a run: each message is checked against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunParams {
+    /// The run's evaluation time.
+    pub as_of: DateTime<Utc>,
+    /// The run's mode.
+    pub mode: Mode,
+    /// When the producer started the run (real clock).
+    pub started_at: DateTime<Utc>,
+    /// `account:user` of each user the run forces.
+    pub forced: std::collections::BTreeSet<String>,
+}
+
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunRecord {
@@ -194,21 +212,33 @@ impl RunStore {
         run_id: &str,
         as_of: DateTime<Utc>,
         mode: Mode,
+        forced: &[(String, String)],
     ) -> Result<(), AwsError> {
         let now = Utc::now();
-        self.client
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, "RUN".into())))
-            .update_expression(
-                "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
-                 started_at = if_not_exists(started_at, :now), enqueue_done = :false",
-            )
             .expression_attribute_names("#mode", "mode")
             .expression_attribute_values(":as_of", time(&as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
             .expression_attribute_values(":now", time(&now))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        let set = "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
+                   started_at = if_not_exists(started_at, :now), enqueue_done = :false";
+        // The workers act on `force` only for the users listed here.
+        update = if forced.is_empty() {
+            update.update_expression(set)
+        } else {
+            update
+                .update_expression(format!("{set} ADD forced :forced"))
+                .expression_attribute_values(
+                    ":forced",
+                    AttributeValue::Ss(forced.iter().map(|(a, u)| forced_entry(a, u)).collect()),
+                )
+        };
+        update
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
@@ -230,6 +260,48 @@ impl RunStore {
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
         Ok(())
+    }
+
+    /// What the producer asked of a run, for the workers to check each
+    /// message against (`None`: no such run).
+    pub async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, "RUN".into())))
+            .projection_expression("as_of, #mode, started_at, forced")
+            .expression_attribute_names("#mode", "mode")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let parse = |name: &str| {
+            get_s(&item, name)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (Some(as_of), Some(started_at), Some(mode)) = (
+            parse("as_of"),
+            parse("started_at"),
+            get_s(&item, "mode").and_then(|m| m.parse::<Mode>().ok()),
+        ) else {
+            // Counters alone (a result recorded for a run nobody started).
+            return Ok(None);
+        };
+        Ok(Some(RunParams {
+            as_of,
+            mode,
+            started_at,
+            forced: item
+                .get("forced")
+                .and_then(|v| v.as_ss().ok())
+                .map(|v| v.iter().cloned().collect())
+                .unwrap_or_default(),
+        }))
     }
 
     /// The newest run's id (the greatest run id), or `None` before the first run.
@@ -280,13 +352,15 @@ impl RunStore {
     }
 
     /// Records that an account could not be enumerated, on the account and
-    /// on the run.
+    /// on the run. `enqueued` messages were sent before the failure: the
+    /// account's digest waits for their results.
     pub async fn account_failed(
         &self,
         run_id: &str,
         account_id: &str,
         account_name: &str,
         error: &str,
+        enqueued: i64,
     ) -> Result<(), AwsError> {
         self.client
             .update_item()
@@ -294,7 +368,7 @@ impl RunStore {
             .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
             .update_expression(
                 "SET account_id = :id, account_name = :name, #status = :failed, #error = :error, \
-                 expected = if_not_exists(expected, :zero), done = if_not_exists(done, :zero), enqueued = :true",
+                 expected = :sent, done = if_not_exists(done, :zero), enqueued = :true",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
@@ -302,6 +376,7 @@ impl RunStore {
             .expression_attribute_values(":name", s(account_name))
             .expression_attribute_values(":failed", s("failed"))
             .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":sent", n(enqueued))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .send()
