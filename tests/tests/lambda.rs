@@ -10,8 +10,9 @@ use clap::Parser;
 use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{run, today, Emulator};
 use keyrotor_shared::aws::AwsContext;
-use keyrotor_shared::config::{Settings, SettingsArgs};
+use keyrotor_shared::config::{Mode, Settings, SettingsArgs};
 use keyrotor_shared::store::results::ResultStore;
+use keyrotor_shared::store::runs::RunStore;
 use keyrotor_worker::lambda::handle_sqs_event;
 use keyrotor_worker::setup::build_worker;
 use serde_json::json;
@@ -51,8 +52,21 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
     b.user("b1").await.used_key_aged(95).await;
     emu.set_clock(today());
 
-    let args = Args::parse_from(["worker", "--table", TABLE]);
+    let args = Args::parse_from([
+        "worker",
+        "--table",
+        TABLE,
+        "--mode",
+        "enforce",
+        "--allow-future-as-of",
+        "true",
+    ]);
     let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
+    // The run the messages belong to, as a producer records it.
+    RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
+        .start("lambda-run", today(), Mode::Enforce, &[])
+        .await
+        .unwrap();
     let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
     let worker = build_worker(settings, &aws).unwrap();
 

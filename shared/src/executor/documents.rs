@@ -17,20 +17,36 @@ pub fn version_token(key_id: &str) -> String {
 
 /// The secret value, compatible with the reference pattern:
 /// `{AccessKeyId, SecretAccessKey, UserName, CreateDate}`. The result is
-/// itself secret.
+/// itself secret. The JSON is written straight into one buffer sized up
+/// front (so it never reallocates and leaves a copy behind), and no
+/// intermediate `serde_json::Value` ever holds the secret.
 pub fn secret_value(
     key_id: &str,
     secret: &SecretString,
     user_name: &str,
     created: DateTime<Utc>,
 ) -> SecretString {
-    let value = json!({
-        "AccessKeyId": key_id,
-        "SecretAccessKey": secret.expose_secret(),
-        "UserName": user_name,
-        "CreateDate": created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    SecretString::from(value.to_string())
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Document<'a> {
+        access_key_id: &'a str,
+        secret_access_key: &'a str,
+        user_name: &'a str,
+        create_date: String,
+    }
+    let document = Document {
+        access_key_id: key_id,
+        secret_access_key: secret.expose_secret(),
+        user_name,
+        create_date: created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    // Every character may need a 6-byte escape; plus names and punctuation.
+    let capacity = 6 * (key_id.len() + secret.expose_secret().len() + user_name.len()) + 160;
+    let mut buffer = zeroize::Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buffer, &document).expect("plain data serialises");
+    debug_assert!(buffer.capacity() == capacity, "the buffer never grew");
+    let text = String::from_utf8(std::mem::take(&mut *buffer)).expect("JSON is UTF-8");
+    SecretString::from(text)
 }
 
 /// The secret's resource policy: the user may read it, and nobody else may
@@ -87,6 +103,21 @@ pub fn inline_user_policy(secret_arn: &str, kms_key_arn: Option<&str>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_value_is_the_patterns_json_even_with_characters_to_escape() {
+        let secret = SecretString::from("wJalr/K7MDENG+bPxRfiCY\"EXAMPLE\u{1}".to_string());
+        let created = DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let value = secret_value("AKIAIOSFODNN7EXAMPLE", &secret, "ci\"bot", created);
+        let doc: serde_json::Value = serde_json::from_str(value.expose_secret()).unwrap();
+        assert_eq!(doc["AccessKeyId"], "AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(doc["SecretAccessKey"], secret.expose_secret());
+        assert_eq!(doc["UserName"], "ci\"bot");
+        assert_eq!(doc["CreateDate"], "2026-06-01T10:00:00Z");
+        assert_eq!(doc.as_object().unwrap().len(), 4);
+    }
 
     #[test]
     fn version_tokens_fit_secrets_manager_limits() {
