@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keyrotor_e2e::world::{Account, Org};
 use keyrotor_e2e::{
-    day, drain_queue, run, scan_table, subscribe_queue, today, verify_sender, Emulator,
+    day, drain_queue, run, scan_table, subscribe_queue, today, verify_sender, Emulator, Fault,
 };
 use serde_json::{json, Value};
 
@@ -537,4 +537,172 @@ async fn malformed_messages_fail_alone_and_throttling_is_absorbed() {
     })
     .sum();
     assert_eq!(left, 2, "{attrs:?}");
+}
+
+/// Messages on the DLQ that `init --prefix PREFIX` made.
+async fn dlq_messages(emu: &Emulator, config: &aws_config::SdkConfig, table: &str, prefix: &str) -> usize {
+    let made = run(
+        emu.keyrotor(table),
+        &["init", "--prefix", prefix, "--output", "json"],
+    );
+    let made: Value = serde_json::from_str(&made.stdout).unwrap();
+    let dlq = made["dlq_url"].as_str().expect("dlq_url").to_string();
+    let out = aws_sdk_sqs::Client::new(config)
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .expect("the DLQ exists");
+    out.attributes
+        .unwrap_or_default()
+        .values()
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_reports_once() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let env = setup(&emu, &org, "storm", None).await;
+    let mut accounts = Vec::new();
+    for a in 0..4 {
+        let acct = org.account(&format!("storm{a}")).await;
+        let users = mixed_users(&acct, 10).await;
+        accounts.push((acct, users));
+    }
+    let rotated_events = subscribe_queue(
+        &org.hub,
+        &env.topic,
+        "storm-rotated",
+        Some(json!({"outcome": ["rotated"]})),
+    )
+    .await;
+    let all_events = subscribe_queue(&org.hub, &env.topic, "storm-all", None).await;
+    emu.set_clock(today());
+    let summary = produce(&emu, &env, &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+
+    // What real AWS does that the emulator does not, at seeded rates:
+    // transactions cancelled by conflicts, result writes applied whose answer
+    // was lost, DynamoDB, SNS and SES server errors, IAM throttling.
+    emu.inject(&[
+        Fault::new("dynamodb", "TransactionConflict")
+            .action("TransactWriteItems")
+            .rate(0.3)
+            .seed(11),
+        Fault::new("dynamodb", "InternalServerError")
+            .action("TransactWriteItems")
+            .rate(0.1)
+            .seed(12)
+            .after(),
+        Fault::new("dynamodb", "InternalServerError")
+            .rate(0.03)
+            .seed(13),
+        Fault::new("sns", "InternalError")
+            .action("Publish")
+            .rate(0.2)
+            .seed(14),
+        Fault::new("ses", "InternalFailure")
+            .action("SendEmail")
+            .rate(0.3)
+            .seed(15),
+        Fault::new("iam", "Throttling").rate(0.1).seed(16),
+    ]);
+    let lease = [("KEYROTOR_LOCK_LEASE_SECS", "4")];
+    let pool_args = ["--until-idle", "4", "--concurrency", "4", "--visibility-secs", "6"];
+    let mut doomed = spawn_worker(&emu, &env, &lease, &pool_args);
+    let survivor = spawn_worker(&emu, &env, &lease, &pool_args);
+    // Kill one pool early, with work in flight.
+    let mut waited = 0;
+    while status(&emu, &env, &run_id)["done"].as_i64().unwrap() < 3 {
+        waited += 1;
+        assert!(waited < 600, "no progress");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doomed.kill().unwrap();
+    let _ = doomed.wait();
+    let (code, log) = finish(survivor);
+    assert_eq!(code, 0, "{log}");
+    let injected = emu.faults_by_rule();
+    emu.inject(&[]);
+    assert!(injected[0] > 0 && injected[1] > 0, "faults fired: {injected:?}");
+
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 40, "{st}");
+    assert_eq!(st["expected"], 40, "{st}");
+    assert_eq!(st["summary_sent"], true, "{st}");
+    assert_eq!(st["counts"]["failed"], Value::Null, "{st}");
+
+    // Every due user rotated once, into one secret.
+    let mut rotated_users = BTreeMap::new();
+    for (acct, users) in &accounts {
+        for (user, need) in users {
+            let keys = acct.keys(user).await;
+            let statuses: Vec<&str> = keys.iter().map(|k| k.status.as_str()).collect();
+            match need {
+                Need::Rotate => {
+                    assert_eq!(statuses, vec!["Active", "Active"], "{user}");
+                    rotated_users.insert((acct.id.clone(), user.clone()), keys[1].id.clone());
+                }
+                Need::Nothing | Need::Warn => assert_eq!(statuses, vec!["Active"], "{user}"),
+                Need::Retire => assert_eq!(statuses, vec!["Inactive"], "{user}"),
+                Need::Deactivate => assert_eq!(statuses, vec!["Inactive", "Active"], "{user}"),
+            }
+        }
+        assert_eq!(
+            acct.secret_arns().await.len(),
+            users.iter().filter(|(_, n)| *n == Need::Rotate).count(),
+            "one secret per rotated user"
+        );
+    }
+    assert_eq!(rotated_users.len(), 8);
+
+    // Exactly one rotated event per user, with its new key and secret.
+    let events: Vec<Value> = drain_queue(&org.hub, &rotated_events)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(events.len(), 8, "{events:?}");
+    for e in &events {
+        let who = (
+            e["account_id"].as_str().unwrap().to_string(),
+            e["user_name"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(e["new_key_id"], rotated_users[&who].as_str(), "{e}");
+        let acct = &accounts.iter().find(|(a, _)| a.id == who.0).unwrap().0;
+        let secret: Value = acct.secret_json(e["secret_arn"].as_str().unwrap()).await;
+        assert_eq!(secret["AccessKeyId"], rotated_users[&who].as_str());
+    }
+    let summaries = drain_queue(&org.hub, &all_events)
+        .await
+        .iter()
+        .filter(|b| b.contains("keyrotor.run.v1"))
+        .count();
+    assert_eq!(summaries, 1, "one run summary");
+
+    // One digest per account owner, naming every user with news.
+    let emails = emu.sent_emails();
+    for (acct, users) in &accounts {
+        let owner = format!("{}@example.com", acct_name(&org, acct).await);
+        let to_owner: Vec<&Value> = emails
+            .iter()
+            .filter(|m| m["destinations"].to_string().contains(&owner))
+            .collect();
+        assert_eq!(to_owner.len(), 1, "one digest to {owner}");
+        let body = to_owner[0]["body"].to_string();
+        for (user, need) in users.iter().filter(|(_, n)| *n != Need::Nothing) {
+            assert!(body.contains(user.as_str()), "{owner}'s digest names {user} ({need:?})");
+        }
+    }
+    assert_eq!(
+        dlq_messages(&emu, &org.hub, &env.table, "storm").await,
+        0,
+        "an empty DLQ"
+    );
 }

@@ -82,12 +82,11 @@ pub struct Email {
     pub templates: Arc<Templates>,
 }
 
-/// What the run record allows for a message.
+/// What the run record allows for a message (that does not contradict it:
+/// such a message is rejected, with the reason).
 enum Verdict {
     /// Act, in this mode (the lesser of the message's and the worker's).
     Go(Mode),
-    /// Not acted on, and not recorded: the message contradicts its run.
-    Reject(String),
     /// Not acted on; recorded as `failed` (stale, or a future evaluation time).
     Refuse(String),
     /// Not acted on; recorded as `skipped` (outside the worker's scope).
@@ -145,12 +144,18 @@ impl Worker {
         m: &WorkMessage,
         receive_count: u32,
     ) -> Result<Processed, MessageFailure> {
+        // A message that contradicts its run is rejected even when the
+        // user's result exists: a forgery is reported, not taken for a
+        // duplicate.
+        let verdict = match self.authorise(m).await? {
+            Ok(verdict) => verdict,
+            Err(reason) => return self.reject(m, reason).await,
+        };
         if let Some(found) = self.finish_recorded(m).await? {
             return Ok(found);
         }
         let mut result = None;
-        let item = match self.authorise(m).await? {
-            Verdict::Reject(reason) => return self.reject(m, reason).await,
+        let item = match verdict {
             Verdict::Refuse(reason) => {
                 tracing::warn!(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, reason = %reason, "message not acted on");
                 base_item(m, m.mode, Outcome::Failed, reason)
@@ -256,23 +261,26 @@ impl Worker {
 
     /// Checks the message against its run record and this worker's own
     /// settings (DESIGN §4, "a message is a request, not an authority").
-    async fn authorise(&self, m: &WorkMessage) -> Result<Verdict, MessageFailure> {
+    async fn authorise(
+        &self,
+        m: &WorkMessage,
+    ) -> Result<Result<Verdict, String>, MessageFailure> {
         let lookup = |fresh| self.run_params(&m.run_id, fresh);
         let Some(mut run) = lookup(false).await.map_err(|e| MessageFailure::retry(&e))? else {
-            return Ok(Verdict::Reject(format!(
+            return Ok(Err(format!(
                 "unknown run `{}`: no run record; the message was not acted on",
                 m.run_id
             )));
         };
         if m.as_of.trunc_subsecs(3) != run.as_of.trunc_subsecs(3) {
-            return Ok(Verdict::Reject(format!(
+            return Ok(Err(format!(
                 "the message's as_of {} differs from its run's {}; not acted on",
                 m.as_of.to_rfc3339(),
                 run.as_of.to_rfc3339()
             )));
         }
         if m.mode != run.mode {
-            return Ok(Verdict::Reject(format!(
+            return Ok(Err(format!(
                 "the message's mode {} differs from its run's {}; not acted on",
                 m.mode, run.mode
             )));
@@ -285,7 +293,7 @@ impl Worker {
                 .map_err(|e| MessageFailure::retry(&e))?
                 .unwrap_or(run);
             if !run.forced.contains(&entry) {
-                return Ok(Verdict::Reject(
+                return Ok(Err(
                     "force was not asked for this user by its run; not acted on".into(),
                 ));
             }
@@ -295,14 +303,14 @@ impl Worker {
             .iter()
             .any(|a| a.as_str() == m.account_id)
         {
-            return Ok(Verdict::OutOfScope(
+            return Ok(Ok(Verdict::OutOfScope(
                 "the account is in this worker's KEYROTOR_EXCLUDE_ACCOUNTS".into(),
-            ));
+            )));
         }
         if !s.accounts.is_empty() && !s.accounts.iter().any(|a| a.as_str() == m.account_id) {
-            return Ok(Verdict::OutOfScope(
+            return Ok(Ok(Verdict::OutOfScope(
                 "the account is not in this worker's KEYROTOR_ACCOUNTS".into(),
-            ));
+            )));
         }
         let mode = if m.mode == Mode::Enforce && s.mode == Mode::Enforce {
             Mode::Enforce
@@ -314,17 +322,17 @@ impl Worker {
             if let Err(e) =
                 keyrotor_shared::time::check_enforce_as_of(m.as_of, true, s.allow_future_as_of, now)
             {
-                return Ok(Verdict::Refuse(e.to_string()));
+                return Ok(Ok(Verdict::Refuse(e.to_string())));
             }
             if now - run.started_at > s.max_message_age {
-                return Ok(Verdict::Refuse(format!(
+                return Ok(Ok(Verdict::Refuse(format!(
                     "stale: its run started at {}, longer ago than KEYROTOR_MAX_MESSAGE_AGE_HOURS ({} h); the next run re-evaluates this user",
                     run.started_at.to_rfc3339(),
                     s.max_message_age.num_hours()
-                )));
+                ))));
             }
         }
-        Ok(Verdict::Go(mode))
+        Ok(Ok(Verdict::Go(mode)))
     }
 
     /// Reports a message that contradicts its run, without recording it:
