@@ -63,6 +63,14 @@ pub struct Verification {
 pub struct KeyHistory {
     /// When each key was switched off (by keyrotor, or first seen inactive).
     pub deactivated_at: BTreeMap<String, DateTime<Utc>>,
+    /// When keyrotor first saw that a person switched a key back on after
+    /// keyrotor had switched it off (key id → time). The policy gives such a
+    /// key at least the install grace from then before switching it off again
+    /// (see [`crate::policy`]). Read only for active keys; the executor is to
+    /// drop the entry when keyrotor switches the key off again and when the
+    /// key leaves IAM.
+    #[serde(default)]
+    pub reactivated_at: BTreeMap<String, DateTime<Utc>>,
     /// keyrotor's verification of the newest key it created, if any.
     pub verification: Option<Verification>,
     /// Warnings already sent, as `warning_id` strings (see

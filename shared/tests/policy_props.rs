@@ -1,6 +1,7 @@
 //! Properties of the rotation policy over simulated time: random users and
-//! settings, a simulated IAM that carries out every due action, and an
-//! application that switches to new keys some days after they appear.
+//! settings, a simulated IAM that carries out every due action, an
+//! application that switches to new keys some days after they appear, and a
+//! person who sometimes switches a key keyrotor switched off back on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +37,9 @@ struct Scenario {
     verify: bool,
     /// Days on which an operator forces a rotation.
     force_days: BTreeSet<i64>,
+    /// Days after keyrotor switches a key off until a person switches it back
+    /// on, for each key keyrotor switches off, in turn (`None`: left off).
+    reactivation_delays: Vec<Option<i64>>,
 }
 
 fn days(n: i64) -> Duration {
@@ -82,6 +86,7 @@ fn key_init() -> impl Strategy<Value = KeyInit> {
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     let delay = prop_oneof![4 => (0i64..30).prop_map(Some), 1 => Just(None)];
+    let reactivation = prop_oneof![1 => (0i64..20).prop_map(Some), 1 => Just(None)];
     (
         config(),
         prop::collection::vec(key_init(), 0..=2),
@@ -89,15 +94,19 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(delay, 1..6),
         any::<bool>(),
         prop::collection::btree_set(0..DAYS, 0..3),
+        prop::collection::vec(reactivation, 1..4),
     )
         .prop_map(
-            |(config, keys, app, adoption_delays, verify, force_days)| Scenario {
-                config,
-                keys,
-                app,
-                adoption_delays,
-                verify,
-                force_days,
+            |(config, keys, app, adoption_delays, verify, force_days, reactivation_delays)| {
+                Scenario {
+                    config,
+                    keys,
+                    app,
+                    adoption_delays,
+                    verify,
+                    force_days,
+                    reactivation_delays,
+                }
             },
         )
 }
@@ -112,6 +121,12 @@ struct World {
     /// Keys the application will switch to, and on which day.
     adopting: Vec<(String, i64)>,
     new_keys: usize,
+    /// Keys a person will switch back on, and on which day.
+    reactivating: Vec<(String, i64)>,
+    /// Keys keyrotor has switched off so far.
+    switched_off: usize,
+    /// How many times a person switched a key back on.
+    reactivations: usize,
 }
 
 fn start() -> DateTime<Utc> {
@@ -132,6 +147,9 @@ impl World {
             adopted: BTreeSet::new(),
             adopting: Vec::new(),
             new_keys: 0,
+            reactivating: Vec::new(),
+            switched_off: 0,
+            reactivations: 0,
         };
         for k in &s.keys {
             let id = world.key_id();
@@ -210,11 +228,19 @@ impl World {
                 assert_eq!(key.status, KeyStatus::Active, "{a:?}");
                 key.status = KeyStatus::Inactive;
                 self.history.deactivated_at.insert(a.key_id.clone(), now);
+                // The executor forgets an earlier reactivation.
+                self.history.reactivated_at.remove(&a.key_id);
+                let delays = &s.reactivation_delays;
+                if let Some(delay) = delays[self.switched_off % delays.len()] {
+                    self.reactivating.push((a.key_id.clone(), today + delay));
+                }
+                self.switched_off += 1;
             }
             ActionKind::Delete => {
                 assert_eq!(self.key(&a.key_id).status, KeyStatus::Inactive, "{a:?}");
                 self.keys.retain(|k| k.key_id != a.key_id);
                 self.history.deactivated_at.remove(&a.key_id);
+                self.history.reactivated_at.remove(&a.key_id);
             }
             ActionKind::Warn | ActionKind::Hold => unreachable!("not an IAM change"),
         }
@@ -242,6 +268,38 @@ impl World {
         }
     }
 
+    /// A person switches back on the keys they meant to, if still there and
+    /// off; then the executor records it as it does before evaluating: an
+    /// active key with a deactivation date was switched back on.
+    /// Returns the keys switched back on.
+    fn reactivations(&mut self, now: DateTime<Utc>, today: i64) -> Vec<String> {
+        let ready: Vec<String> = self
+            .reactivating
+            .iter()
+            .filter(|(_, on)| *on <= today)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.reactivating.retain(|(_, on)| *on > today);
+        let mut switched_on = Vec::new();
+        for id in ready {
+            if let Some(k) = self.keys.iter_mut().find(|k| k.key_id == id) {
+                if k.status == KeyStatus::Inactive {
+                    k.status = KeyStatus::Active;
+                    self.reactivations += 1;
+                    switched_on.push(id);
+                }
+            }
+        }
+        for k in &self.keys {
+            if k.status == KeyStatus::Active
+                && self.history.deactivated_at.remove(&k.key_id).is_some()
+            {
+                self.history.reactivated_at.insert(k.key_id.clone(), now);
+            }
+        }
+        switched_on
+    }
+
     /// Records inactive keys the ledger has not seen yet, as the worker does.
     fn record_first_sightings(&mut self, now: DateTime<Utc>) {
         for k in &self.keys {
@@ -255,12 +313,27 @@ impl World {
     }
 }
 
-fn simulate(s: &Scenario) -> Result<(), TestCaseError> {
+/// Simulates `DAYS` days; returns how many times a person switched a key
+/// back on.
+fn simulate(s: &Scenario) -> Result<usize, TestCaseError> {
     let mut world = World::new(s);
     let mut last_due: BTreeMap<(ActionKind, Option<ActionKind>, String), DateTime<Utc>> =
         BTreeMap::new();
     for today in 0..DAYS {
         let now = start() + days(today);
+        if !world.reactivations(now, today).is_empty() {
+            // A person's decision starts a new course: what was announced
+            // about switching the user's keys off (e.g. a hold on the other
+            // key that adoption cut short while this one was the candidate) is
+            // over. The deadlines from now on are checked against the
+            // reactivation below.
+            let switching_off = |k: Option<ActionKind>| {
+                matches!(k, Some(ActionKind::Deactivate | ActionKind::Retire))
+            };
+            last_due.retain(|(kind, milestone, _), _| {
+                !(switching_off(Some(*kind)) || switching_off(*milestone))
+            });
+        }
         let force = s.force_days.contains(&today);
         let facts = UserFacts {
             keys: &world.keys,
@@ -332,6 +405,41 @@ fn simulate(s: &Scenario) -> Result<(), TestCaseError> {
                 }
             }
         }
+        // A person's decision to switch a key back on gets at least the install
+        // grace: no key of the user is switched off before it ends, and while
+        // the reactivated key's replacement is unused (with the adoption check
+        // on), not before the hold that starts afresh from it has run out.
+        for a in eval.due_now(now) {
+            if !matches!(a.kind, ActionKind::Deactivate | ActionKind::Retire) {
+                continue;
+            }
+            for (id, &at) in &world.history.reactivated_at {
+                let active = world
+                    .keys
+                    .iter()
+                    .any(|k| &k.key_id == id && k.status == KeyStatus::Active);
+                if !active {
+                    continue;
+                }
+                prop_assert!(
+                    now >= at + s.config.install_grace(),
+                    "day {today}: {a:?} within the install grace after {id} was switched back on at {at}"
+                );
+                let unused_replacement = world.keys.iter().any(|k| {
+                    &k.key_id != id
+                        && k.status == KeyStatus::Active
+                        && k.last_used
+                            .as_ref()
+                            .is_none_or(|u| u.service.as_deref() == Some("sts"))
+                });
+                if a.key_id == *id && unused_replacement && s.config.adoption_check {
+                    prop_assert!(
+                        now >= at + s.config.install_grace() + s.config.max_hold,
+                        "day {today}: {a:?} before the hold after its reactivation at {at} ran out"
+                    );
+                }
+            }
+        }
         for a in eval.due_now(now) {
             world.apply(s, a, now, today);
         }
@@ -347,7 +455,7 @@ fn simulate(s: &Scenario) -> Result<(), TestCaseError> {
             world.application(now, today);
         }
     }
-    Ok(())
+    Ok(world.reactivations)
 }
 
 proptest! {
@@ -359,27 +467,32 @@ proptest! {
     }
 }
 
-/// A fixed lifecycle with the defaults, as a reader would trace it: rotate at
-/// 90, switch over at 95, deactivate at 100, delete at 110, rotate at 180.
 #[test]
-fn default_lifecycle_follows_the_pattern() {
-    let s = Scenario {
-        config: PolicyConfig::default(),
-        keys: vec![KeyInit {
-            age: 0,
-            active: true,
-            used_ago: Some(0),
-            deactivated_ago: None,
-        }],
-        app: true,
-        adoption_delays: vec![Some(5)],
-        verify: true,
-        force_days: BTreeSet::new(),
-    };
-    let mut world = World::new(&s);
+fn the_simulation_exercises_reactivations() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let mut with_reactivation = 0;
+    for _ in 0..200 {
+        let s = scenario().new_tree(&mut runner).unwrap().current();
+        if simulate(&s).unwrap() > 0 {
+            with_reactivation += 1;
+        }
+    }
+    assert!(with_reactivation >= 20, "{with_reactivation} of 200");
+}
+
+/// The due actions of a lifecycle, day by day, and the days a person switched
+/// a key back on.
+fn lifecycle(s: &Scenario, until: i64) -> Vec<String> {
+    let mut world = World::new(s);
     let mut log = Vec::new();
-    for today in 0..200 {
+    for today in 0..until {
         let now = start() + days(today);
+        for id in world.reactivations(now, today) {
+            log.push(format!("{today}: a person switches {id} back on"));
+        }
         let facts = UserFacts {
             keys: &world.keys,
             history: &world.history,
@@ -389,19 +502,84 @@ fn default_lifecycle_follows_the_pattern() {
         let eval = evaluate(&s.config, &facts, now);
         for a in eval.due_now(now) {
             log.push(format!("{today}: {} {}", a.kind, a.key_id));
-            world.apply(&s, a, now, today);
+            world.apply(s, a, now, today);
         }
         world.record_first_sightings(now);
         world.application(now, today);
     }
+    log
+}
+
+fn one_key_in_use(adoption_delay: Option<i64>, reactivation_delays: Vec<Option<i64>>) -> Scenario {
+    Scenario {
+        config: PolicyConfig::default(),
+        keys: vec![KeyInit {
+            age: 0,
+            active: true,
+            used_ago: Some(0),
+            deactivated_ago: None,
+        }],
+        app: true,
+        adoption_delays: vec![adoption_delay],
+        verify: true,
+        force_days: BTreeSet::new(),
+        reactivation_delays,
+    }
+}
+
+/// A fixed lifecycle with the defaults, as a reader would trace it: rotate at
+/// 90, switch over at 95, deactivate at 100, delete at 110, rotate at 180.
+#[test]
+fn default_lifecycle_follows_the_pattern() {
+    let s = one_key_in_use(Some(5), vec![None]);
     assert_eq!(
-        log,
+        lifecycle(&s, 200),
         [
             "90: rotate AKIA0001",
             "100: deactivate AKIA0001",
             "110: delete AKIA0001",
             "180: rotate AKIA0002",
             "190: deactivate AKIA0002",
+        ]
+    );
+}
+
+/// The application never adopts the new key, so keyrotor switches the old one
+/// off when the hold runs out (114); a person switches it back on two days
+/// later. It gets the install grace and a fresh hold (116 + 10 + 14 = 140).
+/// Without verification the new key was never used: it is retired at 180,
+/// switched back on at 182, and retired again only after the install grace
+/// (192).
+#[test]
+fn reactivated_keys_get_the_install_grace_and_a_fresh_hold() {
+    let mut s = one_key_in_use(None, vec![Some(2), None]);
+    s.verify = false;
+    assert_eq!(
+        lifecycle(&s, 220),
+        [
+            "90: rotate AKIA0001",
+            "114: deactivate AKIA0001",
+            "116: a person switches AKIA0001 back on",
+            "140: deactivate AKIA0001",
+            "150: delete AKIA0001",
+            "180: retire AKIA0002",
+            "182: a person switches AKIA0002 back on",
+            "192: retire AKIA0002",
+            "202: delete AKIA0002",
+        ]
+    );
+    // With verification, the new key counts as used and is rotated at 180;
+    // its replacement is not adopted either, and it is switched off at 190
+    // (it was not in use since), back on at 192, and held unused until
+    // 192 + 10 + 14.
+    s.verify = true;
+    assert_eq!(
+        lifecycle(&s, 220)[5..],
+        [
+            "180: rotate AKIA0002",
+            "190: deactivate AKIA0002",
+            "192: a person switches AKIA0002 back on",
+            "216: deactivate AKIA0002",
         ]
     );
 }

@@ -25,7 +25,46 @@
 //!   hold (same `warning_id`, so only a user who was not warned before the
 //!   original deadline, e.g. on a late first run, gets it);
 //! - `max_hold` counts from the deactivation's due time, not from the first
-//!   run that noticed the hold, so the hold cannot be stretched by late runs.
+//!   run that noticed the hold, so the hold cannot be stretched by late runs;
+//! - keyrotor's own verification is not adoption: an `sts` use within
+//!   [`VERIFICATION_USE_WINDOW`] after the ledger's verification of the key,
+//!   or after the key's IAM `CreateDate`, is taken to be keyrotor's call, both
+//!   when picking which of two old keys is switched off first and in the
+//!   adoption check (an `sts` use later than that, or any other service, is an
+//!   application's);
+//! - the verification window does not apply to the single-key rule: a key
+//!   whose only use is keyrotor's verification counts as used there and is
+//!   rotated, not retired (unchanged).
+//!
+//! People may override keyrotor, and keyrotor respects it:
+//! - a key a person switches off gets the full recovery grace from then:
+//!   deletion is due at `max(created + X, deactivated_at + recovery grace)`,
+//!   where `deactivated_at` is when keyrotor switched it off or first saw it
+//!   inactive;
+//! - a key a person switches back on after keyrotor switched it off
+//!   ([`KeyHistory::reactivated_at`](crate::domain::KeyHistory::reactivated_at))
+//!   is not switched off again before `reactivated_at + install grace`,
+//!   whatever the adoption check says. That floor applies to the deactivation
+//!   of either key of the pair (after a reactivation the key picked to go
+//!   first may be the other one), and to the retirement of a single unused
+//!   key. While only the floor stands between a deactivation and its time,
+//!   the plan is a `Hold` whose reason names the reactivation;
+//! - with the adoption check on, while the reactivated key's replacement is
+//!   unused (never used but by keyrotor's verification), the hold starts
+//!   afresh from the reactivation: deactivation is held until
+//!   `max(normal due, reactivated_at + install grace) + max_hold`, whether or
+//!   not the reactivated key has been used since (the person's switching it
+//!   on says it is needed). With the check off, only the floor applies. Once
+//!   the replacement is used the normal rules apply, floor included;
+//! - the policy reads `reactivated_at` only for active keys (a stale entry on
+//!   an inactive key changes nothing), and takes it to be the latest
+//!   reactivation. It expects the executor to drop the entry when keyrotor
+//!   switches the key off again (so a later reactivation is recorded afresh)
+//!   and with the key when the key leaves IAM;
+//! - the owner was most likely warned about the key's first deactivation, and
+//!   a warning has the same `warning_id` whatever its due time. For a warning
+//!   before the new deadline, the executor would drop `<key>:deactivate` and
+//!   `<key>:retire` from `warnings_sent` when it records a reactivation.
 
 mod config;
 mod rules;

@@ -1,7 +1,7 @@
 //! The rules of DESIGN §4, one function per situation: inactive keys, a single
 //! active key, two active keys.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::VERIFICATION_USE_WINDOW;
 use super::{ActionKind, Evaluation, PlannedAction, PolicyConfig, UnusedKeys, UserFacts};
@@ -159,13 +159,32 @@ impl Plan<'_> {
             (false, UnusedKeys::Retire) => ActionKind::Retire,
             (false, UnusedKeys::Ignore) => return,
         };
-        let due = key.created + self.config.rotate_after;
+        let base = key.created + self.config.rotate_after;
+        // A retired key a person switched back on is not retired again before
+        // the install grace from then (a rotation switches nothing off).
+        let person = match kind {
+            ActionKind::Retire => self.reactivated(key),
+            _ => None,
+        };
+        let ig = self.config.install_grace();
+        let due = person.map_or(base, |at| base.max(at + ig));
         if now < due {
+            if let (true, Some(at)) = (now >= base, person) {
+                let reason = format!(
+                    "key was switched back on by a person at {}; not retired before {} ({} days from then)",
+                    at_time(at),
+                    due.date_naive(),
+                    ig.num_days()
+                );
+                let milestone = Some(ActionKind::Retire);
+                self.push(ActionKind::Hold, key, due, reason, milestone);
+            }
             let age = self.age(key);
             self.warn(kind, key, due, || match kind {
                 ActionKind::Retire => format!(
-                    "unused key will be retired on {} (key is {age} days old, retire at {r})",
-                    due.date_naive()
+                    "unused key will be retired on {} (key is {age} days old, retire at {r}{})",
+                    due.date_naive(),
+                    person_note(person, ig)
                 ),
                 _ => format!(
                     "key will be rotated on {} (key is {age} days old, rotate at {r})",
@@ -188,8 +207,9 @@ impl Plan<'_> {
                 return;
             }
             (ActionKind::Retire, _) => format!(
-                "key is {} days old and was never used (retire at {r})",
-                self.age(key)
+                "key is {} days old and was never used (retire at {r}{})",
+                self.age(key),
+                person_note(person, ig)
             ),
             _ => format!("key is {} days old (rotate at {r})", self.age(key)),
         };
@@ -226,7 +246,15 @@ impl Plan<'_> {
         // The max() gives the replacement the full install grace even when it
         // appeared late (a late first run never switches a key off the day its
         // replacement appears).
-        let due = (cand.created + c.deactivate_after).max(surv.created + c.install_grace());
+        let base = (cand.created + c.deactivate_after).max(surv.created + c.install_grace());
+        // A person switched one of the pair back on: whichever key goes, that
+        // decision gets at least the install grace from then.
+        let person = [cand, surv]
+            .into_iter()
+            .filter_map(|k| self.reactivated(k).map(|at| (k, at)))
+            .max_by_key(|&(_, at)| at);
+        let ig = c.install_grace();
+        let due = person.map_or(base, |(_, at)| base.max(at + ig));
         let rule = || {
             let why = if both_due {
                 format!(
@@ -237,14 +265,58 @@ impl Plan<'_> {
             } else {
                 format!("replaced by {}", surv.key_id)
             };
+            let person = match person {
+                Some((who, at)) => format!(
+                    ", and {} days after a person switched {} back on at {}",
+                    ig.num_days(),
+                    who.key_id,
+                    at_time(at)
+                ),
+                None => String::new(),
+            };
             format!(
-                "{why} (deactivate at {} days old, and {} days after {} appeared)",
+                "{why} (deactivate at {} days old, and {} days after {} appeared{person})",
                 c.deactivate_after.num_days(),
-                c.install_grace().num_days(),
+                ig.num_days(),
                 surv.key_id
             )
         };
+        // The survivor has been used by nobody but keyrotor (the adoption
+        // check's notion of "not adopted").
+        let surv_unused = surv
+            .last_used
+            .as_ref()
+            .is_none_or(|u| self.is_verification(surv, u));
+        // The candidate itself was switched back on: while its replacement is
+        // unused, the adoption hold starts afresh from that decision.
+        let reactivated = self.reactivated(cand);
+        let until = due + c.max_hold;
         if self.now < due {
+            if let (true, Some((who, at))) = (self.now >= base, person) {
+                // Due but for the person's decision: say so (`held`).
+                let whose = if who.key_id == cand.key_id {
+                    "key".to_owned()
+                } else {
+                    who.key_id.clone()
+                };
+                let longer = if c.adoption_check && reactivated.is_some() && surv_unused {
+                    format!(
+                        ", nor before {} while {} is still unused",
+                        until.date_naive(),
+                        surv.key_id
+                    )
+                } else {
+                    String::new()
+                };
+                let reason = format!(
+                    "{whose} was switched back on by a person at {}; not deactivated before {} ({} days from then){longer}",
+                    at_time(at),
+                    due.date_naive(),
+                    ig.num_days()
+                );
+                let milestone = Some(ActionKind::Deactivate);
+                self.push(ActionKind::Hold, cand, due, reason, milestone);
+            }
             self.warn(ActionKind::Deactivate, cand, due, || {
                 format!(
                     "key will be deactivated on {}, {}",
@@ -254,29 +326,52 @@ impl Plan<'_> {
             });
             return;
         }
-        let unadopted = if c.adoption_check {
-            self.unadopted(cand, surv)
-        } else {
-            None
+        // Why the deactivation is held past `due`, and why it goes ahead when
+        // the hold has run out.
+        let hold = match (c.adoption_check, reactivated) {
+            (false, _) => None,
+            (true, Some(at)) if surv_unused => {
+                let at = at_time(at);
+                Some((
+                    format!(
+                        "key was switched back on by a person at {at} and {} is still unused; deactivation held until {}",
+                        surv.key_id,
+                        until.date_naive()
+                    ),
+                    format!(
+                        "hold after a person switched this key back on at {at} expired on {}: {} still unused",
+                        until.date_naive(),
+                        surv.key_id
+                    ),
+                ))
+            }
+            (true, _) => self.unadopted(cand, surv).map(|last_used| {
+                let used = last_used.date_naive();
+                (
+                    format!(
+                        "{} not used yet while this key was used on {used}; deactivation held until {}",
+                        surv.key_id,
+                        until.date_naive()
+                    ),
+                    format!(
+                        "adoption hold expired on {}: {} still unused, this key last used on {used}",
+                        until.date_naive(),
+                        surv.key_id
+                    ),
+                )
+            }),
         };
-        let Some(last_used) = unadopted else {
+        let Some((held, expired)) = hold else {
             let reason = format!("key is {} days old, {}", self.age(cand), rule());
             self.push(ActionKind::Deactivate, cand, due, reason, None);
             return;
         };
-        let until = due + c.max_hold;
-        let used = last_used.date_naive();
         if self.now < until {
-            let reason = format!(
-                "{} not used yet while this key was used on {used}; deactivation held until {}",
-                surv.key_id,
-                until.date_naive()
-            );
             self.push(
                 ActionKind::Hold,
                 cand,
                 until,
-                reason,
+                held,
                 Some(ActionKind::Deactivate),
             );
             self.warn(ActionKind::Deactivate, cand, until, || {
@@ -287,12 +382,7 @@ impl Plan<'_> {
                 )
             });
         } else {
-            let reason = format!(
-                "adoption hold expired on {}: {} still unused, this key last used on {used}",
-                until.date_naive(),
-                surv.key_id
-            );
-            self.push(ActionKind::Deactivate, cand, until, reason, None);
+            self.push(ActionKind::Deactivate, cand, until, expired, None);
         }
     }
 
@@ -312,14 +402,42 @@ impl Plan<'_> {
         }
     }
 
-    /// Whether the survivor's last use is keyrotor's own STS verification of
-    /// it rather than the application: same key, `sts`, and within the window
-    /// IAM's lag allows after the verification.
+    /// Whether a key's last use is keyrotor's own STS verification of it
+    /// rather than an application: an `sts` use within the window IAM's lag
+    /// allows after the ledger's verification of that key, or after the key's
+    /// IAM `CreateDate` (so a verification the ledger lost, or never recorded,
+    /// does not pass for adoption).
     fn is_verification(&self, key: &KeyState, used: &LastUsed) -> bool {
-        self.history.verification.as_ref().is_some_and(|v| {
-            v.key_id == key.key_id
-                && used.service.as_deref() == Some("sts")
-                && used.at <= v.at + VERIFICATION_USE_WINDOW
-        })
+        let within = |start: DateTime<Utc>| used.at <= start + VERIFICATION_USE_WINDOW;
+        used.service.as_deref() == Some("sts")
+            && (within(key.created)
+                || self
+                    .history
+                    .verification
+                    .as_ref()
+                    .is_some_and(|v| v.key_id == key.key_id && within(v.at)))
+    }
+
+    /// When a person switched `key` back on after keyrotor had switched it
+    /// off, if the ledger says so.
+    fn reactivated(&self, key: &KeyState) -> Option<DateTime<Utc>> {
+        self.history.reactivated_at.get(&key.key_id).copied()
+    }
+}
+
+/// A reactivation time as reasons spell it, to the minute.
+fn at_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The part of a retirement's rule that a person's reactivation adds.
+fn person_note(person: Option<DateTime<Utc>>, ig: Duration) -> String {
+    match person {
+        Some(at) => format!(
+            ", and {} days after a person switched it back on at {}",
+            ig.num_days(),
+            at_time(at)
+        ),
+        None => String::new(),
     }
 }

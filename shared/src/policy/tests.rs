@@ -74,6 +74,11 @@ impl User {
         self
     }
 
+    fn reactivated(mut self, id: &str, on: i64) -> Self {
+        self.history.reactivated_at.insert(id.to_owned(), day(on));
+        self
+    }
+
     fn verified(mut self, id: &str, at: DateTime<Utc>) -> Self {
         let key_id = id.to_owned();
         self.history.verification = Some(Verification { key_id, at });
@@ -298,12 +303,229 @@ fn keyrotors_own_verification_is_not_adoption() {
         // Later, or with another service, it is the application.
         (active("B", 90).used(within + SECOND, "sts"), "B", due),
         (active("B", 90).used(verified, "s3"), "B", due),
-        // A verification of another key says nothing about B.
-        (active("B", 90).used(verified, "sts"), "C", due),
+        // A verification of another key says nothing about B (once B's own
+        // CreateDate window is over).
+        (active("B", 90).used(within, "sts"), "C", due),
     ] {
         let u = user([old(), b.clone()]).verified(verification, verified);
         assert_eq!(u.plan(day(101)), want, "{b:?} verified {verification}");
     }
+}
+
+#[test]
+fn an_sts_use_within_4_hours_of_creation_is_verification_not_adoption() {
+    // No verification in the ledger (lost, or verification switched off):
+    // IAM's CreateDate still tells keyrotor's call from the application's.
+    let created = day(90);
+    let held = &["hold(deactivate) A @114"];
+    let due = &["deactivate A @100"];
+    for (b, want) in [
+        (
+            active("B", 90).used(created + Duration::hours(1), "sts"),
+            held,
+        ),
+        (
+            active("B", 90).used(created + Duration::hours(4), "sts"),
+            held,
+        ),
+        // Later than that, or another service, is the application.
+        (
+            active("B", 90).used(created + Duration::hours(5), "sts"),
+            due,
+        ),
+        (
+            active("B", 90).used(created + Duration::hours(1), "s3"),
+            due,
+        ),
+    ] {
+        let u = user([active("A", 0).used_on(101), b.clone()]);
+        assert_eq!(u.plan(day(101)), want, "{b:?}");
+    }
+}
+
+#[test]
+fn an_sts_use_within_4_hours_of_creation_does_not_make_a_key_the_more_recently_used() {
+    // Both keys past R. A was last used on day 5; B's only use is an STS call
+    // an hour after it was created on day 10: B counts as never used, so it
+    // goes first.
+    let b = |hours, service| active("B", 10).used(day(10) + Duration::hours(hours), service);
+    let u = user([active("A", 0).used_on(5), b(1, "sts")]);
+    u.expect(&[(day(301), &["deactivate B @110"])]);
+    // An STS use 5 hours after creation, or an S3 use after 1 hour, is the
+    // application's, more recent than A's: A goes first.
+    for b in [b(5, "sts"), b(1, "s3")] {
+        let u = user([active("A", 0).used_on(5), b.clone()]);
+        assert_eq!(u.plan(day(301)), ["deactivate A @100"], "{b:?}");
+    }
+}
+
+#[test]
+fn reactivated_key_is_held_afresh_while_its_replacement_is_unused() {
+    // A was replaced by B on day 90; B was never adopted, so keyrotor switched
+    // A off when the hold ran out on day 114. A person switched it back on,
+    // first seen on day 116, and the application signs with it again.
+    let u = user([active("A", 0).used_on(116), active("B", 90)]).reactivated("A", 116);
+    u.expect(&[
+        (day(116), &["hold(deactivate) A @126"]),
+        (
+            day(119),
+            &["hold(deactivate) A @126", "warn(deactivate) A @126"],
+        ),
+        (
+            day(126) - SECOND,
+            &["hold(deactivate) A @126", "warn(deactivate) A @126"],
+        ),
+        // Install grace over, B still unused: the adoption hold starts afresh.
+        (day(126), &["hold(deactivate) A @140"]),
+        (
+            day(133),
+            &["hold(deactivate) A @140", "warn(deactivate) A @140"],
+        ),
+        (day(140), &["deactivate A @140"]),
+        (day(150), &["deactivate A @140"]),
+    ]);
+    assert_eq!(
+        u.reasons(day(116)),
+        [
+            "key was switched back on by a person at 2024-04-26 00:00 UTC; \
+          not deactivated before 2024-05-06 (10 days from then), \
+          nor before 2024-05-20 while B is still unused"
+        ]
+    );
+    assert_eq!(
+        u.reasons(day(130)),
+        [
+            "key was switched back on by a person at 2024-04-26 00:00 UTC \
+          and B is still unused; deactivation held until 2024-05-20"
+        ]
+    );
+    let expired = &u.reasons(day(140))[0];
+    assert!(
+        expired.starts_with("hold after a person switched this key back on"),
+        "{expired}"
+    );
+    // The hold does not depend on A being used since: the person's switching
+    // it on says it is needed.
+    let idle = user([active("A", 0).used_on(80), active("B", 90)]).reactivated("A", 116);
+    idle.expect(&[(day(130), &["hold(deactivate) A @140"])]);
+    // B used only by keyrotor's verification is still unused.
+    let verified = active("B", 90).used(day(90) + Duration::minutes(1), "sts");
+    let u = user([active("A", 0).used_on(116), verified]).reactivated("A", 116);
+    u.expect(&[(day(130), &["hold(deactivate) A @140"])]);
+}
+
+#[test]
+fn reactivated_key_gets_the_install_grace_even_with_the_adoption_check_off() {
+    let u = user([active("A", 0).used_on(116), active("B", 90)])
+        .reactivated("A", 116)
+        .with(|c| c.adoption_check = false);
+    u.expect(&[
+        (day(116), &["hold(deactivate) A @126"]),
+        (day(126), &["deactivate A @126"]),
+    ]);
+    let reasons = u.reasons(day(116));
+    assert!(!reasons[0].contains("nor before"), "{reasons:?}");
+    let rule = &u.reasons(day(126))[0];
+    assert!(
+        rule.contains("10 days after a person switched A back on at 2024-04-26 00:00 UTC"),
+        "{rule}"
+    );
+}
+
+#[test]
+fn reactivated_key_whose_replacement_is_adopted_follows_the_normal_rules_after_the_grace() {
+    let u = user([active("A", 0).used_on(116), active("B", 90).used_on(110)]).reactivated("A", 116);
+    u.expect(&[
+        (day(116), &["hold(deactivate) A @126"]),
+        (day(126), &["deactivate A @126"]),
+    ]);
+    // A reactivation long before the normal deadline moves nothing.
+    let early =
+        user([active("A", 0).used_on(99), active("B", 90).used_on(95)]).reactivated("A", 50);
+    early.expect(&[
+        (day(92), NONE),
+        (day(93), &["warn(deactivate) A @100"]),
+        (day(100), &["deactivate A @100"]),
+    ]);
+    // Nor does it shorten an adoption hold that runs longer.
+    let held = user([active("A", 0).used_on(101), active("B", 90)]).reactivated("A", 50);
+    held.expect(&[
+        (day(100), &["hold(deactivate) A @114"]),
+        (day(114), &["deactivate A @114"]),
+    ]);
+}
+
+#[test]
+fn after_a_reactivation_the_other_key_is_not_switched_off_within_the_grace_either() {
+    // Two old keys: keyrotor switched B off on day 301 as the less recently
+    // used; a person switched it back on (seen on day 305) and it is used
+    // again, so now A is the less recently used one.
+    let u = user([active("A", 0).used_on(300), active("B", 10).used_on(306)]).reactivated("B", 305);
+    u.expect(&[
+        (day(306), &["hold(deactivate) A @315"]),
+        (
+            day(308),
+            &["hold(deactivate) A @315", "warn(deactivate) A @315"],
+        ),
+        (day(315), &["deactivate A @315"]),
+    ]);
+    let reason = &u.reasons(day(306))[0];
+    assert!(
+        reason.starts_with("B was switched back on by a person at 2024-11-01 00:00 UTC"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn when_both_keys_were_switched_back_on_the_later_decision_sets_the_grace() {
+    // A switched back on (seen day 116), then B (day 118), B still unused:
+    // A's hold starts afresh from the later floor (128 + 14).
+    let u = user([active("A", 0).used_on(118), active("B", 90)])
+        .reactivated("A", 116)
+        .reactivated("B", 118);
+    u.expect(&[
+        (day(118), &["hold(deactivate) A @128"]),
+        (day(128), &["hold(deactivate) A @142"]),
+        (day(142), &["deactivate A @142"]),
+    ]);
+    let reason = &u.reasons(day(118))[0];
+    assert!(
+        reason.starts_with("B was switched back on by a person at 2024-04-28 00:00 UTC")
+            && reason.ends_with("nor before 2024-05-22 while B is still unused"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn reactivated_retired_key_gets_the_install_grace_before_it_is_retired_again() {
+    // A was retired on day 90 as never used; a person switched it back on.
+    let u = user([active("A", 0)]).reactivated("A", 95);
+    u.expect(&[
+        (day(95), &["hold(retire) A @105"]),
+        (day(98), &["hold(retire) A @105", "warn(retire) A @105"]),
+        (day(105), &["retire A @105"]),
+    ]);
+    let reason = &u.reasons(day(95))[0];
+    assert!(
+        reason.starts_with("key was switched back on by a person at 2024-04-05 00:00 UTC"),
+        "{reason}"
+    );
+    // Once used, it is rotated like any used key: nothing is switched off.
+    let used = user([active("A", 0).used_on(96)]).reactivated("A", 95);
+    used.expect(&[(day(96), &["rotate A @90"])]);
+}
+
+#[test]
+fn reactivation_of_an_inactive_key_is_ignored() {
+    // A stale entry (the key was switched off again) changes nothing: the
+    // inactive-key rule reads `deactivated_at` only.
+    let u = user([inactive("A", 0)])
+        .deactivated("A", 120)
+        .reactivated("A", 116);
+    u.expect(&[
+        (day(129), &["warn(delete) A @130"]),
+        (day(130), &["delete A @130"]),
+    ]);
 }
 
 #[test]
@@ -363,6 +585,27 @@ fn inactive_key_is_deleted_only_after_the_recovery_grace() {
         (day(3), &["warn(delete) A @10"]),
         (day(10) - SECOND, &["warn(delete) A @10"]),
         (day(10), &["delete A @10"]),
+    ]);
+}
+
+#[test]
+fn key_switched_off_by_hand_gets_the_full_recovery_grace() {
+    // A person switched A off at age 200; the executor recorded the first
+    // sighting as its deactivation. X (110) is long past, yet A stays for the
+    // recovery grace (X − D = 10 days) from then.
+    let u = user([inactive("A", 0)]).deactivated("A", 200);
+    u.expect(&[
+        (day(200), NONE),
+        (day(203) - SECOND, NONE),
+        (day(203), &["warn(delete) A @210"]),
+        (day(210) - SECOND, &["warn(delete) A @210"]),
+        (day(210), &["delete A @210"]),
+    ]);
+    // The same with the application on another key.
+    let u = user([inactive("A", 0), active("B", 150).used_on(205)]).deactivated("A", 200);
+    u.expect(&[
+        (day(209), &["warn(delete) A @210"]),
+        (day(210), &["delete A @210"]),
     ]);
 }
 
@@ -463,6 +706,9 @@ fn deadlines_never_move_earlier_as_time_passes() {
         user([inactive("B", -20), active("A", 0).used_on(91)]).deactivated("B", 85),
         user([inactive("A", -300)]),
         user([active("A", 0).used_on(300), active("B", 10).used_on(200)]),
+        user([active("A", 0).used_on(116), active("B", 90)]).reactivated("A", 116),
+        user([active("A", 0).used_on(300), active("B", 10).used_on(306)]).reactivated("B", 305),
+        user([active("A", 0)]).reactivated("A", 95),
     ];
     for u in users {
         let mut seen = BTreeMap::new();

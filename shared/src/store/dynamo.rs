@@ -123,14 +123,19 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
         new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
         secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
     });
-    let mut deactivated_at = BTreeMap::new();
-    if let Some(AttributeValue::M(m)) = item.get("deactivated") {
-        for (k, v) in m {
-            if let Ok(t) = v.as_s() {
-                deactivated_at.insert(k.clone(), parse_time(t)?);
+    let time_map = |name: &str| -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        let mut map = BTreeMap::new();
+        if let Some(AttributeValue::M(m)) = item.get(name) {
+            for (k, v) in m {
+                if let Ok(t) = v.as_s() {
+                    map.insert(k.clone(), parse_time(t)?);
+                }
             }
         }
-    }
+        Ok(map)
+    };
+    let deactivated_at = time_map("deactivated")?;
+    let reactivated_at = time_map("reactivated")?;
     let verification = match (
         get_s(item, "verified_key_id"),
         get_time(item, "verified_at")?,
@@ -151,6 +156,7 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
         last_run,
         history: KeyHistory {
             deactivated_at,
+            reactivated_at,
             verification,
             warnings_sent: get_list(item, "warnings")
                 .into_iter()
@@ -248,6 +254,17 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
             record
                 .history
                 .deactivated_at
+                .iter()
+                .map(|(k, t)| (k.clone(), time(t)))
+                .collect(),
+        )),
+    );
+    opt(
+        "reactivated",
+        Some(AttributeValue::M(
+            record
+                .history
+                .reactivated_at
                 .iter()
                 .map(|(k, t)| (k.clone(), time(t)))
                 .collect(),
@@ -435,6 +452,10 @@ mod tests {
             secret_version: None,
             history: KeyHistory {
                 deactivated_at: BTreeMap::from([("AKIA0".to_string(), t)]),
+                reactivated_at: BTreeMap::from([(
+                    "AKIA1".to_string(),
+                    t + chrono::Duration::hours(5),
+                )]),
                 verification: Some(Verification {
                     key_id: "AKIA2".into(),
                     at: t,
@@ -443,8 +464,16 @@ mod tests {
             },
         };
         let (set, _) = encode(&record);
-        let item: HashMap<String, AttributeValue> =
+        let mut item: HashMap<String, AttributeValue> =
             set.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         assert_eq!(decode(&item).unwrap(), record);
+        let reactivated = item["reactivated"].as_m().unwrap();
+        assert_eq!(
+            reactivated["AKIA1"].as_s().unwrap(),
+            "2026-03-01T15:00:00.000Z"
+        );
+        // An item written before `reactivated` existed reads as no reactivation.
+        item.remove("reactivated");
+        assert!(decode(&item).unwrap().history.reactivated_at.is_empty());
     }
 }
