@@ -188,3 +188,51 @@ async fn keyrotors_own_verification_of_the_new_key_is_not_adoption() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_a_person_switches_back_on_stays_on_for_a_fresh_grace_and_hold() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    run(emu.keyrotor(TABLE), &["init"]);
+    let old = acct.user("app").await.used_key_aged(95).await;
+
+    let r = rotate(&emu, &acct.id, "app", today(), "enforce");
+    assert_eq!(r["outcome"], "rotated", "{r}");
+    // Nobody uses either key after the rotation: on day 10 the old key goes.
+    let r = rotate(&emu, &acct.id, "app", later(10), "enforce");
+    assert_eq!(r["outcome"], "deactivated", "{r}");
+
+    // Something broke: a person switches the old key back on.
+    acct.iam
+        .update_access_key()
+        .user_name("app")
+        .access_key_id(&old.id)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .unwrap();
+    let status_of_old = |keys: Vec<KeyNow>| {
+        keys.into_iter()
+            .find(|k| k.id == old.id)
+            .map(|k| k.status)
+            .unwrap()
+    };
+
+    // Day 12: keyrotor sees it on again; the install grace (10 days) and,
+    // while the replacement is unused, the hold (14 days) start afresh.
+    for d in [12, 21, 30] {
+        let r = rotate(&emu, &acct.id, "app", later(d), "enforce");
+        assert_eq!(r["outcome"], "held", "day {d}: {r}");
+        assert!(
+            r["reason"].as_str().unwrap().contains("switched back on"),
+            "day {d}: {r}"
+        );
+        assert!(r["performed"].as_array().unwrap().is_empty(), "day {d}: {r}");
+        assert_eq!(status_of_old(acct.keys("app").await), "Active", "day {d}");
+    }
+    // Day 12 + 10 + 14 = day 36: the hold has run out.
+    let r = rotate(&emu, &acct.id, "app", later(37), "enforce");
+    assert_eq!(r["outcome"], "deactivated", "{r}");
+    assert_eq!(status_of_old(acct.keys("app").await), "Inactive");
+}

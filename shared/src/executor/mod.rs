@@ -333,14 +333,39 @@ impl Executor {
             keys = run.recover(&keys).await?;
         }
         let mut changed = false;
+        let now = crate::time::ledger_time(req.as_of, self.settings.allow_future_as_of);
+        for key in keys.iter().filter(|k| k.status == KeyStatus::Active) {
+            // Switched off (by keyrotor or a person), now on again: a person
+            // decided it is needed. The stale switch-off date goes, and the
+            // hold starts afresh from now (the policy reads
+            // `reactivated_at`); its warnings may go out again.
+            if run.record.history.deactivated_at.remove(&key.key_id).is_some() {
+                run.record
+                    .history
+                    .reactivated_at
+                    .insert(key.key_id.clone(), now);
+                for milestone in ["deactivate", "retire", "delete"] {
+                    run.record
+                        .history
+                        .warnings_sent
+                        .remove(&format!("{}:{milestone}", key.key_id));
+                }
+                run.notes.push(format!(
+                    "key {} was switched back on by a person after it was switched off; it is not switched off again before a new install grace (and, while its replacement is unused, the adoption hold) has run from now",
+                    key.key_id
+                ));
+                changed = true;
+            }
+        }
         for key in keys.iter().filter(|k| k.status == KeyStatus::Inactive) {
             // A key switched off outside keyrotor: its recovery grace starts
             // now (never earlier than the real time).
             if !run.record.history.deactivated_at.contains_key(&key.key_id) {
-                run.record.history.deactivated_at.insert(
-                    key.key_id.clone(),
-                    crate::time::ledger_time(req.as_of, self.settings.allow_future_as_of),
-                );
+                run.record
+                    .history
+                    .deactivated_at
+                    .insert(key.key_id.clone(), now);
+                run.record.history.reactivated_at.remove(&key.key_id);
                 changed = true;
             }
         }
@@ -365,12 +390,11 @@ impl Executor {
         }
         // Forget keys that no longer exist so the ledger does not grow.
         let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
-        let before = run.record.history.deactivated_at.len();
-        run.record
-            .history
-            .deactivated_at
-            .retain(|k, _| ids.contains(&k.as_str()));
-        changed |= before != run.record.history.deactivated_at.len();
+        let history = &mut run.record.history;
+        let before = history.deactivated_at.len() + history.reactivated_at.len();
+        history.deactivated_at.retain(|k, _| ids.contains(&k.as_str()));
+        history.reactivated_at.retain(|k, _| ids.contains(&k.as_str()));
+        changed |= before != history.deactivated_at.len() + history.reactivated_at.len();
         // An audit run evaluated in the future (a forecast) must not record
         // warnings or first-seen dates that have not happened yet.
         let forecast = req.mode == Mode::Audit && req.as_of > Utc::now();

@@ -187,6 +187,7 @@ impl LockedRun<'_> {
                 }
                 self.ports.iam.delete_key(user, &key.key_id).await?;
                 self.record.history.deactivated_at.remove(&key.key_id);
+                self.record.history.reactivated_at.remove(&key.key_id);
                 self.performed.push(Performed {
                     action: "delete".into(),
                     key_id: key.key_id.clone(),
@@ -204,6 +205,7 @@ impl LockedRun<'_> {
                     .history
                     .deactivated_at
                     .insert(key.key_id.clone(), at);
+                self.record.history.reactivated_at.remove(&key.key_id);
                 self.performed.push(Performed {
                     action: action.kind.as_str().into(),
                     key_id: key.key_id.clone(),
