@@ -353,3 +353,13 @@ pub async fn subscribe_queue(
     subscribe.send().await.expect("subscribe");
     url
 }
+
+/// A policy document as IAM returns it (URL-encoded, form style: `+` is a
+/// space), parsed.
+pub fn policy_document(encoded: &str) -> serde_json::Value {
+    let text = percent_encoding::percent_decode_str(&encoded.replace('+', " "))
+        .decode_utf8()
+        .expect("a UTF-8 policy document")
+        .into_owned();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
