@@ -61,12 +61,30 @@ async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
         cmd
     };
 
-    // The producer enqueues the due user on the stack's queue and records
-    // its run in the stack's table (no `keyrotor init`).
+    // The producer assumes the role KEYROTOR_PRODUCER_ROLE_NAME names in
+    // each member account: a name the account lacks fails the account.
     let as_of = today().to_rfc3339();
-    let produced = run(
-        keyrotor(),
-        &["produce", "--as-of", &as_of, "--output", "json"],
+    let produce = |role: &str| {
+        let mut cmd = keyrotor();
+        cmd.env("KEYROTOR_PRODUCER_ROLE_NAME", role);
+        run(cmd, &["produce", "--as-of", &as_of, "--output", "json"])
+    };
+    let missing = produce("keyrotor-no-such-role");
+    let summary: Value = serde_json::from_str(&missing.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", missing.stdout, missing.stderr));
+    assert_eq!(summary["enqueued"], 0, "{summary}");
+    assert!(
+        summary["failed_accounts"].to_string().contains(&acct.id),
+        "{summary}"
+    );
+
+    // With the stack's reader role, the producer enqueues the due user on
+    // the stack's queue and records its run in the stack's table (no
+    // `keyrotor init`).
+    let produced = produce(
+        producer_env["KEYROTOR_PRODUCER_ROLE_NAME"]
+            .as_str()
+            .expect("a role name"),
     );
     assert_eq!(produced.code, 0, "{}\n{}", produced.stdout, produced.stderr);
     let summary: Value = serde_json::from_str(&produced.stdout)
