@@ -123,7 +123,11 @@ pub struct Producer {
 impl Producer {
     /// A producer for the settings: `KEYROTOR_QUEUE_URL` is required.
     /// Organizations is called through `KEYROTOR_ORG_ROLE_ARN` when set.
+    /// Member accounts are read through `KEYROTOR_PRODUCER_ROLE_NAME`
+    /// (whatever role name `aws` was made with): the producer only lists,
+    /// so it need not be able to assume the role that writes keys.
     pub async fn new(settings: Arc<Settings>, aws: AwsContext) -> Result<Producer, ConfigError> {
+        let aws = aws.with_role_name(&settings.producer_role_name);
         let queue_url = settings.queue_url.clone().ok_or_else(|| ConfigError {
             env: "KEYROTOR_QUEUE_URL",
             flag: "queue-url",

@@ -46,6 +46,10 @@ pub struct SettingsArgs {
         global = true
     )]
     pub role_name: String,
+    /// Role the producer assumes in every member account to list users
+    /// (`keyrotor-member-reader` in the hub stack); default: KEYROTOR_ROLE_NAME.
+    #[arg(long, env = "KEYROTOR_PRODUCER_ROLE_NAME", global = true)]
+    pub producer_role_name: Option<String>,
     /// `audit` (report only, the default) or `enforce` (change keys).
     #[arg(long, env = "KEYROTOR_MODE", default_value = "audit", global = true)]
     pub mode: String,
@@ -369,6 +373,8 @@ pub struct Settings {
     pub sender: Option<String>,
     /// Member-account role name.
     pub role_name: String,
+    /// Member-account role name the producer assumes (read-only listing).
+    pub producer_role_name: String,
     /// Audit or enforce.
     pub mode: Mode,
     /// The rotation policy's parameters.
@@ -486,6 +492,15 @@ fn non_empty(env: &'static str, flag: &'static str, raw: &Option<String>) -> Opt
         .map(str::to_string)
 }
 
+/// An IAM role name: 1–64 of `[A-Za-z0-9+=,.@_-]`.
+fn valid_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
 /// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` with the given service.
 fn valid_arn(arn: &str, service: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -595,18 +610,30 @@ impl Settings {
             }
         }
         let role_name = a.role_name.trim().to_string();
-        if role_name.is_empty()
-            || role_name.len() > 64
-            || !role_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-        {
+        if !valid_role_name(&role_name) {
             return Err(bad(
                 "KEYROTOR_ROLE_NAME",
                 "role-name",
                 format!("`{role_name}` is not an IAM role name"),
             ));
         }
+        // Unset (or empty) keeps a single-role setup working: the producer
+        // then assumes the same role as the worker.
+        let producer_role_name = match non_empty(
+            "KEYROTOR_PRODUCER_ROLE_NAME",
+            "producer-role-name",
+            &a.producer_role_name,
+        ) {
+            None => role_name.clone(),
+            Some(name) if valid_role_name(&name) => name,
+            Some(name) => {
+                return Err(bad(
+                    "KEYROTOR_PRODUCER_ROLE_NAME",
+                    "producer-role-name",
+                    format!("`{name}` is not an IAM role name"),
+                ))
+            }
+        };
         let mode = a
             .mode
             .parse::<Mode>()
@@ -883,6 +910,7 @@ impl Settings {
             topic_arn,
             sender,
             role_name,
+            producer_role_name,
             mode,
             policy,
             exempt_group: non_empty("KEYROTOR_EXEMPT_GROUP", "exempt-group", &a.exempt_group),
@@ -987,6 +1015,10 @@ mod tests {
         assert_eq!(s.policy.delete_after, Duration::days(110));
         assert_eq!(s.policy.warn_within, Duration::days(7));
         assert_eq!(s.role_name, "keyrotor-member");
+        assert_eq!(
+            s.producer_role_name, "keyrotor-member",
+            "follows the role name"
+        );
         assert_eq!(s.owner_tag, "Owner");
         assert_eq!(s.account_source, AccountSource::Organizations);
         assert_eq!(
@@ -1060,6 +1092,10 @@ mod tests {
             (&["--exempt-paths", "svc/"], "KEYROTOR_EXEMPT_PATHS"),
             (&["--table", "x"], "KEYROTOR_TABLE"),
             (&["--role-name", "bad role"], "KEYROTOR_ROLE_NAME"),
+            (
+                &["--producer-role-name", "bad/role"],
+                "KEYROTOR_PRODUCER_ROLE_NAME",
+            ),
             (&["--adoption-check", "maybe"], "KEYROTOR_ADOPTION_CHECK"),
             (&["--lock-lease-secs", "1"], "KEYROTOR_LOCK_LEASE_SECS"),
             (
@@ -1075,6 +1111,17 @@ mod tests {
             let e = parse(args).expect_err(&format!("{args:?} should fail"));
             assert_eq!(&e.env, env, "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_producer_role_follows_the_role_name_unless_set() {
+        let s = parse(&["--role-name", "rotor"]).unwrap();
+        assert_eq!(s.producer_role_name, "rotor");
+        let s = parse(&["--role-name", "rotor", "--producer-role-name", " "]).unwrap();
+        assert_eq!(s.producer_role_name, "rotor", "empty counts as unset");
+        let s = parse(&["--producer-role-name", "keyrotor-member-reader"]).unwrap();
+        assert_eq!(s.producer_role_name, "keyrotor-member-reader");
+        assert_eq!(s.role_name, "keyrotor-member");
     }
 
     #[test]

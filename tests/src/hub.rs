@@ -32,11 +32,40 @@ pub enum HubCode {
     },
 }
 
-/// Uploads the code, creates the hub stack, waits for CREATE_COMPLETE and
-/// prints the outputs as one JSON object. argv: template, stack, then either
-/// nothing (placeholders) or the producer and worker zip paths.
+/// Creates a stack, waits for CREATE_COMPLETE and prints the outputs as one
+/// JSON object (shared by the two scripts below). `create_stack(cfn, stack,
+/// body, params)`.
+const CREATE_STACK: &str = r##"
+import json, sys, time
+
+def create_stack(cfn, stack, body, params):
+    cfn.create_stack(
+        StackName=stack,
+        TemplateBody=body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    deadline = time.time() + 120
+    while True:
+        s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        status = s["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            break
+        if not status.endswith("IN_PROGRESS") or time.time() > deadline:
+            print("stack %s: %s (%s)" % (stack, status, s.get("StackStatusReason")), file=sys.stderr)
+            for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]:
+                print("  %s %s %s %s" % (e.get("LogicalResourceId"), e.get("ResourceType"),
+                      e.get("ResourceStatus"), e.get("ResourceStatusReason")), file=sys.stderr)
+            sys.exit(1)
+        time.sleep(0.5)
+    print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}))
+"##;
+
+/// Uploads the code and creates the hub stack (see [`CREATE_STACK`]). argv:
+/// template, stack, then either nothing (placeholders) or the producer and
+/// worker zip paths. The Organization must exist: its id is a parameter.
 const DEPLOY: &str = r##"
-import io, json, sys, time, zipfile
+import io, zipfile
 import boto3
 
 template_path, stack = sys.argv[1], sys.argv[2]
@@ -71,28 +100,37 @@ params = {
     "EventSourceMappingEnabled": "false",
     "Mode": "enforce",
     "ExcludeAccounts": "123456789012",
+    "OrganizationId": boto3.client("organizations").describe_organization()["Organization"]["Id"],
+    "OperatorRoleArns": "arn:aws:iam::123456789012:role/keyrotor-operator",
 }
-cfn = boto3.client("cloudformation")
-cfn.create_stack(
-    StackName=stack,
-    TemplateBody=body,
-    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
-    Capabilities=["CAPABILITY_NAMED_IAM"],
+create_stack(boto3.client("cloudformation"), stack, body, params)
+"##;
+
+/// Creates `infra/member-role.yaml` as a stack in a member account, as the
+/// StackSet would, with the session of its `OrganizationAccountAccessRole`.
+/// argv: template, account id, then `Key=Value` parameters (the hub account
+/// and the Organization's id are filled in).
+const DEPLOY_MEMBER: &str = r##"
+import boto3
+
+template_path, account = sys.argv[1], sys.argv[2]
+with open(template_path) as f:
+    body = f.read()
+creds = boto3.client("sts").assume_role(
+    RoleArn="arn:aws:iam::%s:role/OrganizationAccountAccessRole" % account,
+    RoleSessionName="stackset",
+)["Credentials"]
+session = boto3.Session(
+    aws_access_key_id=creds["AccessKeyId"],
+    aws_secret_access_key=creds["SecretAccessKey"],
+    aws_session_token=creds["SessionToken"],
 )
-deadline = time.time() + 120
-while True:
-    s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-    status = s["StackStatus"]
-    if status == "CREATE_COMPLETE":
-        break
-    if not status.endswith("IN_PROGRESS") or time.time() > deadline:
-        print("stack %s: %s (%s)" % (stack, status, s.get("StackStatusReason")), file=sys.stderr)
-        for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]:
-            print("  %s %s %s %s" % (e.get("LogicalResourceId"), e.get("ResourceType"),
-                  e.get("ResourceStatus"), e.get("ResourceStatusReason")), file=sys.stderr)
-        sys.exit(1)
-    time.sleep(0.5)
-print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}))
+params = {
+    "HubAccountId": "123456789012",
+    "OrganizationId": boto3.client("organizations").describe_organization()["Organization"]["Id"],
+}
+params.update(dict(p.split("=", 1) for p in sys.argv[3:]))
+create_stack(session.client("cloudformation"), "keyrotor-member", body, params)
 "##;
 
 /// Prints one function's configuration (`GetFunctionConfiguration`).
@@ -109,7 +147,7 @@ fn boto3(emu: &Emulator, what: &str, script: &str, args: &[&Path]) -> Value {
     let root = project_root();
     let out = Command::new(root.join(".venv/bin/python"))
         .arg("-c")
-        .arg(script)
+        .arg(format!("{CREATE_STACK}\n{script}"))
         .args(args)
         .env("AWS_ENDPOINT_URL", &emu.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -129,7 +167,7 @@ fn boto3(emu: &Emulator, what: &str, script: &str, args: &[&Path]) -> Value {
 }
 
 /// Creates the hub stack (event source mapping disabled, mode enforce, the
-/// management account excluded) and returns its outputs.
+/// management account excluded, one operator role) and returns its outputs.
 pub fn deploy_hub(emu: &Emulator, code: &HubCode) -> Value {
     let template = project_root().join("infra/hub.yaml");
     let mut args = vec![template.as_path(), Path::new(STACK)];
@@ -137,6 +175,16 @@ pub fn deploy_hub(emu: &Emulator, code: &HubCode) -> Value {
         args.extend([producer.as_path(), worker.as_path()]);
     }
     boto3(emu, "creating the hub stack", DEPLOY, &args)
+}
+
+/// Creates the member stack (`infra/member-role.yaml`, named
+/// `keyrotor-member`) in `account_id`, trusting this hub, with `params`
+/// (`Key=Value`) on top, and returns its outputs.
+pub fn deploy_member_stack(emu: &Emulator, account_id: &str, params: &[&str]) -> Value {
+    let template = project_root().join("infra/member-role.yaml");
+    let mut args = vec![template.as_path(), Path::new(account_id)];
+    args.extend(params.iter().map(Path::new));
+    boto3(emu, "creating the member stack", DEPLOY_MEMBER, &args)
 }
 
 /// A function's configuration as the emulator's Lambda holds it (its

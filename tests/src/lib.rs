@@ -356,3 +356,23 @@ pub async fn subscribe_queue(
     subscribe.send().await.expect("subscribe");
     url
 }
+
+/// A policy document as IAM returns it (URL-encoded, form style: `+` is a
+/// space), parsed.
+///
+/// The emulator's CloudFormation stores a role's inline policies as a
+/// Python `repr` of the document (`{'Version': ...}`); such a document,
+/// whose strings hold no quotes of either kind, is read by swapping the
+/// quotes.
+pub fn policy_document(encoded: &str) -> serde_json::Value {
+    let text = percent_encoding::percent_decode_str(&encoded.replace('+', " "))
+        .decode_utf8()
+        .expect("a UTF-8 policy document")
+        .into_owned();
+    let text = if text.starts_with("{'") && !text.contains('"') {
+        text.replace('\'', "\"")
+    } else {
+        text
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

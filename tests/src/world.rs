@@ -29,25 +29,13 @@ impl<'e> Org<'e> {
         Org { emu, hub }
     }
 
-    /// Creates a member account with the `keyrotor-member` role (as the
-    /// StackSet would), and a session in it through that role.
+    /// Creates a member account with what `infra/member-role.yaml` deploys
+    /// (as the StackSet would): the `keyrotor-member` and
+    /// `keyrotor-member-reader` roles and the `keyrotor-read-own-secret`
+    /// managed policy; and a session in it through the member role.
     pub async fn account(&self, name: &str) -> Account<'e> {
         let account = self.account_without_member_role(name).await;
-        account
-            .iam
-            .create_role()
-            .role_name("keyrotor-member")
-            .assume_role_policy_document(
-                serde_json::json!({
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                   "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]
-                })
-                .to_string(),
-            )
-            .send()
-            .await
-            .expect("create the member role");
+        account.install_member_stack().await;
         account
     }
 
@@ -130,7 +118,74 @@ pub struct KeyNow {
     pub status: String,
 }
 
+/// The `keyrotor-read-own-secret` policy document `infra/member-role.yaml`
+/// creates (without a KMS key): read the secrets tagged with the caller's
+/// own user name and account. `tests/tests/infra_deploy.rs` deploys the
+/// template and checks that it creates exactly this document.
+pub fn read_own_secret_policy_document() -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadOwnRotatedKey",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": "arn:aws:secretsmanager:*:*:secret:*",
+            "Condition": {"StringEquals": {
+                "secretsmanager:ResourceTag/keyrotor:user": "${aws:username}",
+                "secretsmanager:ResourceTag/keyrotor:account": "${aws:PrincipalAccount}"
+            }}
+        }]
+    })
+}
+
 impl<'e> Account<'e> {
+    /// What the member stack creates, made with IAM calls (the emulator's
+    /// CloudFormation is slower, and does not evaluate policies either):
+    /// the worker's role, the producer's reader role, and the managed
+    /// policy the executor attaches. The emulator does not enforce trust
+    /// policies, so they name the hub account only.
+    pub async fn install_member_stack(&self) {
+        let trust = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]
+        })
+        .to_string();
+        for role in ["keyrotor-member", "keyrotor-member-reader"] {
+            self.iam
+                .create_role()
+                .role_name(role)
+                .assume_role_policy_document(&trust)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create the role {role}: {e:?}"));
+        }
+        self.iam
+            .create_policy()
+            .policy_name("keyrotor-read-own-secret")
+            .policy_document(read_own_secret_policy_document().to_string())
+            .send()
+            .await
+            .expect("create the keyrotor-read-own-secret policy");
+    }
+
+    /// The ARNs of the managed policies attached to `user`.
+    pub async fn attached_policies(&self, user: &str) -> Vec<String> {
+        let mut arns: Vec<String> = self
+            .iam
+            .list_attached_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .expect("list attached user policies")
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect();
+        arns.sort();
+        arns
+    }
+
     /// Creates user `name`.
     pub async fn user(&self, name: &str) -> User<'_, 'e> {
         self.iam

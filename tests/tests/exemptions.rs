@@ -155,16 +155,31 @@ async fn a_central_secrets_account_holds_the_secret_readable_by_the_member_user_
         .unwrap();
     let user_arn = format!("arn:aws:iam::{}:user/app", member.id);
     assert!(policy.resource_policy().unwrap().contains(&user_arn));
-    let inline = member
-        .iam
-        .get_user_policy()
-        .user_name("app")
-        .policy_name("keyrotor-read-own-secret")
+    // The member user's own account attaches its managed policy: the user
+    // reads the central secret through the secret's keyrotor:user and
+    // keyrotor:account tags, which name the member account.
+    assert_eq!(
+        member.attached_policies("app").await,
+        [format!(
+            "arn:aws:iam::{}:policy/keyrotor-read-own-secret",
+            member.id
+        )]
+    );
+    let tags = vault
+        .secrets
+        .describe_secret()
+        .secret_id(arn)
         .send()
         .await
         .unwrap();
+    let tags: Vec<(&str, &str)> = tags
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
     assert!(
-        inline.policy_document().contains(&vault.id),
-        "the inline policy names the central ARN"
+        tags.contains(&("keyrotor:account", member.id.as_str()))
+            && tags.contains(&("keyrotor:user", "app")),
+        "the central secret is tagged for the member user: {tags:?}"
     );
 }

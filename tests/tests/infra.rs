@@ -1,8 +1,11 @@
 //! The CloudFormation templates in `infra/`: they pass the pinned cfn-lint,
-//! and the member role allows exactly the IAM and Secrets Manager actions
-//! the code calls (issue #5, "what must be shown").
+//! the member roles allow exactly the IAM and Secrets Manager actions the
+//! code calls (issue #5, "what must be shown"), and the least-privilege
+//! boundaries of the safety issue hold: the producer's role only lists,
+//! the worker's role attaches one managed policy and writes no inline
+//! policy, and only the producer and operators may send work.
 //!
-//! Neither test needs the emulator.
+//! None of these tests needs the emulator.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,10 +56,12 @@ const SERVICES: &[&str] = &["iam", "secretsmanager"];
 fn member_role_allows_exactly_the_actions_the_code_calls() {
     let root = project_root();
 
-    // 1. What the member role allows.
-    let template = std::fs::read_to_string(root.join("infra/member-role.yaml"))
-        .expect("read infra/member-role.yaml");
-    let allowed = policy_actions(&template);
+    // 1. What the two member roles allow (the worker's and the producer's
+    //    reader). Not the managed policy keyrotor attaches to users: its
+    //    actions are the users' own, and keyrotor never calls them.
+    let template = member_template();
+    let mut allowed = policy_actions(resource_block(&template, "MemberRole"));
+    allowed.extend(policy_actions(resource_block(&template, "ReaderRole")));
 
     // 2. What the code calls: every SDK error is mapped with
     //    `AwsError::from_sdk("service:Operation", e)`, which names the call.
@@ -128,9 +133,185 @@ fn member_role_allows_exactly_the_actions_the_code_calls() {
     );
 }
 
+fn member_template() -> String {
+    std::fs::read_to_string(project_root().join("infra/member-role.yaml"))
+        .expect("read infra/member-role.yaml")
+}
+
+/// The `iam:` operations named in `from_sdk(..)` by the sources under `dir`.
+fn iam_calls_under(dir: &str) -> BTreeSet<String> {
+    let mut sources = Vec::new();
+    rust_files(&project_root().join(dir), &mut sources);
+    assert!(!sources.is_empty(), "no Rust sources under {dir}");
+    sources
+        .iter()
+        .flat_map(|p| from_sdk_ops(&std::fs::read_to_string(p).expect("read a source file")))
+        .filter(|op| op.starts_with("iam:"))
+        .collect()
+}
+
+#[test]
+fn the_reader_role_allows_exactly_what_the_producer_calls() {
+    let template = member_template();
+    let reader = policy_actions(resource_block(&template, "ReaderRole"));
+    let producer = iam_calls_under("producer/src");
+    assert_eq!(
+        reader, producer,
+        "the producer's read-only member role (ReaderRole) must allow exactly the IAM \
+         calls of producer/src"
+    );
+    assert!(
+        producer.contains("iam:ListUsers"),
+        "implausible producer calls: {producer:?}"
+    );
+    // Trusted by the producer's role alone.
+    let block = resource_block(&template, "ReaderRole");
+    assert!(
+        block.contains("role/${HubProducerRoleName}") && !block.contains("HubWorkerRoleName"),
+        "{block}"
+    );
+}
+
+#[test]
+fn only_the_worker_role_writes_keys_and_it_attaches_one_policy() {
+    let template = member_template();
+    let member = resource_block(&template, "MemberRole");
+    let actions = policy_actions(member);
+    assert!(
+        !actions.contains("iam:PutUserPolicy"),
+        "the worker's role may not write inline policies: {actions:?}"
+    );
+    assert!(actions.contains("iam:AttachUserPolicy"), "{actions:?}");
+    // The attachable policy is the one the code derives, by the same name.
+    let documents =
+        std::fs::read_to_string(project_root().join("shared/src/executor/documents.rs"))
+            .expect("read documents.rs");
+    let name = documents
+        .split("pub const READ_OWN_SECRET_POLICY: &str = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("READ_OWN_SECRET_POLICY in documents.rs");
+    let condition = format!(
+        "iam:PolicyARN: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{name}\""
+    );
+    assert!(
+        member.contains(&condition),
+        "no `{condition}` in MemberRole"
+    );
+    let policy = resource_block(&template, "ReadOwnSecretPolicy");
+    assert!(
+        policy.contains(&format!("ManagedPolicyName: {name}")),
+        "{policy}"
+    );
+    assert_eq!(
+        policy_actions(policy).into_iter().collect::<Vec<_>>(),
+        [
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue"
+        ]
+    );
+    for tag in [
+        "keyrotor:user: \"${aws:username}\"",
+        "keyrotor:account: \"${aws:PrincipalAccount}\"",
+    ] {
+        assert!(policy.contains(tag), "no {tag} condition: {policy}");
+    }
+    // The executor tags every secret with the keys the conditions read.
+    let steps = std::fs::read_to_string(project_root().join("shared/src/executor/steps.rs"))
+        .expect("read steps.rs");
+    for key in ["\"keyrotor:account\"", "\"keyrotor:user\""] {
+        assert!(
+            steps.contains(key),
+            "steps.rs no longer tags secrets with {key}"
+        );
+    }
+    // No other role of the member stack writes keys.
+    let reader = policy_actions(resource_block(&template, "ReaderRole"));
+    assert!(
+        reader
+            .iter()
+            .all(|a| a.starts_with("iam:List") || a.starts_with("iam:Get")),
+        "{reader:?}"
+    );
+    // Exempt users' keys are denied by IAM itself.
+    let deny = member
+        .split("- Sid: NeverWriteKeysOfExemptUsers")
+        .nth(1)
+        .and_then(|rest| rest.split("- Sid:").next())
+        .expect("a NeverWriteKeysOfExemptUsers statement");
+    for needle in [
+        "Effect: Deny",
+        "iam:CreateAccessKey",
+        "iam:UpdateAccessKey",
+        "iam:DeleteAccessKey",
+        "StringEqualsIgnoreCase",
+        "iam:ResourceTag/keyrotor:exempt: \"true\"",
+    ] {
+        assert!(deny.contains(needle), "no `{needle}` in: {deny}");
+    }
+}
+
+#[test]
+fn only_the_producer_and_operators_may_send_work() {
+    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
+        .expect("read infra/hub.yaml");
+    let policy = resource_block(&hub, "WorkQueuePolicy");
+    for needle in [
+        "Type: AWS::SQS::QueuePolicy",
+        "Queues: [!Ref WorkQueue]",
+        "Effect: Deny",
+        "Principal: \"*\"",
+        "Action: sqs:SendMessage",
+        "ArnNotLike:",
+        "aws:PrincipalArn:",
+        "role/${ProducerRoleName},${Operators}",
+        "- - !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${ProducerRoleName}\"",
+        "!Ref OperatorRoleArns",
+    ] {
+        assert!(
+            policy.contains(needle),
+            "no `{needle}` in WorkQueuePolicy:\n{policy}"
+        );
+    }
+    // OrganizationId is required in both stacks that take it.
+    for (file, text) in [
+        ("hub.yaml", hub.as_str()),
+        ("member-role.yaml", &member_template()),
+    ] {
+        let param = resource_block(text, "OrganizationId");
+        assert!(
+            param.contains("AllowedPattern: \"^o-[a-z0-9]{10,32}$\"")
+                && !param.contains("Default:"),
+            "{file}: OrganizationId must be required: {param}"
+        );
+    }
+}
+
+/// The lines of the two-space-indented mapping entry `name:` (a resource,
+/// or a parameter), up to the next line indented two spaces or less.
+fn resource_block<'t>(template: &'t str, name: &str) -> &'t str {
+    let head = format!("\n  {name}:\n");
+    let start = template
+        .find(&head)
+        .unwrap_or_else(|| panic!("no `{name}:` entry in the template"))
+        + 1;
+    let body = start + head.len() - 1;
+    let mut end = template.len();
+    let mut at = body;
+    for line in template[body..].split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if !line.trim().is_empty() && indent <= 2 {
+            end = at;
+            break;
+        }
+        at += line.len();
+    }
+    &template[start..end]
+}
+
 /// `iam:Xxx` and `secretsmanager:Xxx` tokens in a YAML template, outside
 /// comments. ARNs (`:iam::`, `:secretsmanager:*:`) do not match, since an
-/// action name starts with a letter.
+/// action name starts with a letter; nor do condition keys.
 fn policy_actions(template: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in template.lines() {
@@ -149,7 +330,11 @@ fn policy_actions(template: &str) -> BTreeSet<String> {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric())
                     .collect();
-                if name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                // A condition key (`iam:PolicyARN:`, `iam:ResourceTag/k:`)
+                // is a YAML key or has a tag suffix; an action is neither.
+                let next = line[from + name.len()..].chars().next();
+                let condition_key = matches!(next, Some(':') | Some('/'));
+                if name.starts_with(|c: char| c.is_ascii_uppercase()) && !condition_key {
                     out.insert(format!("{service}:{name}"));
                 }
             }
@@ -293,7 +478,9 @@ fn rel(root: &Path, path: &Path) -> String {
 fn the_scanners_read_what_they_should() {
     let yaml = "  # iam:CommentedOut\n  Action: iam:ListUsers # iam:AlsoComment\n  \
                 - secretsmanager:DescribeSecret\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*\"\n  \
-                Resource: arn:aws:secretsmanager:*:1:secret:Account_*\n";
+                Resource: arn:aws:secretsmanager:*:1:secret:Account_*\n  \
+                iam:PolicyARN: !Sub \"arn\"\n  iam:ResourceTag/keyrotor:exempt: \"true\"\n  \
+                secretsmanager:ResourceTag/keyrotor:user: x\n";
     assert_eq!(
         policy_actions(yaml).into_iter().collect::<Vec<_>>(),
         ["iam:ListUsers", "secretsmanager:DescribeSecret"]
@@ -317,5 +504,14 @@ fn the_scanners_read_what_they_should() {
     assert_eq!(
         single_sdk_service("aws_sdk_iam::Client; aws_sdk_sts::Client"),
         None
+    );
+    let template = "Resources:\n  A:\n    Type: X\n    # iam:Commented\n\n    Action: iam:GetUser\n  # next\n  B:\n    Action: iam:ListUsers\nOutputs:\n";
+    assert_eq!(
+        resource_block(template, "A"),
+        "  A:\n    Type: X\n    # iam:Commented\n\n    Action: iam:GetUser\n"
+    );
+    assert_eq!(
+        resource_block(template, "B"),
+        "  B:\n    Action: iam:ListUsers\n"
     );
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{day, run, today, Emulator, Ran};
+use keyrotor_e2e::{day, rotate_args, run, today, Emulator, Ran};
 use serde_json::Value;
 
 const TABLE: &str = "keyrotor-rotation";
@@ -152,6 +152,10 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
         status(&prod.keys("exempt").await),
         vec![(exempt_key.id.clone(), "Active".into())]
     );
+    assert!(
+        prod.attached_policies("exempt").await.is_empty(),
+        "nothing is attached to an exempt user"
+    );
 
     // Rotated users: two active keys, the new one stored for that user only.
     let mut new_secrets = Vec::new();
@@ -207,20 +211,35 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
             "only {user_arn}: {policy_text}"
         );
 
+        // The user reads its secret through the member stack's managed
+        // policy, whose conditions match the secret's keyrotor:user and
+        // keyrotor:account tags; keyrotor writes no inline policy.
+        assert_eq!(
+            prod.attached_policies(user).await,
+            [format!(
+                "arn:aws:iam::{}:policy/keyrotor-read-own-secret",
+                prod.id
+            )],
+            "{user}"
+        );
         let inline = prod
             .iam
-            .get_user_policy()
+            .list_user_policies()
             .user_name(user)
-            .policy_name("keyrotor-read-own-secret")
             .send()
             .await
             .unwrap();
-        let doc = inline.policy_document();
-        let doc = urlencoding_decode(doc);
-        let doc: Value = serde_json::from_str(&doc).unwrap();
+        assert!(inline.policy_names().is_empty(), "{user}: {inline:?}");
+        let tags: BTreeMap<&str, &str> = described
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?)))
+            .collect();
+        assert_eq!(tags.get("keyrotor:user"), Some(&user), "{tags:?}");
         assert_eq!(
-            doc["Statement"][0]["Resource"], arn,
-            "inline policy names the full ARN"
+            tags.get("keyrotor:account"),
+            Some(&prod.id.as_str()),
+            "{tags:?}"
         );
     }
 
@@ -276,6 +295,61 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
 }
 
 /// Every secret of the account with its version ids.
+/// A member account whose stack predates the `keyrotor-read-own-secret`
+/// policy: the rotation is refused before any key exists, with a message
+/// that names the member stack; once the policy is there, it goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_account_without_the_read_policy_gets_no_unstored_key() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("old-stack").await;
+    let policy_arn = format!("arn:aws:iam::{}:policy/keyrotor-read-own-secret", acct.id);
+    acct.iam
+        .delete_policy()
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .expect("delete the managed policy");
+    run(emu.keyrotor(TABLE), &["init"]);
+    let old = acct.user("app").await.used_key_aged(95).await;
+
+    let args = rotate_args(&acct.id, "app", today(), "enforce");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = run(emu.keyrotor(TABLE), &args);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&policy_arn) && refused.stderr.contains("infra/member-role.yaml"),
+        "the error names the policy and the member stack: {}",
+        refused.stderr
+    );
+    let keys = acct.keys("app").await;
+    assert_eq!(keys.len(), 1, "no key was created: {keys:?}");
+    assert_eq!(
+        (keys[0].id.as_str(), keys[0].status.as_str()),
+        (old.id.as_str(), "Active")
+    );
+    assert!(acct.secret_arns().await.is_empty());
+
+    // The member stack is updated: the same rotation now succeeds (no
+    // intent was left behind to recover).
+    acct.iam
+        .create_policy()
+        .policy_name("keyrotor-read-own-secret")
+        .policy_document(keyrotor_e2e::world::read_own_secret_policy_document().to_string())
+        .send()
+        .await
+        .expect("create the managed policy");
+    let (result, _) = emu.rotate(TABLE, &acct.id, "app", today(), "enforce");
+    assert_eq!(result["outcome"], "rotated", "{result}");
+    assert!(result["performed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["action"] != "delete-orphan"));
+    assert_eq!(acct.attached_policies("app").await, [policy_arn]);
+    assert_eq!(acct.keys("app").await.len(), 2);
+}
+
 async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String, Vec<String>)> {
     let mut all = Vec::new();
     for arn in acct.secret_arns().await {
@@ -295,12 +369,4 @@ async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String
     }
     assert!(!all.is_empty());
     all
-}
-
-/// IAM returns policy documents URL-encoded (form style: `+` is a space).
-fn urlencoding_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', " "))
-        .decode_utf8()
-        .expect("a UTF-8 policy document")
-        .into_owned()
 }

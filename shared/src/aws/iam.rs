@@ -61,13 +61,10 @@ pub trait IamPort: Send + Sync {
     async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError>;
     /// `DeleteAccessKey`.
     async fn delete_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError>;
-    /// `PutUserPolicy` (an inline policy; replaces one of the same name).
-    async fn put_user_policy(
-        &self,
-        user_name: &str,
-        policy_name: &str,
-        document: &str,
-    ) -> Result<(), AwsError>;
+    /// `AttachUserPolicy` of the managed policy `policy_arn` (the one that
+    /// lets a user read its own secret). Idempotent: attaching an attached
+    /// policy succeeds. A missing policy is `AwsError::NotFound`.
+    async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError>;
 }
 
 /// [`IamPort`] over the AWS SDK.
@@ -267,20 +264,14 @@ impl IamPort for SdkIam {
         Ok(())
     }
 
-    async fn put_user_policy(
-        &self,
-        user_name: &str,
-        policy_name: &str,
-        document: &str,
-    ) -> Result<(), AwsError> {
+    async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError> {
         self.client
-            .put_user_policy()
+            .attach_user_policy()
             .user_name(user_name)
-            .policy_name(policy_name)
-            .policy_document(document)
+            .policy_arn(policy_arn)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("iam:PutUserPolicy", e))?;
+            .map_err(|e| AwsError::from_sdk("iam:AttachUserPolicy", e))?;
         Ok(())
     }
 }

@@ -118,16 +118,9 @@ impl IamPort for LimitedIam {
         self.ready().await;
         self.inner.delete_key(user_name, key_id).await
     }
-    async fn put_user_policy(
-        &self,
-        user_name: &str,
-        policy_name: &str,
-        document: &str,
-    ) -> Result<(), AwsError> {
+    async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError> {
         self.ready().await;
-        self.inner
-            .put_user_policy(user_name, policy_name, document)
-            .await
+        self.inner.attach_read_policy(user_name, policy_arn).await
     }
 }
 

@@ -53,6 +53,14 @@ impl AwsContext {
         }
     }
 
+    /// The same base configuration, assuming `role_name` in member accounts
+    /// instead: the producer lists users through its own read-only role
+    /// (`KEYROTOR_PRODUCER_ROLE_NAME`), never the worker's, which writes
+    /// keys. Sessions are not shared with `self` (they are another role's).
+    pub fn with_role_name(&self, role_name: &str) -> AwsContext {
+        AwsContext::from_config(self.base.clone(), role_name)
+    }
+
     /// The hub account's own configuration.
     pub fn base(&self) -> &SdkConfig {
         &self.base
@@ -134,5 +142,29 @@ impl AwsContext {
             .build();
         sessions.insert(account_id.to_string(), config.clone());
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_role_name_changes_only_the_role() {
+        let base = SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let worker = AwsContext::from_config(base, "keyrotor-member");
+        let producer = worker.with_role_name("keyrotor-member-reader");
+        assert_eq!(
+            producer.role_arn("111122223333"),
+            "arn:aws:iam::111122223333:role/keyrotor-member-reader"
+        );
+        assert_eq!(
+            worker.role_arn("111122223333"),
+            "arn:aws:iam::111122223333:role/keyrotor-member"
+        );
+        assert_eq!(producer.base().region(), worker.base().region());
     }
 }

@@ -1,13 +1,42 @@
-//! The JSON documents keyrotor writes: the secret value, the secret's
-//! resource policy and the user's inline policy. Built here, in one place,
-//! so tests and reviewers can read exactly what is granted.
+//! The JSON documents keyrotor writes: the secret value and the secret's
+//! resource policy; and the managed policy it attaches to the user. Built
+//! here, in one place, so tests and reviewers can read exactly what is
+//! granted.
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-/// Name of the inline policy that lets a user read its own secret.
-pub const INLINE_POLICY_NAME: &str = "keyrotor-read-own-secret";
+/// Name of the customer managed policy that lets a user read its own
+/// secret. `infra/member-role.yaml` creates it in every member account; the
+/// executor only attaches it (the member role may attach this one policy and
+/// no other, and may not write inline policies).
+pub const READ_OWN_SECRET_POLICY: &str = "keyrotor-read-own-secret";
+
+/// The ARN of [`READ_OWN_SECRET_POLICY`] in the user's own account, derived
+/// from the user's ARN (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`), so the
+/// partition and account are the user's, never the hub's. `None` when
+/// `user_arn` is not an IAM user ARN.
+pub fn read_own_secret_policy_arn(user_arn: &str) -> Option<String> {
+    let mut parts = user_arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    if partition.is_empty() || !valid_account || !resource.starts_with("user/") {
+        return None;
+    }
+    Some(format!(
+        "arn:{partition}:iam::{account}:policy/{READ_OWN_SECRET_POLICY}"
+    ))
+}
 
 /// The idempotency token (and version id) of the secret version that holds
 /// `key_id`. Secrets Manager wants 32–64 characters; key ids are 20.
@@ -79,27 +108,6 @@ pub fn resource_policy(user_arn: &str) -> String {
     .to_string()
 }
 
-/// The user's inline policy: read exactly its own secret (full ARN), and
-/// decrypt with the secrets' KMS key when one is configured.
-pub fn inline_user_policy(secret_arn: &str, kms_key_arn: Option<&str>) -> String {
-    let mut statements = vec![json!({
-        "Sid": "ReadOwnRotatedKey",
-        "Effect": "Allow",
-        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-        "Resource": secret_arn
-    })];
-    if let Some(kms) = kms_key_arn.filter(|k| k.starts_with("arn:")) {
-        statements.push(json!({
-            "Sid": "DecryptOwnRotatedKey",
-            "Effect": "Allow",
-            "Action": "kms:Decrypt",
-            "Resource": kms,
-            "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}
-        }));
-    }
-    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,10 +143,24 @@ mod tests {
     }
 
     #[test]
-    fn inline_policy_names_the_full_secret_arn() {
-        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:Account_1_User_ci_AccessKey-AbCdEf";
-        let doc: serde_json::Value = serde_json::from_str(&inline_user_policy(arn, None)).unwrap();
-        assert_eq!(doc["Statement"][0]["Resource"], arn);
-        assert_eq!(doc["Statement"].as_array().unwrap().len(), 1);
+    fn the_read_policy_lives_in_the_users_own_account_and_partition() {
+        assert_eq!(
+            read_own_secret_policy_arn("arn:aws:iam::111122223333:user/ci").as_deref(),
+            Some("arn:aws:iam::111122223333:policy/keyrotor-read-own-secret")
+        );
+        assert_eq!(
+            read_own_secret_policy_arn("arn:aws-cn:iam::111122223333:user/service/team/ci")
+                .as_deref(),
+            Some("arn:aws-cn:iam::111122223333:policy/keyrotor-read-own-secret")
+        );
+        for not_a_user in [
+            "arn:aws:iam::111122223333:role/ci",
+            "arn:aws:iam::1111:user/ci",
+            "arn:aws:sts::111122223333:assumed-role/r/s",
+            "ci",
+            "",
+        ] {
+            assert_eq!(read_own_secret_policy_arn(not_a_user), None, "{not_a_user}");
+        }
     }
 }

@@ -6,7 +6,8 @@ use chrono::Utc;
 use secrecy::SecretString;
 
 use super::documents::{
-    inline_user_policy, resource_policy, secret_value, version_token, INLINE_POLICY_NAME,
+    read_own_secret_policy_arn, resource_policy, secret_value, version_token,
+    READ_OWN_SECRET_POLICY,
 };
 use super::heartbeat::Heartbeat;
 use super::{AccountPorts, ExecError, Performed, UserRequest};
@@ -236,6 +237,12 @@ impl LockedRun<'_> {
                 )));
             }
         }
+        // Attached now, before the key exists, because a member account
+        // without the managed policy (an older member stack) could only be
+        // found out after the key was stored. Attaching early grants nothing
+        // yet: the policy reads only secrets tagged with this user, which
+        // the secret's resource policy denies to everyone else anyway.
+        self.attach_read_policy().await?;
 
         // 1. intent
         self.record.intent = Some(Intent {
@@ -369,22 +376,44 @@ impl LockedRun<'_> {
         }
     }
 
-    /// The secret's resource policy (that user only) and the user's inline
-    /// policy (that secret only). Idempotent.
+    /// The secret's resource policy (that user only) and the managed policy
+    /// that lets the user read secrets tagged with its own name and account.
+    /// Idempotent.
     async fn apply_access_policies(&self, secret_arn: &str) -> Result<(), ExecError> {
         self.ports
             .secrets
             .put_resource_policy(secret_arn, &resource_policy(&self.user.arn))
             .await?;
-        self.ports
+        self.attach_read_policy().await
+    }
+
+    /// Attaches [`READ_OWN_SECRET_POLICY`] of the user's own account to the
+    /// user. A missing policy means the member stack predates it: that is a
+    /// deployment problem no retry fixes, so it is reported as `Invalid`.
+    async fn attach_read_policy(&self) -> Result<(), ExecError> {
+        let arn = read_own_secret_policy_arn(&self.user.arn).ok_or_else(|| {
+            ExecError::Invalid(format!(
+                "`{}` is not an IAM user ARN: cannot name the {READ_OWN_SECRET_POLICY} policy",
+                self.user.arn
+            ))
+        })?;
+        match self
+            .ports
             .iam
-            .put_user_policy(
-                &self.req.user_name,
-                INLINE_POLICY_NAME,
-                &inline_user_policy(secret_arn, self.settings.kms_key_id.as_deref()),
-            )
-            .await?;
-        Ok(())
+            .attach_read_policy(&self.req.user_name, &arn)
+            .await
+        {
+            // NoSuchEntity: the user was just read, so it is the policy
+            // that is missing; IAM's own message is kept all the same.
+            Err(crate::error::AwsError::NotFound { message, .. }) => {
+                Err(ExecError::Invalid(format!(
+                    "managed policy {arn} not found ({message}): deploy the current member \
+                     role stack (infra/member-role.yaml) in account {}, which creates it",
+                    self.req.account_id
+                )))
+            }
+            other => Ok(other?),
+        }
     }
 }
 
