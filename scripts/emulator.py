@@ -88,6 +88,21 @@ JSON_TYPE_PREFIX = {
     "sqs": "com.amazonaws.sqs#",
 }
 
+# SQS speaks JSON but keeps its query-protocol codes in an
+# `x-amzn-query-error: <code>;<Sender|Receiver>` header, which the SDK reads
+# first (awsQueryCompatible): JSON shape name -> query code, where they differ.
+SQS_QUERY_CODES = {
+    "QueueDoesNotExist": "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueNameExists": "QueueAlreadyExists",
+    "BatchEntryIdsNotDistinct": "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+    "BatchRequestTooLong": "AWS.SimpleQueueService.BatchRequestTooLong",
+    "EmptyBatchRequest": "AWS.SimpleQueueService.EmptyBatchRequest",
+    "InvalidBatchEntryId": "AWS.SimpleQueueService.InvalidBatchEntryId",
+    "PurgeQueueInProgress": "AWS.SimpleQueueService.PurgeQueueInProgress",
+    "QueueDeletedRecently": "AWS.SimpleQueueService.QueueDeletedRecently",
+    "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
+}
+
 # REST-JSON operations (the action is in the method and path, not the body).
 REST_ACTIONS = [
     ("POST", re.compile(r"^/v2/email/outbound-emails/?$"), "SendEmail"),
@@ -193,8 +208,9 @@ class Faults:
     (`POST /v2/email/outbound-emails` is `SendEmail`, see REST_ACTIONS).
     The answer is in the same protocol, so the SDK parses the code: query
     XML `<ErrorResponse>`, JSON `{"__type": ...}` (DynamoDB's namespaced
-    `com.amazonaws.dynamodb.v20120810#...`), or REST-JSON with an
-    `x-amzn-ErrorType` header. On DynamoDB, `TransactionConflict` answers
+    `com.amazonaws.dynamodb.v20120810#...`; SQS's also with the
+    `x-amzn-query-error` header its SDK reads, see SQS_QUERY_CODES), or
+    REST-JSON with an `x-amzn-ErrorType` header. On DynamoDB, `TransactionConflict` answers
     what DynamoDB does when another transaction holds an item: for a
     Transact* action `TransactionCanceledException` with one
     `CancellationReasons` entry per `TransactItems` entry (`TransactionConflict`
@@ -330,6 +346,14 @@ def fault_answer(rule, request, n):
                 extra = {"CancellationReasons": reasons}
             else:
                 code = "TransactionConflictException"
+        if request["service"] == "sqs":
+            shapes = {query: shape for shape, query in SQS_QUERY_CODES.items()}
+            query_code = SQS_QUERY_CODES.get(code, code)
+            code = shapes.get(code, code)
+            kind = "Receiver" if status >= 500 else "Sender"
+            extra_headers = [("x-amzn-query-error", f"{query_code};{kind}")]
+        else:
+            extra_headers = []
         error_type = JSON_TYPE_PREFIX.get(request["service"], "") + code
         # DynamoDB words it "Message" for TransactionCanceledException,
         # "message" elsewhere; the SDK reads both.
@@ -338,7 +362,7 @@ def fault_answer(rule, request, n):
         content_type = request["content_type"]
         if not content_type.startswith("application/x-amz-json"):
             content_type = "application/x-amz-json-1.0"
-        headers = [("Content-Type", content_type), ("x-amzn-ErrorType", error_type)]
+        headers = [("Content-Type", content_type), ("x-amzn-ErrorType", error_type), *extra_headers]
     elif request["protocol"] == "query":
         kind = "Receiver" if status >= 500 else "Sender"
         body = (
