@@ -295,17 +295,40 @@ pub fn init_queue(emu: &Emulator, table: &str, prefix: &str) -> String {
 }
 
 impl Emulator {
-    /// Injects error answers (see `Faults` in scripts/emulator.py).
+    /// Injects error answers: `rule` is one rule object or `{"rules": [...]}`
+    /// (see `Faults` in scripts/emulator.py; `{}` clears). Panics if the
+    /// emulator refuses the rules.
     pub fn inject_faults(&self, rule: serde_json::Value) {
-        self.http("POST", "/_keyrotor/faults", &rule.to_string());
+        let body = self.http("POST", "/_keyrotor/faults", &rule.to_string());
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(
+            answer.get("injected").is_some(),
+            "the emulator refused the fault rules {rule}: {body}"
+        );
     }
 
-    /// How many error answers have been injected so far.
+    /// Replaces the emulator's fault rules with `faults`, checked in order
+    /// (an empty slice clears them). Resets the counters.
+    pub fn inject(&self, faults: &[Fault]) {
+        let rules: Vec<serde_json::Value> = faults.iter().map(Fault::to_json).collect();
+        self.inject_faults(serde_json::json!({ "rules": rules }));
+    }
+
+    fn fault_counts(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/_keyrotor/faults", "")).unwrap_or_default()
+    }
+
+    /// How many error answers have been injected so far, by all rules.
     pub fn faults_injected(&self) -> u64 {
-        let body = self.http("GET", "/_keyrotor/faults", "");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["injected"]
-            .as_u64()
-            .unwrap_or(0)
+        self.fault_counts()["injected"].as_u64().unwrap_or(0)
+    }
+
+    /// How many error answers each rule has injected, in the order given.
+    pub fn faults_by_rule(&self) -> Vec<u64> {
+        self.fault_counts()["by_rule"]
+            .as_array()
+            .map(|counts| counts.iter().filter_map(|n| n.as_u64()).collect())
+            .unwrap_or_default()
     }
 
     /// Every email the emulator's SES has accepted: `{source, destinations, subject, body}`.
@@ -375,4 +398,132 @@ pub fn policy_document(encoded: &str) -> serde_json::Value {
         text
     };
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// One fault rule for [`Emulator::inject`]: requests to `service` (the
+/// SigV4 signing name: `iam`, `sts`, `dynamodb`, `sns`, `ses` for SESv2,
+/// `sqs`, `secretsmanager`...), optionally only one `action`, answer `code`
+/// in the service's own protocol instead of reaching moto.
+///
+/// Without [`Fault::rate`] or [`Fault::count`] the rule fires once, on the
+/// first matching request.
+///
+/// ```ignore
+/// emu.inject(&[Fault::new("dynamodb", "TransactionConflict")
+///     .action("TransactWriteItems")
+///     .rate(0.3)
+///     .seed(7)]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    service: String,
+    code: String,
+    action: Option<String>,
+    status: Option<u16>,
+    count: Option<u64>,
+    every: Option<u64>,
+    rate: Option<f64>,
+    seed: Option<u64>,
+    after: bool,
+    item: Option<usize>,
+}
+
+impl Fault {
+    /// A rule answering `code` to requests signed for `service`. Codes with
+    /// a default status of 500 (503 for `ServiceUnavailable`):
+    /// `InternalServerError`, `InternalError`, `InternalFailure`; 400 for
+    /// the others. On DynamoDB, `TransactionConflict` answers a `Transact*`
+    /// action with `TransactionCanceledException` and cancellation reasons,
+    /// and other actions with `TransactionConflictException`.
+    pub fn new(service: &str, code: &str) -> Fault {
+        Fault {
+            service: service.to_string(),
+            code: code.to_string(),
+            action: None,
+            status: None,
+            count: None,
+            every: None,
+            rate: None,
+            seed: None,
+            after: false,
+            item: None,
+        }
+    }
+
+    /// Only requests for this action (`UpdateItem`, `Publish`, `SendEmail`,
+    /// `CreateAccessKey`...); without it, every action of the service.
+    pub fn action(mut self, action: &str) -> Fault {
+        self.action = Some(action.to_string());
+        self
+    }
+
+    /// The HTTP status, instead of the code's default.
+    pub fn status(mut self, status: u16) -> Fault {
+        self.status = Some(status);
+        self
+    }
+
+    /// At most `count` answers from this rule (with [`Fault::rate`], a
+    /// cap; otherwise the number to send, default 1).
+    pub fn count(mut self, count: u64) -> Fault {
+        self.count = Some(count);
+        self
+    }
+
+    /// Every `every`-th matching request fires (deterministic; not with
+    /// [`Fault::rate`]).
+    pub fn every(mut self, every: u64) -> Fault {
+        self.every = Some(every);
+        self
+    }
+
+    /// Each matching request fires with probability `rate` (0..1), drawn
+    /// from the rule's own generator seeded by [`Fault::seed`] (default 0),
+    /// so one sequence of requests always gets the same faults.
+    pub fn rate(mut self, rate: f64) -> Fault {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// The seed of the rule's generator (with [`Fault::rate`]).
+    pub fn seed(mut self, seed: u64) -> Fault {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The request reaches moto first and its answer is replaced by the
+    /// error: a write applied whose answer was lost. Without it the error
+    /// answers before moto sees the request (no side effect).
+    pub fn after(mut self) -> Fault {
+        self.after = true;
+        self
+    }
+
+    /// For `TransactionConflict` on a `Transact*` action: the index of the
+    /// item that conflicted (default 1, or 0 for a one-item transaction).
+    pub fn item(mut self, item: usize) -> Fault {
+        self.item = Some(item);
+        self
+    }
+
+    /// The rule as the emulator's JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut rule = serde_json::json!({"service": self.service, "code": self.code});
+        let fields = [
+            ("action", self.action.as_ref().map(|a| serde_json::json!(a))),
+            ("status", self.status.map(|v| serde_json::json!(v))),
+            ("count", self.count.map(|v| serde_json::json!(v))),
+            ("every", self.every.map(|v| serde_json::json!(v))),
+            ("rate", self.rate.map(|v| serde_json::json!(v))),
+            ("seed", self.seed.map(|v| serde_json::json!(v))),
+            ("after", self.after.then_some(serde_json::json!(true))),
+            ("item", self.item.map(|v| serde_json::json!(v))),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                rule[key] = value;
+            }
+        }
+        rule
+    }
 }

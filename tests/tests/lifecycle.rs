@@ -228,7 +228,10 @@ async fn a_key_a_person_switches_back_on_stays_on_for_a_fresh_grace_and_hold() {
             r["reason"].as_str().unwrap().contains("switched back on"),
             "day {d}: {r}"
         );
-        assert!(r["performed"].as_array().unwrap().is_empty(), "day {d}: {r}");
+        assert!(
+            r["performed"].as_array().unwrap().is_empty(),
+            "day {d}: {r}"
+        );
         assert_eq!(status_of_old(acct.keys("app").await), "Active", "day {d}");
     }
     // Day 12 + 10 + 14 = day 36: the hold has run out.

@@ -540,7 +540,12 @@ async fn malformed_messages_fail_alone_and_throttling_is_absorbed() {
 }
 
 /// Messages on the DLQ that `init --prefix PREFIX` made.
-async fn dlq_messages(emu: &Emulator, config: &aws_config::SdkConfig, table: &str, prefix: &str) -> usize {
+async fn dlq_messages(
+    emu: &Emulator,
+    config: &aws_config::SdkConfig,
+    table: &str,
+    prefix: &str,
+) -> usize {
     let made = run(
         emu.keyrotor(table),
         &["init", "--prefix", prefix, "--output", "json"],
@@ -614,7 +619,14 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
         Fault::new("iam", "Throttling").rate(0.1).seed(16),
     ]);
     let lease = [("KEYROTOR_LOCK_LEASE_SECS", "4")];
-    let pool_args = ["--until-idle", "4", "--concurrency", "4", "--visibility-secs", "6"];
+    let pool_args = [
+        "--until-idle",
+        "4",
+        "--concurrency",
+        "4",
+        "--visibility-secs",
+        "6",
+    ];
     let mut doomed = spawn_worker(&emu, &env, &lease, &pool_args);
     let survivor = spawn_worker(&emu, &env, &lease, &pool_args);
     // Kill one pool early, with work in flight.
@@ -630,7 +642,10 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
     assert_eq!(code, 0, "{log}");
     let injected = emu.faults_by_rule();
     emu.inject(&[]);
-    assert!(injected[0] > 0 && injected[1] > 0, "faults fired: {injected:?}");
+    assert!(
+        injected[0] > 0 && injected[1] > 0,
+        "faults fired: {injected:?}"
+    );
 
     let st = status(&emu, &env, &run_id);
     assert_eq!(st["done"], 40, "{st}");
@@ -697,7 +712,10 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
         assert_eq!(to_owner.len(), 1, "one digest to {owner}");
         let body = to_owner[0]["body"].to_string();
         for (user, need) in users.iter().filter(|(_, n)| *n != Need::Nothing) {
-            assert!(body.contains(user.as_str()), "{owner}'s digest names {user} ({need:?})");
+            assert!(
+                body.contains(user.as_str()),
+                "{owner}'s digest names {user} ({need:?})"
+            );
         }
     }
     assert_eq!(

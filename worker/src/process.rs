@@ -261,10 +261,7 @@ impl Worker {
 
     /// Checks the message against its run record and this worker's own
     /// settings (DESIGN §4, "a message is a request, not an authority").
-    async fn authorise(
-        &self,
-        m: &WorkMessage,
-    ) -> Result<Result<Verdict, String>, MessageFailure> {
+    async fn authorise(&self, m: &WorkMessage) -> Result<Result<Verdict, String>, MessageFailure> {
         let lookup = |fresh| self.run_params(&m.run_id, fresh);
         let Some(mut run) = lookup(false).await.map_err(|e| MessageFailure::retry(&e))? else {
             return Ok(Err(format!(

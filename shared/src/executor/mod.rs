@@ -339,7 +339,13 @@ impl Executor {
             // decided it is needed. The stale switch-off date goes, and the
             // hold starts afresh from now (the policy reads
             // `reactivated_at`); its warnings may go out again.
-            if run.record.history.deactivated_at.remove(&key.key_id).is_some() {
+            if run
+                .record
+                .history
+                .deactivated_at
+                .remove(&key.key_id)
+                .is_some()
+            {
                 run.record
                     .history
                     .reactivated_at
@@ -392,8 +398,12 @@ impl Executor {
         let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
         let history = &mut run.record.history;
         let before = history.deactivated_at.len() + history.reactivated_at.len();
-        history.deactivated_at.retain(|k, _| ids.contains(&k.as_str()));
-        history.reactivated_at.retain(|k, _| ids.contains(&k.as_str()));
+        history
+            .deactivated_at
+            .retain(|k, _| ids.contains(&k.as_str()));
+        history
+            .reactivated_at
+            .retain(|k, _| ids.contains(&k.as_str()));
         changed |= before != history.deactivated_at.len() + history.reactivated_at.len();
         // An audit run evaluated in the future (a forecast) must not record
         // warnings or first-seen dates that have not happened yet.
