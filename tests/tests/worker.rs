@@ -460,9 +460,25 @@ async fn malformed_messages_fail_alone_and_throttling_is_absorbed() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
     let sqs = aws_sdk_sqs::Client::new(&org.hub);
+    let dlq = sqs
+        .create_queue()
+        .queue_name("bad-standard-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    // A queue without a DLQ would keep a poison message for ever, and
+    // `--until-idle` waits for an empty queue.
     let standard = sqs
         .create_queue()
         .queue_name("bad-standard")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:bad-standard-dlq",
+                   "maxReceiveCount": 2})
+            .to_string(),
+        )
         .send()
         .await
         .unwrap()
@@ -515,10 +531,10 @@ async fn malformed_messages_fail_alone_and_throttling_is_absorbed() {
     for i in 0..6 {
         assert_eq!(acct.keys(&format!("svc{i}")).await.len(), 2);
     }
-    // The bad messages are still on the queue (they reach the DLQ by redrive).
+    // The bad messages left the queue for the DLQ, by redrive.
     let attrs = sqs
         .get_queue_attributes()
-        .queue_url(&standard)
+        .queue_url(&dlq)
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
         .send()
         .await

@@ -78,10 +78,13 @@ pub fn retry_delay(receive_count: u32) -> Duration {
     Duration::from_secs(secs.min(900))
 }
 
-/// The retry delay of a failed message: until the time the failure named
-/// (a busy user's lease end, plus a second), or else the backoff ladder.
+/// The retry delay of a failed message: none for a malformed body (it goes
+/// to the DLQ after its last receive); until the time the failure named (a
+/// busy user's lease end, plus a second); or else the backoff ladder.
 fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
     match failure {
+        // It will never decode: let redrive move it to the DLQ soon.
+        MessageFailure::Malformed(_) => Duration::ZERO,
         MessageFailure::Retry {
             not_before: Some(at),
             ..
