@@ -11,6 +11,16 @@ fn main() -> ExitCode {
     // Crash tests inject failures through FAILPOINTS; only test builds have them.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
+    // A failpoint's panic is a crash of the whole process, wherever it
+    // fires (a worker task's panic would otherwise leave the rest running).
+    #[cfg(feature = "failpoints")]
+    {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            std::process::abort();
+        }));
+    }
 
     let cli = Cli::parse();
     keyrotor_shared::telemetry::init();

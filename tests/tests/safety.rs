@@ -468,3 +468,129 @@ async fn a_redelivery_after_the_iam_change_reports_the_rotation_once() {
     let secret = acct.secret_json(arn).await;
     assert_eq!(secret["AccessKeyId"], new_id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_in_enforce_mode_is_a_recorded_and_published_manual_run() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "manual");
+    let subscriber = subscribe_queue(&org.hub, &env.topic, "manual-events", None).await;
+    acct.user("app").await.used_key_aged(95).await;
+
+    let args = rotate_args(&acct.id, "app", today(), "enforce");
+    let ran = run(
+        keyrotor(&emu, &env, "enforce"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let result: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(result["outcome"], "rotated", "{result}");
+
+    // The newest run is the manual one, complete, with its summary.
+    let st = run(
+        keyrotor(&emu, &env, "audit"),
+        &["status", "--output", "json"],
+    );
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(st["run_id"].as_str().unwrap().contains("-manual-"), "{st}");
+    assert_eq!(st["mode"], "enforce", "{st}");
+    assert_eq!(st["done"], 1, "{st}");
+    assert_eq!(st["counts"]["rotated"], 1, "{st}");
+    assert_eq!(st["summary_sent"], true, "{st}");
+
+    // Subscribers hear of it like of any other rotation.
+    let events = events(&org.hub, &subscriber).await;
+    let rotated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "rotated")
+        .collect();
+    assert_eq!(rotated.len(), 1, "{events:?}");
+    assert_eq!(rotated[0]["run_id"], st["run_id"]);
+    assert_eq!(rotated[0]["secret_arn"], result["secret_arn"]);
+    assert!(
+        events.iter().any(|e| e["type"] == "keyrotor.run.v1"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_still_failing_on_its_last_receive_records_a_failed_result() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "last-receive");
+    let key = acct.user("app").await.used_key_aged(95).await;
+    let summary = produce(&emu, &env, "enforce", &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+
+    // IAM throttles the account for longer than any retry.
+    emu.inject(&[keyrotor_e2e::Fault::new("iam", "Throttling")
+        .action("GetUser")
+        .count(1000)
+        .every(1)]);
+    let (code, stderr) = work(&emu, &env, "enforce", &[("KEYROTOR_MAX_RECEIVES", "2")]);
+    emu.inject(&[]);
+    assert_eq!(code, 1, "a failed user makes the pool exit 1: {stderr}");
+    assert!(
+        stderr.contains("retried 1"),
+        "one retry, then the last receive: {stderr}"
+    );
+
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["counts"]["failed"], 1, "{st}");
+    assert_eq!(st["done"], st["expected"], "the run completes: {st}");
+    assert_eq!(st["summary_sent"], true, "{st}");
+    let keys = acct.keys("app").await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].id, key.id);
+    assert!(
+        drain_queue(&org.hub, &env.queue).await.is_empty(),
+        "nothing left for the DLQ"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "part-way");
+    acct.users("u", 150).await;
+
+    // The second page of users cannot be listed: 100 messages went out.
+    emu.inject(&[keyrotor_e2e::Fault::new("iam", "AccessDenied")
+        .action("ListUsers")
+        .every(2)
+        .count(1)]);
+    let as_of = today().to_rfc3339();
+    let ran = run(
+        keyrotor(&emu, &env, "audit"),
+        &["produce", "--as-of", &as_of, "--output", "json"],
+    );
+    emu.inject(&[]);
+    assert_eq!(ran.code, 1, "a failed account: {}", ran.stderr);
+    let summary: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(summary["failed_accounts"], json!([acct.id]), "{summary}");
+    assert_eq!(summary["failures"][0]["enqueued"], 100, "{summary}");
+    assert_eq!(summary["enqueued"], 100, "{summary}");
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["expected"], 100, "{st}");
+
+    let (code, stderr) = work(&emu, &env, "audit", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 100, "{st}");
+    assert_eq!(st["summary_sent"], true, "the run completes: {st}");
+    let account = st["per_account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account_id"] == acct.id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(account["expected"], 100, "{account}");
+    assert_eq!(account["done"], 100, "{account}");
+    assert_eq!(account["status"], "failed", "{account}");
+}

@@ -477,6 +477,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_busy_user_is_retried_when_the_holders_lease_ends() {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let busy = MessageFailure::Retry {
+            reason: "busy".into(),
+            not_before: Some(at),
+        };
+        let delay = delay_for(&busy, 3);
+        assert!(
+            (Duration::from_secs(29)..=Duration::from_secs(31)).contains(&delay),
+            "{delay:?}"
+        );
+        let past = MessageFailure::Retry {
+            reason: "busy".into(),
+            not_before: Some(chrono::Utc::now() - chrono::Duration::seconds(5)),
+        };
+        assert_eq!(
+            delay_for(&past, 3),
+            Duration::from_secs(1),
+            "at once, plus a second"
+        );
+        let throttled = MessageFailure::Retry {
+            reason: "throttled".into(),
+            not_before: None,
+        };
+        assert_eq!(delay_for(&throttled, 3), retry_delay(3), "the ladder");
+        let malformed =
+            MessageFailure::Malformed(keyrotor_shared::message::MessageError::Version(2));
+        assert_eq!(delay_for(&malformed, 1), Duration::ZERO, "to the DLQ soon");
+    }
+
+    #[test]
     fn retry_delays_grow_and_are_capped() {
         assert_eq!(retry_delay(1), Duration::from_secs(10));
         assert_eq!(retry_delay(2), Duration::from_secs(20));

@@ -184,12 +184,16 @@ impl Worker {
                 Err(e) if e.is_retryable() => failed_item(
                     m,
                     mode,
-                    &format!("gave up after {receive_count} receives: {e}"),
+                    &format!(
+                        "not retried again (receive {receive_count} of {}): {e}",
+                        self.settings.max_receives
+                    ),
                 ),
                 // A permanent failure is a result too: the run must complete.
                 Err(e) => failed_item(m, mode, &e.to_string()),
             },
         };
+        fail::fail_point!("worker-before-record");
         let progress = match self
             .results
             .record(&item)
@@ -206,9 +210,11 @@ impl Worker {
                 None
             }
         };
+        fail::fail_point!("worker-after-record");
         self.publish(m, &item)
             .await
             .map_err(|e| MessageFailure::retry(&e))?;
+        fail::fail_point!("worker-after-publish");
         self.after_record(m, progress).await?;
         Ok(Processed {
             handled: Handled::Done(item.outcome.clone()),
@@ -373,6 +379,9 @@ impl Worker {
         if let Some(events) = &self.events {
             if item.outcome != "noop" || self.settings.publish_noop {
                 events.publish_result(&event_of(m, item)).await?;
+                // Between the event and its mark: the one place a crash
+                // publishes an event twice (SNS itself is at-least-once).
+                fail::fail_point!("worker-between-publish-and-mark");
             }
         }
         self.results
@@ -398,30 +407,48 @@ impl Worker {
                 .await
                 .map_err(|e| MessageFailure::retry(&e))?,
         };
-        let mut pending = Vec::new();
+        let mut owed = Vec::new();
         if account.complete() {
             if let Err(e) = self.digest(m).await {
-                tracing::error!(account_id = %m.account_id, error = %e, "digest not sent; will retry");
-                pending.push(e.to_string());
+                tracing::warn!(account_id = %m.account_id, error = %e, "digest not sent yet; the message will be retried");
+                owed.push(e);
             }
         }
         if run.complete() {
             if let Err(e) = self.summary(m).await {
-                tracing::error!(run_id = %m.run_id, error = %e, "run summary not sent; will retry");
-                pending.push(e.to_string());
+                tracing::warn!(run_id = %m.run_id, error = %e, "run summary not sent yet; the message will be retried");
+                owed.push(e);
             }
         }
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(MessageFailure::retry(&pending.join("; ")))
+        if owed.is_empty() {
+            return Ok(());
         }
+        // Come back once another holder's claim may be taken over.
+        let not_before = owed
+            .iter()
+            .filter_map(|o| match o {
+                Owed::Busy(at) => Some(*at),
+                Owed::Failed(_) => None,
+            })
+            .max();
+        Err(MessageFailure::Retry {
+            reason: owed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            not_before,
+        })
     }
 
-    async fn summary(&self, m: &WorkMessage) -> anyhow::Result<()> {
-        match self.results.claim_summary(&m.run_id, &self.owner).await? {
+    async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
+        match self
+            .results
+            .claim_summary(&m.run_id, &self.owner, self.settings.lock_lease)
+            .await?
+        {
             Claim::Done => return Ok(()),
-            Claim::Busy => anyhow::bail!("another worker is publishing the run summary"),
+            Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
             Claim::Mine { .. } => {}
         }
         let sent = async {
@@ -435,23 +462,28 @@ impl Worker {
         .await;
         if let Err(e) = sent {
             let _ = self.results.release_summary(&m.run_id, &self.owner).await;
-            return Err(e.into());
+            return Err(Owed::Failed(e.to_string()));
         }
         Ok(())
     }
 
-    async fn digest(&self, m: &WorkMessage) -> anyhow::Result<()> {
+    async fn digest(&self, m: &WorkMessage) -> Result<(), Owed> {
         let Some(email) = &self.email else {
             tracing::debug!(account_id = %m.account_id, "account complete; no KEYROTOR_SENDER, so no digest email");
             return Ok(());
         };
         let already_sent = match self
             .results
-            .claim_digest(&m.run_id, &m.account_id, &self.owner)
+            .claim_digest(
+                &m.run_id,
+                &m.account_id,
+                &self.owner,
+                self.settings.lock_lease,
+            )
             .await?
         {
             Claim::Done => return Ok(()),
-            Claim::Busy => anyhow::bail!("another worker is sending this account's digest"),
+            Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
             Claim::Mine { already_sent } => already_sent,
         };
         let sent = async {
@@ -484,6 +516,7 @@ impl Worker {
                 run_id: &m.run_id,
                 account_id: &m.account_id,
             };
+            fail::fail_point!("worker-before-digest");
             let sent = send_digest_to(
                 &*email.mailer,
                 &email.templates,
@@ -509,9 +542,26 @@ impl Worker {
                     .results
                     .release_digest(&m.run_id, &m.account_id, &self.owner)
                     .await;
-                Err(e)
+                Err(Owed::Failed(format!("{e:#}")))
             }
         }
+    }
+}
+
+/// Why a digest or summary is still owed after this delivery.
+#[derive(Debug, thiserror::Error)]
+enum Owed {
+    /// Another worker holds the claim, until it goes stale.
+    #[error("another worker is sending it (its claim may be taken over at {0})")]
+    Busy(DateTime<Utc>),
+    /// Sending failed; the claim was released.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<AwsError> for Owed {
+    fn from(e: AwsError) -> Owed {
+        Owed::Failed(e.to_string())
     }
 }
 

@@ -187,6 +187,7 @@ impl LockedRun<'_> {
                     return Ok(());
                 }
                 self.ports.iam.delete_key(user, &key.key_id).await?;
+                fail::fail_point!("after-delete-key");
                 self.record.history.deactivated_at.remove(&key.key_id);
                 self.record.history.reactivated_at.remove(&key.key_id);
                 self.performed.push(Performed {
@@ -198,6 +199,7 @@ impl LockedRun<'_> {
             ActionKind::Deactivate | ActionKind::Retire => {
                 if key.status == KeyStatus::Active {
                     self.ports.iam.deactivate_key(user, &key.key_id).await?;
+                    fail::fail_point!("after-deactivate-key");
                 }
                 // Never earlier than the real time: a stale message must
                 // not shorten the recovery grace that counts from here.

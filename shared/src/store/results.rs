@@ -139,14 +139,15 @@ pub enum Claim {
         /// Recipients already sent to.
         already_sent: std::collections::BTreeSet<String>,
     },
-    /// Another worker is sending it now (its claim is fresh).
-    Busy,
+    /// Another worker is sending it now; its claim may be taken over at
+    /// `stale_at` if it has not finished by then.
+    Busy {
+        /// When the other worker's claim goes stale.
+        stale_at: DateTime<Utc>,
+    },
     /// Sent already (or nothing to claim).
     Done,
 }
-
-/// A claim older than this is taken over: its holder died or hung.
-pub const CLAIM_TAKEOVER: std::time::Duration = std::time::Duration::from_secs(120);
 
 const SENDING: &str = "sending";
 const SENT: &str = "sent";
@@ -435,15 +436,23 @@ impl ResultStore {
             .unwrap_or_default())
     }
 
-    /// Claims the account's digest for `owner` (see [`Claim`]).
+    /// Claims the account's digest for `owner` (see [`Claim`]); another
+    /// holder's claim older than `takeover` is taken over.
     pub async fn claim_digest(
         &self,
         run_id: &str,
         account_id: &str,
         owner: &str,
+        takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
-        self.claim(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
-            .await
+        self.claim(
+            run_id,
+            format!("ACCOUNT#{account_id}"),
+            DIGEST,
+            owner,
+            takeover,
+        )
+        .await
     }
 
     /// Records that the digest reached `to` (so a takeover does not resend it).
@@ -488,8 +497,14 @@ impl ResultStore {
     }
 
     /// Claims the run's summary event for `owner` (see [`Claim`]).
-    pub async fn claim_summary(&self, run_id: &str, owner: &str) -> Result<Claim, AwsError> {
-        self.claim(run_id, "RUN".into(), SUMMARY, owner).await
+    pub async fn claim_summary(
+        &self,
+        run_id: &str,
+        owner: &str,
+        takeover: std::time::Duration,
+    ) -> Result<Claim, AwsError> {
+        self.claim(run_id, "RUN".into(), SUMMARY, owner, takeover)
+            .await
     }
 
     /// Marks the claimed summary as published.
@@ -508,8 +523,10 @@ impl ResultStore {
         sk: String,
         what: Claimed,
         owner: &str,
+        takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
         let now = Utc::now().timestamp_millis();
+        let takeover_ms = takeover.as_millis() as i64;
         let out = self
             .client
             .update_item()
@@ -524,7 +541,7 @@ impl ResultStore {
             .expression_attribute_values(":sending", s(SENDING))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":stale", n(now - CLAIM_TAKEOVER.as_millis() as i64))
+            .expression_attribute_values(":stale", n(now - takeover_ms))
             .expression_attribute_values(":me", s(owner))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
@@ -544,7 +561,14 @@ impl ResultStore {
                 let done = item.is_empty()
                     || flag(&item, what.flag)
                     || text(&item, what.state).as_deref() == Some(SENT);
-                Ok(if done { Claim::Done } else { Claim::Busy })
+                if done {
+                    return Ok(Claim::Done);
+                }
+                let claimed_at = num(&item, what.claimed_at);
+                Ok(Claim::Busy {
+                    stale_at: DateTime::from_timestamp_millis(claimed_at + takeover_ms)
+                        .unwrap_or_else(Utc::now),
+                })
             }
             Err(e) => Err(e),
         }
