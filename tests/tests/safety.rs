@@ -558,10 +558,10 @@ async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
     let env = setup(&emu, "part-way");
     acct.users("u", 150).await;
 
-    // The second page of users cannot be listed: 100 messages went out.
-    emu.inject(&[keyrotor_e2e::Fault::new("iam", "AccessDenied")
-        .action("ListUsers")
-        .every(2)
+    // The fifth batch cannot be sent: 40 messages went out.
+    emu.inject(&[keyrotor_e2e::Fault::new("sqs", "QueueDoesNotExist")
+        .action("SendMessageBatch")
+        .every(5)
         .count(1)]);
     let as_of = today().to_rfc3339();
     let ran = run(
@@ -572,16 +572,16 @@ async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
     assert_eq!(ran.code, 1, "a failed account: {}", ran.stderr);
     let summary: Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(summary["failed_accounts"], json!([acct.id]), "{summary}");
-    assert_eq!(summary["failures"][0]["enqueued"], 100, "{summary}");
-    assert_eq!(summary["enqueued"], 100, "{summary}");
+    assert_eq!(summary["failures"][0]["enqueued"], 40, "{summary}");
+    assert_eq!(summary["enqueued"], 40, "{summary}");
     let run_id = summary["run_id"].as_str().unwrap().to_string();
     let st = status(&emu, &env, &run_id);
-    assert_eq!(st["expected"], 100, "{st}");
+    assert_eq!(st["expected"], 40, "{st}");
 
     let (code, stderr) = work(&emu, &env, "audit", &[]);
     assert_eq!(code, 0, "{stderr}");
     let st = status(&emu, &env, &run_id);
-    assert_eq!(st["done"], 100, "{st}");
+    assert_eq!(st["done"], 40, "{st}");
     assert_eq!(st["summary_sent"], true, "the run completes: {st}");
     let account = st["per_account"]
         .as_array()
@@ -590,7 +590,7 @@ async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
         .find(|a| a["account_id"] == acct.id.as_str())
         .unwrap()
         .clone();
-    assert_eq!(account["expected"], 100, "{account}");
-    assert_eq!(account["done"], 100, "{account}");
+    assert_eq!(account["expected"], 40, "{account}");
+    assert_eq!(account["done"], 40, "{account}");
     assert_eq!(account["status"], "failed", "{account}");
 }

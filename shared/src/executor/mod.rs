@@ -306,13 +306,15 @@ impl Executor {
             new_key_id: earlier.new_key_id,
             secret_arn: earlier.secret_arn,
             notes: Vec::new(),
+            pending: None,
         };
+        let announced = earlier.pending;
         let result = match &exempt {
             Some(reason) => run
                 .recover(&run.ports.iam.list_keys(&req.user_name).await?)
                 .await
                 .map(|keys| skipped(req, &keys, reason)),
-            None => self.run_locked(&mut run).await,
+            None => self.run_locked(&mut run, announced).await,
         };
         heartbeat.stop().await;
         let owner_email = user.tag(&self.settings.owner_tag).map(str::to_string);
@@ -326,11 +328,18 @@ impl Executor {
         result
     }
 
-    async fn run_locked(&self, run: &mut steps::LockedRun<'_>) -> Result<UserResult, ExecError> {
+    async fn run_locked(
+        &self,
+        run: &mut steps::LockedRun<'_>,
+        announced: Option<(String, String)>,
+    ) -> Result<UserResult, ExecError> {
         let req = run.req;
         let mut keys = run.ports.iam.list_keys(&req.user_name).await?;
         if run.record.intent.is_some() {
             keys = run.recover(&keys).await?;
+        }
+        if let Some(announced) = announced {
+            run.confirm_announced(announced, &keys);
         }
         let mut changed = false;
         let now = crate::time::ledger_time(req.as_of, self.settings.allow_future_as_of);

@@ -32,6 +32,8 @@ pub(super) struct LockedRun<'a> {
     pub new_key_id: Option<String>,
     pub secret_arn: Option<String>,
     pub notes: Vec<String>,
+    /// The IAM change about to be made (see [`RunWork::pending`]).
+    pub pending: Option<(String, String)>,
 }
 
 impl LockedRun<'_> {
@@ -57,7 +59,8 @@ impl LockedRun<'_> {
     /// far: the write that records an IAM change also records what the run
     /// did, so a redelivery can report it.
     pub async fn save(&mut self) -> Result<(), ExecError> {
-        if let (Some(run_id), false) = (&self.req.run_id, self.performed.is_empty()) {
+        let has_work = !self.performed.is_empty() || self.pending.is_some();
+        if let (Some(run_id), true) = (&self.req.run_id, has_work) {
             self.record.last_run = Some(RunWork {
                 run_id: run_id.clone(),
                 performed: self
@@ -67,6 +70,7 @@ impl LockedRun<'_> {
                     .collect(),
                 new_key_id: self.new_key_id.clone(),
                 secret_arn: self.secret_arn.clone(),
+                pending: self.pending.clone(),
             });
         }
         self.ledger.write(self.lock, &self.record).await?;
@@ -166,6 +170,31 @@ impl LockedRun<'_> {
         Ok(self.ports.iam.list_keys(&self.req.user_name).await?)
     }
 
+    /// Records the IAM change about to be made, before making it.
+    async fn announce(&mut self, action: &str, key_id: &str) -> Result<(), ExecError> {
+        if self.req.run_id.is_some() {
+            self.pending = Some((action.to_string(), key_id.to_string()));
+            self.save().await?;
+            self.pending = None;
+        }
+        self.ensure_locked()
+    }
+
+    /// Whether the IAM change an earlier delivery of this run announced,
+    /// but did not record, happened (a crash in between): IAM tells. If it
+    /// did, it is reported as this run's work.
+    pub fn confirm_announced(&mut self, announced: (String, String), keys: &[KeyState]) {
+        let (action, key_id) = announced;
+        let key = keys.iter().find(|k| k.key_id == key_id);
+        let happened = match action.as_str() {
+            "delete" => key.is_none(),
+            _ => key.is_some_and(|k| k.status == KeyStatus::Inactive),
+        };
+        if happened {
+            self.performed.push(Performed { action, key_id });
+        }
+    }
+
     /// Carries out one due action.
     pub async fn perform(
         &mut self,
@@ -186,6 +215,7 @@ impl LockedRun<'_> {
                         .push(format!("refused to delete active key {}", key.key_id));
                     return Ok(());
                 }
+                self.announce("delete", &key.key_id).await?;
                 self.ports.iam.delete_key(user, &key.key_id).await?;
                 fail::fail_point!("after-delete-key");
                 self.record.history.deactivated_at.remove(&key.key_id);
@@ -198,6 +228,7 @@ impl LockedRun<'_> {
             }
             ActionKind::Deactivate | ActionKind::Retire => {
                 if key.status == KeyStatus::Active {
+                    self.announce(action.kind.as_str(), &key.key_id).await?;
                     self.ports.iam.deactivate_key(user, &key.key_id).await?;
                     fail::fail_point!("after-deactivate-key");
                 }

@@ -122,6 +122,9 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
             .unwrap_or_default(),
         new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
         secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
+        pending: get_s(item, "last_run_pending_action")
+            .zip(get_s(item, "last_run_pending_key"))
+            .map(|(action, key)| (action.to_string(), key.to_string())),
     });
     let time_map = |name: &str| -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
         let mut map = BTreeMap::new();
@@ -231,6 +234,9 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
         "last_run_secret_arn",
         last_run.and_then(|r| r.secret_arn.clone()).map(s),
     );
+    let pending = last_run.and_then(|r| r.pending.as_ref());
+    opt("last_run_pending_action", pending.map(|(a, _)| s(a)));
+    opt("last_run_pending_key", pending.map(|(_, k)| s(k)));
     opt("old_key_id", record.old_key_id.clone().map(s));
     opt("new_key_id", record.new_key_id.clone().map(s));
     opt("rotated_at", record.rotated_at.as_ref().map(time));
@@ -442,6 +448,7 @@ mod tests {
                 performed: vec![("rotate".into(), "AKIA1".into())],
                 new_key_id: Some("AKIA2".into()),
                 secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
+                pending: Some(("deactivate".into(), "AKIA0".into())),
             }),
             old_key_id: Some("AKIA1".into()),
             new_key_id: None,

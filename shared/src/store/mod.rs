@@ -50,6 +50,10 @@ pub struct RunWork {
     pub new_key_id: Option<String>,
     /// The secret holding it.
     pub secret_arn: Option<String>,
+    /// An (action, key id) about to be done in IAM: written before the
+    /// call, so that a redelivery after a crash between the call and its
+    /// record can tell, from IAM, whether it happened.
+    pub pending: Option<(String, String)>,
 }
 
 /// The lifecycle ledger of one user (everything but the lock fields).
