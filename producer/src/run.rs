@@ -189,12 +189,9 @@ impl Producer {
             ..req.clone()
         };
         let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
-        self.runs
-            .start(&run_id, req.as_of, req.mode, &req.force_users)
-            .await
-            .map_err(ProduceError::Runs)?;
         // A run keeps the evaluation time and mode it was first produced
-        // with; the workers refuse messages that differ, so refuse them here.
+        // with, and the workers refuse messages that differ: refuse them
+        // here, before the run record is touched.
         if let Some(run) = self
             .runs
             .params(&run_id)
@@ -203,12 +200,31 @@ impl Producer {
         {
             if run.as_of != req.as_of || run.mode != req.mode {
                 return Err(ProduceError::RunMismatch(format!(
-                    "run {run_id} was produced with as_of {} and mode {}; produce it again with the same, or use a new run id",
+                    "run {run_id} was produced with as_of {} and mode {}; produce it again with the same (--as-of {}), or use a new run id",
                     run.as_of.to_rfc3339(),
-                    run.mode
+                    run.mode,
+                    run.as_of.to_rfc3339(),
                 )));
             }
         }
+        self.runs
+            .start(&run_id, req.as_of, req.mode, &req.force_users)
+            .await
+            .map_err(ProduceError::Runs)?;
+        // The run's message key, drawn by the first start of the run.
+        let key = self
+            .runs
+            .params(&run_id)
+            .await
+            .map_err(ProduceError::Runs)?
+            .and_then(|run| run.message_key)
+            .ok_or_else(|| {
+                ProduceError::Runs(AwsError::NotFound {
+                    op: "dynamodb:GetItem",
+                    message: format!("run {run_id} has no message key after its start"),
+                })
+            })?;
+        let key = key.as_str();
         let accounts = self
             .inventory
             .accounts()
@@ -218,7 +234,7 @@ impl Producer {
         tracing::info!(run_id = %run_id, accounts = total, "producing");
 
         let outcomes: Vec<AccountOutcome> = futures::stream::iter(accounts)
-            .map(|account| self.account(&run_id, req, account))
+            .map(|account| self.account(&run_id, key, req, account))
             .buffer_unordered(self.settings.account_concurrency)
             .inspect(|outcome| on_account(outcome, total))
             .collect()
@@ -285,6 +301,7 @@ impl Producer {
     async fn account(
         &self,
         run_id: &str,
+        key: &str,
         req: &ProduceRequest,
         account: AccountInfo,
     ) -> AccountOutcome {
@@ -295,7 +312,10 @@ impl Producer {
             };
         }
         let mut sent = 0usize;
-        match self.enqueue_account(run_id, req, &account, &mut sent).await {
+        match self
+            .enqueue_account(run_id, key, req, &account, &mut sent)
+            .await
+        {
             Ok(Some(users)) => AccountOutcome::Enqueued {
                 account_id: account.id,
                 users,
@@ -345,6 +365,7 @@ impl Producer {
     async fn enqueue_account(
         &self,
         run_id: &str,
+        key: &str,
         req: &ProduceRequest,
         account: &AccountInfo,
         sent: &mut usize,
@@ -366,7 +387,7 @@ impl Producer {
         let pages = users::for_each_page(&iam, |names| {
             let messages: Vec<WorkMessage> = names
                 .into_iter()
-                .map(|user_name| self.message(run_id, req, account, &exempt, user_name))
+                .map(|user_name| self.message(run_id, key, req, account, &exempt, user_name))
                 .collect();
             let count = &count;
             async move {
@@ -394,13 +415,14 @@ impl Producer {
     fn message(
         &self,
         run_id: &str,
+        key: &str,
         req: &ProduceRequest,
         account: &AccountInfo,
         exempt: &HashSet<String>,
         user_name: String,
     ) -> WorkMessage {
         let shards = self.settings.shards_per_account;
-        WorkMessage {
+        let mut message = WorkMessage {
             v: MESSAGE_VERSION,
             run_id: run_id.to_string(),
             account_id: account.id.clone(),
@@ -415,7 +437,10 @@ impl Producer {
             exempt: exempt.contains(&user_name),
             shard: (shards > 1).then(|| fnv1a(&user_name) % shards),
             user_name,
-        }
+            sig: None,
+        };
+        message.sign(key);
+        message
     }
 }
 

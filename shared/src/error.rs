@@ -83,7 +83,11 @@ impl AwsError {
         matches!(
             self,
             AwsError::Throttled { .. } | AwsError::Transport { .. }
-        ) || matches!(self, AwsError::Service { code, .. } if code.starts_with("Internal") || code.contains("ServiceUnavailable") || code == "ServiceFailure")
+        ) || matches!(self, AwsError::Service { code, .. } if code.starts_with("Internal")
+            || code.contains("ServiceUnavailable")
+            || code == "ServiceFailure"
+            || code == "TransactionConflictException"
+            || code == "TransactionConflict")
     }
 
     /// Maps an SDK error of operation `op` to its meaning.

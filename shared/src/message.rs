@@ -38,6 +38,11 @@ pub struct WorkMessage {
     /// The shard of the account's message group, when sharded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<u32>,
+    /// HMAC-SHA256 of the message's fields under its run's message key
+    /// (hex): only the producer, which drew the key, can make a message the
+    /// workers accept for that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// Why a body is not a usable message.
@@ -51,7 +56,54 @@ pub enum MessageError {
     Version(u64),
 }
 
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
 impl WorkMessage {
+    /// The MAC of every field that decides what a worker does, under `key`
+    /// (hex), or `None` for a key that is not hex.
+    fn mac(&self, key: &str) -> Option<HmacSha256> {
+        use hmac::{KeyInit, Mac};
+        let key = hex::decode(key).ok()?;
+        let mut mac = HmacSha256::new_from_slice(&key).ok()?;
+        // A JSON array: unambiguous, whatever the names contain.
+        let fields = serde_json::to_vec(&(
+            self.v,
+            &self.run_id,
+            &self.account_id,
+            &self.account_name,
+            &self.owner_email,
+            &self.user_name,
+            self.as_of
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            self.mode,
+            self.force,
+            self.exempt,
+        ))
+        .expect("plain data serialises");
+        mac.update(&fields);
+        Some(mac)
+    }
+
+    /// Signs the message with its run's message key (hex).
+    pub fn sign(&mut self, key: &str) {
+        use hmac::Mac;
+        self.sig = self
+            .mac(key)
+            .map(|mac| hex::encode(mac.finalize().into_bytes()));
+    }
+
+    /// Whether the message carries a valid signature under `key` (compared
+    /// in constant time).
+    pub fn verify(&self, key: &str) -> bool {
+        use hmac::Mac;
+        match (&self.sig, self.mac(key)) {
+            (Some(sig), Some(mac)) => hex::decode(sig)
+                .map(|sig| mac.verify_slice(&sig).is_ok())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
     /// Decodes an SQS body.
     pub fn decode(body: &str) -> Result<WorkMessage, MessageError> {
         let value: serde_json::Value =
@@ -102,7 +154,37 @@ mod tests {
             force: false,
             exempt: false,
             shard: None,
+            sig: None,
         }
+    }
+
+    #[test]
+    fn only_a_message_signed_with_its_runs_key_verifies() {
+        let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let mut m = sample();
+        assert!(!m.verify(key), "unsigned");
+        m.sign(key);
+        assert!(m.verify(key));
+        let body = m.encode();
+        assert!(
+            WorkMessage::decode(&body).unwrap().verify(key),
+            "survives the wire"
+        );
+        assert!(!m.verify(&key.replace('0', "1")), "another key");
+        for tamper in [
+            |m: &mut WorkMessage| m.force = true,
+            |m: &mut WorkMessage| m.mode = Mode::Enforce,
+            |m: &mut WorkMessage| m.user_name = "other".into(),
+            |m: &mut WorkMessage| m.account_id = "444455556666".into(),
+            |m: &mut WorkMessage| m.as_of += chrono::Duration::days(30),
+            |m: &mut WorkMessage| m.owner_email = Some("attacker@example.com".into()),
+            |m: &mut WorkMessage| m.exempt = true,
+        ] {
+            let mut forged = m.clone();
+            tamper(&mut forged);
+            assert!(!forged.verify(key), "{forged:?}");
+        }
+        assert!(!m.verify("not hex"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{run, today, Emulator};
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{Mode, Settings, SettingsArgs};
+use keyrotor_shared::message::WorkMessage;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_worker::lambda::handle_sqs_event;
@@ -33,10 +34,15 @@ fn record(id: &str, group: &str, body: String) -> SqsMessage {
     m
 }
 
-fn body(account: &str, user: &str) -> String {
-    json!({"v": 1, "run_id": "lambda-run", "account_id": account, "account_name": "x",
-           "owner_email": null, "user_name": user, "as_of": today(), "mode": "enforce", "force": false})
-    .to_string()
+/// A message of the run, signed with its key as the producer would.
+fn body(account: &str, user: &str, key: &str) -> String {
+    let mut m: WorkMessage = serde_json::from_value(
+        json!({"v": 1, "run_id": "lambda-run", "account_id": account, "account_name": "x",
+               "owner_email": null, "user_name": user, "as_of": today(), "mode": "enforce", "force": false}),
+    )
+    .unwrap();
+    m.sign(key);
+    m.encode()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,19 +69,26 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
     ]);
     let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
     // The run the messages belong to, as a producer records it.
-    RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
-        .start("lambda-run", today(), Mode::Enforce, &[])
+    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE);
+    runs.start("lambda-run", today(), Mode::Enforce, &[])
         .await
+        .unwrap();
+    let key = runs
+        .params("lambda-run")
+        .await
+        .unwrap()
+        .unwrap()
+        .message_key
         .unwrap();
     let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
     let worker = build_worker(settings, &aws).unwrap();
 
     let mut event = SqsEvent::default();
     event.records = vec![
-        record("m-a1", &a.id, body(&a.id, "a1")),
+        record("m-a1", &a.id, body(&a.id, "a1", &key)),
         record("m-a2", &a.id, "{not json".to_string()),
-        record("m-a3", &a.id, body(&a.id, "a3")),
-        record("m-b1", &b.id, body(&b.id, "b1")),
+        record("m-a3", &a.id, body(&a.id, "a3", &key)),
+        record("m-b1", &b.id, body(&b.id, "b1", &key)),
     ];
     let response = handle_sqs_event(&worker, event).await;
     let mut failed: Vec<String> = response

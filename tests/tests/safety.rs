@@ -135,6 +135,9 @@ async fn forged_and_mistyped_messages_change_no_key() {
             "enforce",
             true,
         ),
+        // A perfect copy of the run's parameters, for a user the run never
+        // enqueued: only the producer holds the run's key.
+        message(&run_id, &acct.id, "ghost", &today_s, "audit", false),
     ];
     for (i, body) in forged.into_iter().enumerate() {
         send(&org.hub, &env.queue, body, &format!("forged-{i}")).await;
@@ -142,7 +145,7 @@ async fn forged_and_mistyped_messages_change_no_key() {
 
     let (code, stderr) = work(&emu, &env, "enforce", &[]);
     assert_eq!(code, 1, "rejected messages make the pool exit 1: {stderr}");
-    assert!(stderr.contains("rejected 4"), "{stderr}");
+    assert!(stderr.contains("rejected 5"), "{stderr}");
 
     let young_keys = acct.keys("young").await;
     assert_eq!(young_keys.len(), 1, "{young_keys:?}");
@@ -165,7 +168,7 @@ async fn forged_and_mistyped_messages_change_no_key() {
     // Each forgery was reported, with its reason.
     let events = events(&org.hub, &subscriber).await;
     let failed: Vec<&Value> = events.iter().filter(|e| e["outcome"] == "failed").collect();
-    assert_eq!(failed.len(), 4, "{events:?}");
+    assert_eq!(failed.len(), 5, "{events:?}");
     let reasons: Vec<&str> = failed
         .iter()
         .map(|e| e["reason"].as_str().unwrap())
@@ -174,7 +177,8 @@ async fn forged_and_mistyped_messages_change_no_key() {
     assert!(reasons.iter().any(|r| r.contains("mode")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("force")), "{reasons:?}");
     assert!(
-        reasons.iter().any(|r| r.contains("unknown run")),
+        reasons.iter().any(|r| r.contains("unknown run"))
+            && reasons.iter().any(|r| r.contains("signed")),
         "{reasons:?}"
     );
 }
@@ -279,6 +283,22 @@ async fn enforce_at_a_future_time_is_refused_everywhere_but_plan_may_look_ahead(
         ],
     );
     assert_eq!(audit.code, 0, "{}", audit.stderr);
+
+    // A run produced where future times are allowed (an emulator's) is
+    // still refused by a worker that does not allow them.
+    let allowed = run(
+        keyrotor(&emu, &env, "enforce"),
+        &["produce", "--as-of", &future, "--output", "json"],
+    );
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    let run_id = serde_json::from_str::<Value>(&allowed.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let worked = run(strict("enforce"), &["work", "--until-idle", "2"]);
+    assert_eq!(worked.code, 1, "{}", worked.stderr);
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["counts"]["failed"], 1, "{st}");
 
     let keys = acct.keys("app").await;
     assert_eq!(keys.len(), 1);

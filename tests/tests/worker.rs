@@ -658,6 +658,9 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
     assert_eq!(code, 0, "{log}");
     let injected = emu.faults_by_rule();
     emu.inject(&[]);
+    eprintln!(
+        "storm: injected per rule {injected:?} (conflicts, 500-after, DynamoDB 500, SNS, SES, IAM)"
+    );
     assert!(
         injected[0] > 0 && injected[1] > 0,
         "faults fired: {injected:?}"

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
-use crate::process::Worker;
+use crate::process::{MessageFailure, Worker};
 
 /// Groups handled at once within one batch.
 const GROUPS_AT_ONCE: usize = 4;
@@ -46,21 +46,39 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
     let mut failed = Vec::new();
     for record in records {
         let id = record.message_id.clone().unwrap_or_default();
-        if !failed.is_empty() {
-            failed.push(id);
-            continue;
-        }
         let receive_count = record
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        if let Err(e) = worker
+        // Behind a failure the rest of the group waits for its redelivery,
+        // unless a record is on its last receive: it is worked now rather
+        // than reaching the DLQ without ever being tried.
+        if !failed.is_empty() && receive_count < worker.max_receives() {
+            failed.push(id);
+            continue;
+        }
+        match worker
             .handle(record.body.as_deref().unwrap_or(""), receive_count)
             .await
         {
-            tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
-            failed.push(id);
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
+                if let (
+                    MessageFailure::Retry {
+                        not_before: Some(at),
+                        ..
+                    },
+                    Some(receipt),
+                ) = (&e, &record.receipt_handle)
+                {
+                    // A busy user: come back when the holder's lease ends,
+                    // not after the queue's whole visibility timeout.
+                    worker.postpone(receipt, *at).await;
+                }
+                failed.push(id);
+            }
         }
     }
     failed

@@ -267,17 +267,56 @@ async fn handle_group(
     delete_tx: &mpsc::Sender<String>,
     group: Vec<aws_sdk_sqs::types::Message>,
 ) {
+    // Every message of the group is ours from the receive on: each keeps
+    // its visibility while it waits its turn, or another pool would get it.
+    let heartbeats: Vec<_> = group
+        .iter()
+        .map(|m| {
+            tokio::spawn(visibility_heartbeat(
+                sqs.clone(),
+                config.queue_url.clone(),
+                m.receipt_handle.clone().unwrap_or_default(),
+                config.visibility,
+            ))
+        })
+        .collect();
     let mut failed_delay: Option<Duration> = None;
-    for message in group {
+    for (message, heartbeat) in group.into_iter().zip(heartbeats) {
+        // Put back behind a failure, unless this is its last receive:
+        // then it is worked now (the order within an account does not
+        // matter to keyrotor; a result does), rather than reaching the DLQ
+        // without ever being tried.
+        let last = receive_count(&message) >= worker.max_receives();
         match failed_delay {
-            None => failed_delay = handle_one(worker, sqs, config, stats, delete_tx, message).await,
-            Some(delay) => {
+            Some(delay) if !last => {
+                stop(heartbeat).await;
                 let receipt = message.receipt_handle.unwrap_or_default();
                 set_visibility(sqs, &config.queue_url, &receipt, delay).await;
+            }
+            _ => {
+                let failed =
+                    handle_one(worker, sqs, config, stats, delete_tx, message, heartbeat).await;
+                failed_delay = failed_delay.or(failed);
             }
         }
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Stops a message's visibility heartbeat before anything else touches it.
+async fn stop(heartbeat: tokio::task::JoinHandle<()>) {
+    heartbeat.abort();
+    let _ = heartbeat.await;
+}
+
+/// How many times SQS has delivered the message (this receive included).
+fn receive_count(message: &aws_sdk_sqs::types::Message) -> u32 {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
 }
 
 async fn set_visibility(
@@ -306,27 +345,15 @@ async fn handle_one(
     stats: &PoolStats,
     delete_tx: &mpsc::Sender<String>,
     message: aws_sdk_sqs::types::Message,
+    heartbeat: tokio::task::JoinHandle<()>,
 ) -> Option<Duration> {
     let receipt = message.receipt_handle.clone().unwrap_or_default();
     let message_id = message.message_id.clone().unwrap_or_default();
-    let receive_count: u32 = message
-        .attributes
-        .as_ref()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
-    let heartbeat = tokio::spawn(visibility_heartbeat(
-        sqs.clone(),
-        config.queue_url.clone(),
-        receipt.clone(),
-        config.visibility,
-    ));
+    let receive_count = receive_count(&message);
     let result = worker
         .handle(message.body.as_deref().unwrap_or(""), receive_count)
         .await;
-    // Stop the heartbeat before anything else touches the message.
-    heartbeat.abort();
-    let _ = heartbeat.await;
+    stop(heartbeat).await;
     match result {
         Ok(handled) => {
             match handled {

@@ -108,6 +108,9 @@ pub struct Worker {
     /// This process's id in digest and summary claims.
     owner: String,
     known_runs: Mutex<HashMap<String, RunParams>>,
+    /// The work queue, to time a retry (the Lambda function's way; the
+    /// pool sets visibility itself).
+    queue: Option<(aws_sdk_sqs::Client, String)>,
 }
 
 impl Worker {
@@ -129,7 +132,39 @@ impl Worker {
             email,
             owner: Executor::process_owner_id(),
             known_runs: Mutex::new(HashMap::new()),
+            queue: None,
         }
+    }
+
+    /// The same worker, able to time the retry of a message of `queue_url`.
+    pub fn with_queue(mut self, sqs: aws_sdk_sqs::Client, queue_url: String) -> Worker {
+        self.queue = Some((sqs, queue_url));
+        self
+    }
+
+    /// Makes a failed message visible again at `at` (a busy user's lease
+    /// end) instead of after the queue's visibility timeout. Best effort: a
+    /// failure only means the message comes back later.
+    pub async fn postpone(&self, receipt_handle: &str, at: DateTime<Utc>) {
+        let Some((sqs, queue_url)) = &self.queue else {
+            return;
+        };
+        let wait = (at - Utc::now()).num_seconds().clamp(0, 43_199) as i32 + 1;
+        if let Err(e) = sqs
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(wait)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not time the retry");
+        }
+    }
+
+    /// The queue's `maxReceiveCount` (`KEYROTOR_MAX_RECEIVES`).
+    pub fn max_receives(&self) -> u32 {
+        self.settings.max_receives
     }
 
     /// Handles one SQS body, received `receive_count` times so far.
@@ -181,16 +216,15 @@ impl Worker {
                 }
                 // The last receive: the DLQ would swallow it unrecorded, and
                 // the account and the run would never complete.
-                Err(e) if e.is_retryable() => failed_item(
-                    m,
-                    mode,
-                    &format!(
+                Err(e) if e.is_retryable() => {
+                    let reason = format!(
                         "not retried again (receive {receive_count} of {}): {e}",
                         self.settings.max_receives
-                    ),
-                ),
+                    );
+                    self.failure_item(m, mode, reason).await
+                }
                 // A permanent failure is a result too: the run must complete.
-                Err(e) => failed_item(m, mode, &e.to_string()),
+                Err(e) => self.failure_item(m, mode, e.to_string()).await,
             },
         };
         fail::fail_point!("worker-before-record");
@@ -247,6 +281,50 @@ impl Worker {
         }))
     }
 
+    /// The result of a delivery that failed for good. What this run did to
+    /// the user before the failure (recorded in the ledger with each IAM
+    /// change, by this delivery or an earlier one) is reported with it:
+    /// a rotation whose later step failed is still `rotated`, with its
+    /// secret, so the application learns of its new key.
+    async fn failure_item(&self, m: &WorkMessage, mode: Mode, reason: String) -> ResultItem {
+        let work = match self
+            .executor
+            .recorded_work(&m.account_id, &m.user_name, &m.run_id)
+            .await
+        {
+            Ok(work) => work,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read what the run did before failing");
+                None
+            }
+        };
+        let Some(work) = work else {
+            return failed_item(m, mode, &reason);
+        };
+        let did = |a: &str| work.performed.iter().any(|(action, _)| action == a);
+        let outcome = if did("rotate") {
+            Outcome::Rotated
+        } else if did("retire") {
+            Outcome::Retired
+        } else if did("deactivate") {
+            Outcome::Deactivated
+        } else {
+            Outcome::Deleted
+        };
+        tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %reason, "user failed after changes were made; reporting them");
+        ResultItem {
+            actions: work.performed,
+            new_key_id: work.new_key_id,
+            secret_arn: work.secret_arn,
+            ..base_item(
+                m,
+                mode,
+                outcome,
+                format!("done before a later step failed: {reason}"),
+            )
+        }
+    }
+
     /// The run's record, from memory or the table.
     async fn run_params(&self, run_id: &str, fresh: bool) -> Result<Option<RunParams>, AwsError> {
         if !fresh {
@@ -298,6 +376,15 @@ impl Worker {
             if !run.forced.contains(&entry) {
                 return Ok(Err(
                     "force was not asked for this user by its run; not acted on".into(),
+                ));
+            }
+        }
+        // Only the producer that started the run holds its key: a message
+        // it did not make is refused, however well it copies the run.
+        if let Some(key) = &run.message_key {
+            if !m.verify(key) {
+                return Ok(Err(
+                    "the message is not signed with its run's key; not acted on".into(),
                 ));
             }
         }

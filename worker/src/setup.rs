@@ -58,12 +58,16 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
         }),
         None => None,
     };
-    Ok(Worker::new(
+    let worker = Worker::new(
         settings.clone(),
         executor,
         ResultStore::new(ddb.clone(), settings.table.clone()),
         RunStore::new(ddb, settings.table.clone()),
         events,
         email,
-    ))
+    );
+    Ok(match &settings.queue_url {
+        Some(url) => worker.with_queue(aws_sdk_sqs::Client::new(base), url.clone()),
+        None => worker,
+    })
 }

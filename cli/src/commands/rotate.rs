@@ -101,7 +101,13 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("recording the manual run: {e}")))?;
     let worker = build_worker(ctx.settings.clone(), &ctx.aws).map_err(CliError::Failed)?;
-    let message = WorkMessage {
+    let key = runs
+        .params(&run_id)
+        .await
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("reading the manual run: {e}")))?
+        .and_then(|run| run.message_key)
+        .unwrap_or_default();
+    let mut message = WorkMessage {
         v: MESSAGE_VERSION,
         run_id: run_id.clone(),
         account_id: account.clone(),
@@ -113,7 +119,9 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         force: args.force,
         exempt: false,
         shard: None,
+        sig: None,
     };
+    message.sign(&key);
     tracing::info!(run_id = %run_id, account_id = %account, user = %args.user, "manual run");
     // As if on its last receive: a transient failure is recorded as
     // `failed`, so the manual run completes and reports it.

@@ -21,7 +21,7 @@ use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus};
 use crate::error::AwsError;
 use crate::policy::{self, ActionKind, Evaluation, UserFacts};
-use crate::store::{LedgerPort, StoreError, UserRecord};
+use crate::store::{LedgerPort, RunWork, StoreError, UserRecord};
 
 pub use exemption::exemption;
 pub use report::{ActionView, KeyView, Outcome, Performed, UserPlan, UserResult};
@@ -220,6 +220,22 @@ impl Executor {
             ledger,
             owner: owner.into(),
         }
+    }
+
+    /// What run `run_id` already did to the user, as the ledger recorded it
+    /// with each IAM change (`None`: nothing, or another run's work).
+    pub async fn recorded_work(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        run_id: &str,
+    ) -> Result<Option<RunWork>, StoreError> {
+        Ok(self
+            .ledger
+            .read(account_id, user_name)
+            .await?
+            .and_then(|r| r.last_run)
+            .filter(|w| w.run_id == run_id && !w.performed.is_empty()))
     }
 
     /// A unique lock-owner id for this process.

@@ -101,21 +101,21 @@ impl LockedRun<'_> {
             .secret_name
             .clone()
             .unwrap_or_else(|| self.secret_name());
+        let configured = self
+            .settings
+            .secrets_account
+            .as_ref()
+            .map(|a| a.to_string());
+        let secrets = if intent.secret_name.is_some() && intent.secrets_account != configured {
+            self.factory
+                .secrets_in(&self.req.account_id, intent.secrets_account.as_deref())
+                .await
+        } else {
+            self.ports.secrets.clone()
+        };
         let secret = if unknown.is_empty() {
             None
         } else {
-            let configured = self
-                .settings
-                .secrets_account
-                .as_ref()
-                .map(|a| a.to_string());
-            let secrets = if intent.secret_name.is_some() && intent.secrets_account != configured {
-                self.factory
-                    .secrets_in(&self.req.account_id, intent.secrets_account.as_deref())
-                    .await
-            } else {
-                self.ports.secrets.clone()
-            };
             secrets.describe(&name).await?
         };
         for key in unknown {
@@ -123,7 +123,7 @@ impl LockedRun<'_> {
             match &secret {
                 Some(info) if info.version_ids.contains(&token) => {
                     tracing::info!(key_id = %key.key_id, "finishing an interrupted rotation: the key is stored");
-                    self.apply_access_policies(&info.arn).await?;
+                    self.apply_access_policies(&*secrets, &info.arn).await?;
                     self.record.new_key_id = Some(key.key_id.clone());
                     self.record.rotated_at = Some(intent.at);
                     self.record.secret_arn = Some(info.arn.clone());
@@ -152,7 +152,7 @@ impl LockedRun<'_> {
                     ));
                 }
                 _ => {
-                    self.ensure_locked()?;
+                    self.announce("delete-orphan", &key.key_id).await?;
                     tracing::warn!(key_id = %key.key_id, "deleting an orphan key: created by an interrupted rotation, never stored");
                     self.ports
                         .iam
@@ -187,7 +187,7 @@ impl LockedRun<'_> {
         let (action, key_id) = announced;
         let key = keys.iter().find(|k| k.key_id == key_id);
         let happened = match action.as_str() {
-            "delete" => key.is_none(),
+            "delete" | "delete-orphan" => key.is_none(),
             _ => key.is_some_and(|k| k.status == KeyStatus::Inactive),
         };
         if happened {
@@ -328,7 +328,8 @@ impl LockedRun<'_> {
         };
         fail::fail_point!("after-store-secret");
         self.ensure_locked()?;
-        self.apply_access_policies(&stored.arn).await?;
+        let secrets = self.ports.secrets.clone();
+        self.apply_access_policies(&*secrets, &stored.arn).await?;
 
         // 4. verify (its own use of the key is remembered so that it does not
         // count as the application adopting the key)
@@ -412,9 +413,12 @@ impl LockedRun<'_> {
     /// The secret's resource policy (that user only) and the managed policy
     /// that lets the user read secrets tagged with its own name and account.
     /// Idempotent.
-    async fn apply_access_policies(&self, secret_arn: &str) -> Result<(), ExecError> {
-        self.ports
-            .secrets
+    async fn apply_access_policies(
+        &self,
+        secrets: &dyn crate::aws::SecretsPort,
+        secret_arn: &str,
+    ) -> Result<(), ExecError> {
+        secrets
             .put_resource_policy(secret_arn, &resource_policy(&self.user.arn))
             .await?;
         self.attach_read_policy().await

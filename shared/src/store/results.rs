@@ -90,10 +90,12 @@ enum RecordFailure {
 }
 
 impl RecordFailure {
+    /// Only conflicts are retried here: the SDK has retried throttling and
+    /// 5xx already, and a failure that outlasted it fails the delivery.
     fn is_transient(&self) -> bool {
         match self {
             RecordFailure::Conflict => true,
-            RecordFailure::Aws(e) => e.is_retryable(),
+            RecordFailure::Aws(e) => super::retry::conflicted(e),
         }
     }
 
@@ -234,16 +236,19 @@ impl ResultStore {
         account_id: &str,
         user_name: &str,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, result_sk(account_id, user_name))))
-            .update_expression("SET published = :true")
-            .condition_expression("attribute_exists(sk)")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, result_sk(account_id, user_name))))
+                .update_expression("SET published = :true")
+                .condition_expression("attribute_exists(sk)")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -462,15 +467,18 @@ impl ResultStore {
         account_id: &str,
         to: &str,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
-            .update_expression("ADD digest_sent_to :to")
-            .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()]))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+                .update_expression("ADD digest_sent_to :to")
+                .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()]))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -527,7 +535,7 @@ impl ResultStore {
     ) -> Result<Claim, AwsError> {
         let now = Utc::now().timestamp_millis();
         let takeover_ms = takeover.as_millis() as i64;
-        let out = self
+        let claim = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -543,10 +551,16 @@ impl ResultStore {
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":stale", n(now - takeover_ms))
             .expression_attribute_values(":me", s(owner))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match out.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let out = super::retry::through_conflicts(|| async {
+            claim
+                .clone()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await;
+        match out {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
                 let already_sent = item
@@ -581,18 +595,21 @@ impl ResultStore {
         what: Claimed,
         owner: &str,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, sk)))
-            .update_expression("SET #state = :sent, #flag = :true")
-            .expression_attribute_names("#state", what.state)
-            .expression_attribute_names("#flag", what.flag)
-            .expression_attribute_values(":sent", s(SENT))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, sk.clone())))
+                .update_expression("SET #state = :sent, #flag = :true")
+                .expression_attribute_names("#state", what.state)
+                .expression_attribute_names("#flag", what.flag)
+                .expression_attribute_values(":sent", s(SENT))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         tracing::debug!(run_id, owner, what = what.state, "claim finished");
         Ok(())
     }
@@ -604,7 +621,7 @@ impl ResultStore {
         what: Claimed,
         owner: &str,
     ) -> Result<(), AwsError> {
-        let out = self
+        let release = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -615,10 +632,16 @@ impl ResultStore {
             .expression_attribute_names("#at", what.claimed_at)
             .expression_attribute_names("#owner", what.owner)
             .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":sending", s(SENDING))
-            .send()
-            .await;
-        match out.map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e)) {
+            .expression_attribute_values(":sending", s(SENDING));
+        let out = super::retry::through_conflicts(|| async {
+            release
+                .clone()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await;
+        match out {
             // Taken over meanwhile: not ours to release.
             Ok(_) | Err(AwsError::ConditionFailed { .. }) => Ok(()),
             Err(e) => Err(e),

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
+use crate::error::AwsError;
+
 /// Attempts after the first.
 const RETRIES: usize = 8;
 
@@ -20,6 +22,24 @@ fn backoff() -> ExponentialBuilder {
         .with_max_delay(Duration::from_secs(1))
         .with_max_times(RETRIES)
         .with_jitter()
+}
+
+/// Whether DynamoDB refused a single-item write because a transaction was
+/// working on the item (`TransactionConflictException`): real DynamoDB does
+/// that whenever a result transaction holds a run's counter item, and the
+/// SDK does not retry it.
+pub(crate) fn conflicted(e: &AwsError) -> bool {
+    matches!(e, AwsError::Service { code, .. } if code == "TransactionConflictException")
+}
+
+/// Runs a single-item write, retrying transaction conflicts (only those:
+/// the SDK retries throttling and 5xx itself).
+pub(crate) async fn through_conflicts<T, F, Fut>(op: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    retry_transient(op, conflicted).await
 }
 
 /// Runs `op`, retrying while `transient` says its error may pass.

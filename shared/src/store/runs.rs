@@ -53,6 +53,18 @@ pub struct RunParams {
     pub started_at: DateTime<Utc>,
     /// `account:user` of each user the run forces.
     pub forced: std::collections::BTreeSet<String>,
+    /// The key the run's messages are signed with (hex; `None` for runs
+    /// produced before messages were signed).
+    pub message_key: Option<String>,
+}
+
+/// A fresh message key: 32 random bytes, hex.
+fn new_message_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// A run as recorded.
@@ -206,7 +218,8 @@ impl RunStore {
 
     /// Records the run's start (kept as first written when the run is
     /// produced again), then its index item `RUNS` / `<run id>` so that
-    /// [`RunStore::latest`] finds it.
+    /// [`RunStore::latest`] finds it. The first start also draws the run's
+    /// message key (see [`crate::message::WorkMessage::sign`]).
     pub async fn start(
         &self,
         run_id: &str,
@@ -215,7 +228,11 @@ impl RunStore {
         forced: &[(String, String)],
     ) -> Result<(), AwsError> {
         let now = Utc::now();
-        let mut update = self
+        let set = "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
+                   started_at = if_not_exists(started_at, :now), enqueue_done = :false, \
+                   msg_key = if_not_exists(msg_key, :key)";
+        let message_key = new_message_key();
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -224,11 +241,10 @@ impl RunStore {
             .expression_attribute_values(":as_of", time(&as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
             .expression_attribute_values(":now", time(&now))
-            .expression_attribute_values(":false", AttributeValue::Bool(false));
-        let set = "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
-                   started_at = if_not_exists(started_at, :now), enqueue_done = :false";
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":key", s(message_key));
         // The workers act on `force` only for the users listed here.
-        update = if forced.is_empty() {
+        let update = if forced.is_empty() {
             update.update_expression(set)
         } else {
             update
@@ -238,27 +254,34 @@ impl RunStore {
                     AttributeValue::Ss(forced.iter().map(|(a, u)| forced_entry(a, u)).collect()),
                 )
         };
-        update
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        super::retry::through_conflicts(|| async {
+            update
+                .clone()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         // After the run item, so a listed run always has a record.
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(index_key(run_id)))
-            .update_expression(
-                "SET run_id = :id, as_of = if_not_exists(as_of, :as_of), \
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(index_key(run_id)))
+                .update_expression(
+                    "SET run_id = :id, as_of = if_not_exists(as_of, :as_of), \
                  #mode = if_not_exists(#mode, :mode), started_at = if_not_exists(started_at, :now)",
-            )
-            .expression_attribute_names("#mode", "mode")
-            .expression_attribute_values(":id", s(run_id))
-            .expression_attribute_values(":as_of", time(&as_of))
-            .expression_attribute_values(":mode", s(mode.as_str()))
-            .expression_attribute_values(":now", time(&now))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+                )
+                .expression_attribute_names("#mode", "mode")
+                .expression_attribute_values(":id", s(run_id))
+                .expression_attribute_values(":as_of", time(&as_of))
+                .expression_attribute_values(":mode", s(mode.as_str()))
+                .expression_attribute_values(":now", time(&now))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -270,7 +293,7 @@ impl RunStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, "RUN".into())))
-            .projection_expression("as_of, #mode, started_at, forced")
+            .projection_expression("as_of, #mode, started_at, forced, msg_key")
             .expression_attribute_names("#mode", "mode")
             .consistent_read(true)
             .send()
@@ -301,6 +324,7 @@ impl RunStore {
                 .and_then(|v| v.as_ss().ok())
                 .map(|v| v.iter().cloned().collect())
                 .unwrap_or_default(),
+            message_key: get_s(&item, "msg_key"),
         }))
     }
 
@@ -329,25 +353,28 @@ impl RunStore {
         account_name: &str,
         expected: i64,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
-            .update_expression(
-                "SET account_id = :id, account_name = :name, expected = :n, enqueued = :true, \
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+                .update_expression(
+                    "SET account_id = :id, account_name = :name, expected = :n, enqueued = :true, \
                  #status = :ok, done = if_not_exists(done, :zero) REMOVE #error",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":id", s(account_id))
-            .expression_attribute_values(":name", s(account_name))
-            .expression_attribute_values(":n", n(expected))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":ok", s("ok"))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#error", "error")
+                .expression_attribute_values(":id", s(account_id))
+                .expression_attribute_values(":name", s(account_name))
+                .expression_attribute_values(":n", n(expected))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":ok", s("ok"))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -362,8 +389,8 @@ impl RunStore {
         error: &str,
         enqueued: i64,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
+        super::retry::through_conflicts(|| async {
+            self.client.update_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
             .update_expression(
@@ -381,16 +408,21 @@ impl RunStore {
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())))
-            .update_expression("ADD failed_accounts :a")
-            .expression_attribute_values(":a", AttributeValue::Ss(vec![account_id.to_string()]))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, "RUN".into())))
+                .update_expression("ADD failed_accounts :a")
+                .expression_attribute_values(":a", AttributeValue::Ss(vec![account_id.to_string()]))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -401,20 +433,23 @@ impl RunStore {
         accounts: i64,
         expected: i64,
     ) -> Result<(), AwsError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())))
-            .update_expression(
-                "SET accounts = :a, expected = :e, enqueue_done = :true, enqueued_at = :now",
-            )
-            .expression_attribute_values(":a", n(accounts))
-            .expression_attribute_values(":e", n(expected))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", time(&Utc::now()))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        super::retry::through_conflicts(|| async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(run_id, "RUN".into())))
+                .update_expression(
+                    "SET accounts = :a, expected = :e, enqueue_done = :true, enqueued_at = :now",
+                )
+                .expression_attribute_values(":a", n(accounts))
+                .expression_attribute_values(":e", n(expected))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":now", time(&Utc::now()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+        })
+        .await?;
         Ok(())
     }
 
