@@ -93,6 +93,16 @@ async fn crash_after_storing_the_secret_finishes_without_a_second_key() {
     assert_eq!(performed, vec!["rotate"], "{result}");
 }
 
+/// The actions `rotate --output json` reports as performed, in order.
+fn actions_of(result: &Value) -> Vec<&str> {
+    result["performed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["action"].as_str().unwrap())
+        .collect()
+}
+
 /// A pool that dies at `failpoint` (the failpoints build turns the
 /// failpoint's panic into an abort of the whole process), then a fresh pool:
 /// the run completes with every due action done once, one stored key, one
@@ -257,12 +267,7 @@ async fn recovery_looks_for_the_secret_the_intent_named_not_todays_template() {
     let ran = run(cmd, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let result: Value = serde_json::from_str(&ran.stdout).unwrap();
-    let performed: Vec<&str> = result["performed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["action"].as_str().unwrap())
-        .collect();
+    let performed = actions_of(&result);
     assert_eq!(performed, ["rotate"], "finished, not undone: {result}");
     assert_eq!(result["secret_arn"], stored[0].as_str(), "{result}");
     let keys = acct.keys("app").await;
@@ -307,12 +312,7 @@ async fn a_store_error_of_unknown_outcome_leaves_the_intent_for_recovery() {
     let ran = rotate(&emu, &acct.id, None);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let result: Value = serde_json::from_str(&ran.stdout).unwrap();
-    let performed: Vec<&str> = result["performed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["action"].as_str().unwrap())
-        .collect();
+    let performed = actions_of(&result);
     assert_eq!(performed, ["delete-orphan", "rotate"], "{result}");
     let keys = acct.keys("app").await;
     assert_eq!(keys.len(), 2);

@@ -29,6 +29,43 @@ pub(crate) fn run_key(run_id: &str, sk: String) -> HashMap<String, AttributeValu
     ])
 }
 
+/// (action, key id) pairs as a list of `{action, key_id}` maps: the shape
+/// of a result item's `actions` and of the ledger's `last_run_actions`.
+pub(crate) fn actions(pairs: &[(String, String)]) -> AttributeValue {
+    AttributeValue::L(
+        pairs
+            .iter()
+            .map(|(a, k)| {
+                AttributeValue::M(HashMap::from([
+                    ("action".to_string(), s(a)),
+                    ("key_id".to_string(), s(k)),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// The (action, key id) pairs of an [`actions`] attribute (none when absent).
+pub(crate) fn read_actions(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+) -> Vec<(String, String)> {
+    item.get(name)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| {
+            l.iter()
+                .filter_map(|a| a.as_m().ok())
+                .map(|m| {
+                    (
+                        text(m, "action").unwrap_or_default(),
+                        text(m, "key_id").unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A string attribute's value.
 pub(crate) fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()

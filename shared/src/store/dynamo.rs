@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
-use super::attr::{n, s, time};
+use super::attr::{actions, n, read_actions, s, time};
 use super::{account_pk, user_sk, Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
 use crate::domain::{KeyHistory, Verification};
 use crate::error::AwsError;
@@ -105,21 +105,7 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
     });
     let last_run = get_s(item, "last_run_id").map(|run_id| RunWork {
         run_id: run_id.to_string(),
-        performed: item
-            .get("last_run_actions")
-            .and_then(|v| v.as_l().ok())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|a| a.as_m().ok())
-                    .map(|m| {
-                        (
-                            get_s(m, "action").unwrap_or_default().to_string(),
-                            get_s(m, "key_id").unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        performed: read_actions(item, "last_run_actions"),
         new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
         secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
         pending: get_s(item, "last_run_pending_action")
@@ -210,22 +196,7 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
     );
     let last_run = record.last_run.as_ref();
     opt("last_run_id", last_run.map(|r| s(r.run_id.clone())));
-    opt(
-        "last_run_actions",
-        last_run.map(|r| {
-            AttributeValue::L(
-                r.performed
-                    .iter()
-                    .map(|(a, k)| {
-                        AttributeValue::M(HashMap::from([
-                            ("action".to_string(), s(a)),
-                            ("key_id".to_string(), s(k)),
-                        ]))
-                    })
-                    .collect(),
-            )
-        }),
-    );
+    opt("last_run_actions", last_run.map(|r| actions(&r.performed)));
     opt(
         "last_run_new_key_id",
         last_run.and_then(|r| r.new_key_id.clone()).map(s),

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::attr::{flag, n, num, run_key as key, s, text};
+use super::attr::{actions, flag, n, num, read_actions, run_key as key, s, text};
 use super::runs::run_pk;
 use crate::error::AwsError;
 
@@ -262,20 +262,7 @@ impl ResultStore {
         item.insert("outcome".into(), s(&r.outcome));
         item.insert("mode".into(), s(&r.mode));
         item.insert("reason".into(), s(&r.reason));
-        item.insert(
-            "actions".into(),
-            AttributeValue::L(
-                r.actions
-                    .iter()
-                    .map(|(a, k)| {
-                        AttributeValue::M(HashMap::from([
-                            ("action".to_string(), s(a)),
-                            ("key_id".to_string(), s(k)),
-                        ]))
-                    })
-                    .collect(),
-            ),
-        );
+        item.insert("actions".into(), actions(&r.actions));
         for (name, value) in [
             ("new_key_id", &r.new_key_id),
             ("secret_arn", &r.secret_arn),
@@ -686,21 +673,7 @@ fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>
         outcome: text(item, "outcome").unwrap_or_default(),
         mode: text(item, "mode").unwrap_or_default(),
         reason: text(item, "reason").unwrap_or_default(),
-        actions: item
-            .get("actions")
-            .and_then(|v| v.as_l().ok())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|a| a.as_m().ok())
-                    .map(|m| {
-                        (
-                            text(m, "action").unwrap_or_default(),
-                            text(m, "key_id").unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        actions: read_actions(item, "actions"),
         new_key_id: text(item, "new_key_id"),
         secret_arn: text(item, "secret_arn"),
         owner_email: text(item, "owner_email"),
