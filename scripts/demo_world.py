@@ -49,11 +49,24 @@ def seed(today):
     account = org.create_account(AccountName="demo-prod", Email="platform@example.com")[
         "CreateAccountStatus"]["AccountId"]
     iam = boto3.client("iam", **member(account, "OrganizationAccountAccessRole"))
-    # What the member-role StackSet deploys in every account.
-    iam.create_role(RoleName="keyrotor-member", AssumeRolePolicyDocument=json.dumps({
+    # What the member-role StackSet deploys in every account: the worker's
+    # role, the producer's read-only role, and the managed policy the worker
+    # attaches to each rotated user (read your own secret, found by its tags).
+    trust = json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                       "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}))
+                       "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]})
+    for role in ("keyrotor-member", "keyrotor-member-reader"):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    iam.create_policy(PolicyName="keyrotor-read-own-secret", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadOwnRotatedKey", "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": "arn:aws:secretsmanager:*:*:secret:*",
+            "Condition": {"StringEquals": {
+                "secretsmanager:ResourceTag/keyrotor:user": "${aws:username}",
+                "secretsmanager:ResourceTag/keyrotor:account": "${aws:PrincipalAccount}"}}}]}))
 
     def user(name, tags=()):
         iam.create_user(UserName=name, Tags=[{"Key": k, "Value": v} for k, v in tags])
