@@ -8,6 +8,8 @@ and adds one control endpoint beside moto's own API:
 
     GET  /_keyrotor/clock                      -> {"now": "<RFC 3339>"}
     POST /_keyrotor/clock  {"now": "<RFC 3339>"} moves the clock there
+    GET  /_keyrotor/calls                      -> {"iam:CreateAccessKey": N, ...} requests served
+    POST /_keyrotor/calls                      the same, and resets the counts
     POST /_keyrotor/faults {"service": "iam", "code": "Throttling", "count": N, "every": K}
     POST /_keyrotor/faults {"rules": [{"service": "dynamodb", "action": "TransactWriteItems",
                                        "code": "TransactionConflict", "rate": 0.3, "seed": 7}, ...]}
@@ -262,6 +264,32 @@ class Faults:
         return None
 
 
+class Calls:
+    """Requests served, by `service:Action` (`GET /_keyrotor/calls`; a POST
+    resets them): what a run costs in AWS calls, counted where AWS would
+    count them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {}
+
+    def count(self, environ):
+        service = request_service(environ)
+        if service is None:
+            return
+        action = describe_request(environ, service).get("action") or "?"
+        with self.lock:
+            name = f"{service}:{action}"
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def snapshot(self, reset=False):
+        with self.lock:
+            counts = dict(self.counts)
+            if reset:
+                self.counts = {}
+        return counts
+
+
 def request_service(environ):
     """The SigV4 credential-scope service of a request (header or presigned)."""
     match = SCOPE_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -440,6 +468,7 @@ def main():
     moto_app = DomainDispatcherApplication(create_backend_app)
     clock_lock = threading.Lock()
     dynamodb_lock = threading.Lock()
+    calls = Calls()
     faults = Faults()
 
     def app(environ, start_response):
@@ -467,6 +496,11 @@ def main():
             payload = json.dumps(answer).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
             return [payload]
+        if environ.get("PATH_INFO") == "/_keyrotor/calls":
+            payload = json.dumps(calls.snapshot(reset=environ["REQUEST_METHOD"] == "POST")).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
+        calls.count(environ)
         # Faults are decided first, outside the DynamoDB lock.
         injected = faults.take(environ)
         if injected is not None:

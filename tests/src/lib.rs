@@ -331,6 +331,14 @@ impl Emulator {
             .unwrap_or_default()
     }
 
+    /// The requests the emulator has served since the last reset, by
+    /// `service:Action` (the SigV4 service name), and resets the counts
+    /// when `reset`.
+    pub fn calls(&self, reset: bool) -> std::collections::BTreeMap<String, u64> {
+        let body = self.http(if reset { "POST" } else { "GET" }, "/_keyrotor/calls", "");
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
     /// Every email the emulator's SES has accepted: `{source, destinations, subject, body}`.
     pub fn sent_emails(&self) -> Vec<serde_json::Value> {
         self.backend_state()["ses"]["Message"]
