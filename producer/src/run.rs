@@ -207,23 +207,12 @@ impl Producer {
                 )));
             }
         }
-        self.runs
+        // The run's message key, drawn by its first start.
+        let key = self
+            .runs
             .start(&run_id, req.as_of, req.mode, &req.force_users)
             .await
             .map_err(ProduceError::Runs)?;
-        // The run's message key, drawn by the first start of the run.
-        let key = self
-            .runs
-            .params(&run_id)
-            .await
-            .map_err(ProduceError::Runs)?
-            .and_then(|run| run.message_key)
-            .ok_or_else(|| {
-                ProduceError::Runs(AwsError::NotFound {
-                    op: "dynamodb:GetItem",
-                    message: format!("run {run_id} has no message key after its start"),
-                })
-            })?;
         let key = key.as_str();
         let accounts = self
             .inventory

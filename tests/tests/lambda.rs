@@ -69,16 +69,9 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
     ]);
     let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
     // The run the messages belong to, as a producer records it.
-    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE);
-    runs.start("lambda-run", today(), Mode::Enforce, &[])
+    let key = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
+        .start("lambda-run", today(), Mode::Enforce, &[])
         .await
-        .unwrap();
-    let key = runs
-        .params("lambda-run")
-        .await
-        .unwrap()
-        .unwrap()
-        .message_key
         .unwrap();
     let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
     let worker = build_worker(settings, &aws).unwrap();

@@ -7,7 +7,7 @@
 //! then send the account's digest and the run's summary when this was the
 //! last message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -16,7 +16,7 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
 use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
-use keyrotor_shared::store::results::{Claim, Progress, Recorded, ResultItem, ResultStore};
+use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultStore};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunStore};
 
 use crate::digest::{send_digest_to, AccountDigest, DigestLine, Mailer, SentMarker, Templates};
@@ -528,30 +528,50 @@ impl Worker {
         })
     }
 
-    async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
-        match self
+    /// Runs `send` under `notice`'s claim: nothing when it went out
+    /// already; a retry timed to the claim's staleness when another worker
+    /// holds it; the claim released when `send` fails, so a retry can take
+    /// it at once. `send` is given the recipients an earlier claimant
+    /// reached.
+    async fn once<F, Fut>(&self, m: &WorkMessage, notice: Notice<'_>, send: F) -> Result<(), Owed>
+    where
+        F: FnOnce(BTreeSet<String>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let already_sent = match self
             .results
-            .claim_summary(&m.run_id, &self.owner, self.settings.lock_lease)
+            .claim(&m.run_id, notice, &self.owner, self.settings.lock_lease)
             .await?
         {
             Claim::Done => return Ok(()),
             Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
-            Claim::Mine { .. } => {}
+            Claim::Mine { already_sent } => already_sent,
+        };
+        let sent = match send(already_sent).await {
+            Ok(()) => self
+                .results
+                .finish(&m.run_id, notice, &self.owner)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            let _ = self.results.release(&m.run_id, notice, &self.owner).await;
+            return Err(Owed::Failed(format!("{e:#}")));
         }
-        let sent = async {
+        Ok(())
+    }
+
+    async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
+        self.once(m, Notice::Summary, |_| async {
             let event = self.results.run_summary(&m.run_id).await?;
             tracing::info!(run_id = %m.run_id, done = event.done, expected = event.expected, "run complete");
             if let Some(events) = &self.events {
                 events.publish_run(&event).await?;
             }
-            self.results.finish_summary(&m.run_id, &self.owner).await
-        }
-        .await;
-        if let Err(e) = sent {
-            let _ = self.results.release_summary(&m.run_id, &self.owner).await;
-            return Err(Owed::Failed(e.to_string()));
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn digest(&self, m: &WorkMessage) -> Result<(), Owed> {
@@ -559,21 +579,10 @@ impl Worker {
             tracing::debug!(account_id = %m.account_id, "account complete; no KEYROTOR_SENDER, so no digest email");
             return Ok(());
         };
-        let already_sent = match self
-            .results
-            .claim_digest(
-                &m.run_id,
-                &m.account_id,
-                &self.owner,
-                self.settings.lock_lease,
-            )
-            .await?
-        {
-            Claim::Done => return Ok(()),
-            Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
-            Claim::Mine { already_sent } => already_sent,
+        let notice = Notice::Digest {
+            account_id: &m.account_id,
         };
-        let sent = async {
+        self.once(m, notice, |already_sent| async move {
             let results = self
                 .results
                 .account_results(&m.run_id, &m.account_id)
@@ -613,25 +622,10 @@ impl Worker {
                 &marker,
             )
             .await?;
-            self.results
-                .finish_digest(&m.run_id, &m.account_id, &self.owner)
-                .await?;
-            anyhow::Ok(sent)
-        }
-        .await;
-        match sent {
-            Ok(sent) => {
-                tracing::info!(account_id = %m.account_id, emails = sent, "digest sent");
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self
-                    .results
-                    .release_digest(&m.run_id, &m.account_id, &self.owner)
-                    .await;
-                Err(Owed::Failed(format!("{e:#}")))
-            }
-        }
+            tracing::info!(account_id = %m.account_id, emails = sent, "digest sent");
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -92,21 +92,16 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         Vec::new()
     };
     let record = async {
-        runs.start(&run_id, as_of, Mode::Enforce, &forced).await?;
+        let key = runs.start(&run_id, as_of, Mode::Enforce, &forced).await?;
         runs.account_enqueued(&run_id, &account, &account, 1)
             .await?;
-        runs.finish_enqueue(&run_id, 1, 1).await
+        runs.finish_enqueue(&run_id, 1, 1).await?;
+        Ok::<_, keyrotor_shared::error::AwsError>(key)
     };
-    record
+    let key = record
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("recording the manual run: {e}")))?;
     let worker = build_worker(ctx.settings.clone(), &ctx.aws).map_err(CliError::Failed)?;
-    let key = runs
-        .params(&run_id)
-        .await
-        .map_err(|e| CliError::Failed(anyhow::anyhow!("reading the manual run: {e}")))?
-        .and_then(|run| run.message_key)
-        .unwrap_or_default();
     let mut message = WorkMessage {
         v: MESSAGE_VERSION,
         run_id: run_id.clone(),

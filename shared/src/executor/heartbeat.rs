@@ -109,15 +109,19 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_lock_that_cannot_be_renewed_stops_being_trusted_before_its_lease_ends() {
-        let lock = Lock {
+    fn sixty_second_lock() -> Lock {
+        Lock {
             account_id: "111122223333".into(),
             user_name: "ci".into(),
             owner: "me".into(),
             fence: 1,
             lease: Duration::from_secs(60),
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_that_cannot_be_renewed_stops_being_trusted_before_its_lease_ends() {
+        let lock = sixty_second_lock();
         let beat = Heartbeat::start(Arc::new(Unreachable), lock, Instant::now());
         tokio::time::sleep(Duration::from_secs(45)).await;
         assert!(
@@ -131,13 +135,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_lease_counts_from_the_acquire_request() {
-        let lock = Lock {
-            account_id: "111122223333".into(),
-            user_name: "ci".into(),
-            owner: "me".into(),
-            fence: 1,
-            lease: Duration::from_secs(60),
-        };
+        let lock = sixty_second_lock();
         let asked = Instant::now();
         // The acquire's answer took 20 s to arrive.
         tokio::time::sleep(Duration::from_secs(20)).await;

@@ -375,11 +375,15 @@ impl Executor {
                     .history
                     .reactivated_at
                     .insert(key.key_id.clone(), now);
-                for milestone in ["deactivate", "retire", "delete"] {
+                for milestone in [
+                    ActionKind::Deactivate,
+                    ActionKind::Retire,
+                    ActionKind::Delete,
+                ] {
                     run.record
                         .history
                         .warnings_sent
-                        .remove(&format!("{}:{milestone}", key.key_id));
+                        .remove(&policy::warning_id(&key.key_id, milestone));
                 }
                 run.notes.push(format!(
                     "key {} was switched back on by a person after it was switched off; it is not switched off again before a new install grace (and, while its replacement is unused, the adoption hold) has run from now",

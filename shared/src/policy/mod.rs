@@ -152,12 +152,18 @@ pub struct PlannedAction {
     pub milestone: Option<ActionKind>,
 }
 
+/// The identity of the warning of `milestone` for `key_id` (see
+/// [`PlannedAction::warning_id`]).
+pub fn warning_id(key_id: &str, milestone: ActionKind) -> String {
+    format!("{key_id}:{milestone}")
+}
+
 impl PlannedAction {
     /// `"<key_id>:<milestone>"`: the identity of a warning, stored in
     /// `KeyHistory::warnings_sent` so each key gets one warning per milestone
     /// rather than one a day. An action without milestone uses its own kind.
     pub fn warning_id(&self) -> String {
-        format!("{}:{}", self.key_id, self.milestone.unwrap_or(self.kind))
+        warning_id(&self.key_id, self.milestone.unwrap_or(self.kind))
     }
 
     /// Whether executing the action changes IAM (as opposed to notifying).

@@ -183,6 +183,28 @@ const SUMMARY: Claimed = Claimed {
     owner: "summary_owner",
 };
 
+/// What a claim is for: each is sent once per run (or per account of a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice<'a> {
+    /// An account's digest email.
+    Digest {
+        /// The account.
+        account_id: &'a str,
+    },
+    /// The run's summary event.
+    Summary,
+}
+
+impl Notice<'_> {
+    /// The item that holds the claim, and its attributes.
+    fn item(self) -> (String, Claimed) {
+        match self {
+            Notice::Digest { account_id } => (format!("ACCOUNT#{account_id}"), DIGEST),
+            Notice::Summary => ("RUN".into(), SUMMARY),
+        }
+    }
+}
+
 /// Result items and counters in the state table.
 #[derive(Clone)]
 pub struct ResultStore {
@@ -236,18 +258,15 @@ impl ResultStore {
         account_id: &str,
         user_name: &str,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(run_id, result_sk(account_id, user_name))))
                 .update_expression("SET published = :true")
                 .condition_expression("attribute_exists(sk)")
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":true", AttributeValue::Bool(true)),
+        )
         .await?;
         Ok(())
     }
@@ -428,25 +447,6 @@ impl ResultStore {
             .unwrap_or_default())
     }
 
-    /// Claims the account's digest for `owner` (see [`Claim`]); another
-    /// holder's claim older than `takeover` is taken over.
-    pub async fn claim_digest(
-        &self,
-        run_id: &str,
-        account_id: &str,
-        owner: &str,
-        takeover: std::time::Duration,
-    ) -> Result<Claim, AwsError> {
-        self.claim(
-            run_id,
-            format!("ACCOUNT#{account_id}"),
-            DIGEST,
-            owner,
-            takeover,
-        )
-        .await
-    }
-
     /// Records that the digest reached `to` (so a takeover does not resend it).
     pub async fn digest_sent_to(
         &self,
@@ -454,72 +454,28 @@ impl ResultStore {
         account_id: &str,
         to: &str,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
                 .update_expression("ADD digest_sent_to :to")
-                .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()]))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()])),
+        )
         .await?;
         Ok(())
     }
 
-    /// Marks the claimed digest as sent.
-    pub async fn finish_digest(
+    /// Claims `notice` of run `run_id` for `owner` (see [`Claim`]); another
+    /// holder's claim older than `takeover` is taken over.
+    pub async fn claim(
         &self,
         run_id: &str,
-        account_id: &str,
-        owner: &str,
-    ) -> Result<(), AwsError> {
-        self.finish(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
-            .await
-    }
-
-    /// Gives up a digest claim after a failure, so a retry can take it at once.
-    pub async fn release_digest(
-        &self,
-        run_id: &str,
-        account_id: &str,
-        owner: &str,
-    ) -> Result<(), AwsError> {
-        self.release(run_id, format!("ACCOUNT#{account_id}"), DIGEST, owner)
-            .await
-    }
-
-    /// Claims the run's summary event for `owner` (see [`Claim`]).
-    pub async fn claim_summary(
-        &self,
-        run_id: &str,
+        notice: Notice<'_>,
         owner: &str,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
-        self.claim(run_id, "RUN".into(), SUMMARY, owner, takeover)
-            .await
-    }
-
-    /// Marks the claimed summary as published.
-    pub async fn finish_summary(&self, run_id: &str, owner: &str) -> Result<(), AwsError> {
-        self.finish(run_id, "RUN".into(), SUMMARY, owner).await
-    }
-
-    /// Gives up a summary claim after a failure.
-    pub async fn release_summary(&self, run_id: &str, owner: &str) -> Result<(), AwsError> {
-        self.release(run_id, "RUN".into(), SUMMARY, owner).await
-    }
-
-    async fn claim(
-        &self,
-        run_id: &str,
-        sk: String,
-        what: Claimed,
-        owner: &str,
-        takeover: std::time::Duration,
-    ) -> Result<Claim, AwsError> {
+        let (sk, what) = notice.item();
         let now = Utc::now().timestamp_millis();
         let takeover_ms = takeover.as_millis() as i64;
         let claim = self
@@ -539,14 +495,7 @@ impl ResultStore {
             .expression_attribute_values(":stale", n(now - takeover_ms))
             .expression_attribute_values(":me", s(owner))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        let out = super::retry::through_conflicts(|| async {
-            claim
-                .clone()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
-        .await;
+        let out = super::retry::send_update(claim).await;
         match out {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
@@ -575,14 +524,15 @@ impl ResultStore {
         }
     }
 
-    async fn finish(
+    /// Marks the claimed `notice` as sent.
+    pub async fn finish(
         &self,
         run_id: &str,
-        sk: String,
-        what: Claimed,
+        notice: Notice<'_>,
         owner: &str,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
+        let (sk, what) = notice.item();
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -591,23 +541,21 @@ impl ResultStore {
                 .expression_attribute_names("#state", what.state)
                 .expression_attribute_names("#flag", what.flag)
                 .expression_attribute_values(":sent", s(SENT))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":true", AttributeValue::Bool(true)),
+        )
         .await?;
         tracing::debug!(run_id, owner, what = what.state, "claim finished");
         Ok(())
     }
 
-    async fn release(
+    /// Gives up a claim after a failure, so a retry can take it at once.
+    pub async fn release(
         &self,
         run_id: &str,
-        sk: String,
-        what: Claimed,
+        notice: Notice<'_>,
         owner: &str,
     ) -> Result<(), AwsError> {
+        let (sk, what) = notice.item();
         let release = self
             .client
             .update_item()
@@ -620,14 +568,7 @@ impl ResultStore {
             .expression_attribute_names("#owner", what.owner)
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":sending", s(SENDING));
-        let out = super::retry::through_conflicts(|| async {
-            release
-                .clone()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
-        .await;
+        let out = super::retry::send_update(release).await;
         match out {
             // Taken over meanwhile: not ours to release.
             Ok(_) | Err(AwsError::ConditionFailed { .. }) => Ok(()),

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+
 use crate::error::AwsError;
 
 /// Attempts after the first.
@@ -32,14 +35,20 @@ pub(crate) fn conflicted(e: &AwsError) -> bool {
     matches!(e, AwsError::Service { code, .. } if code == "TransactionConflictException")
 }
 
-/// Runs a single-item write, retrying transaction conflicts (only those:
-/// the SDK retries throttling and 5xx itself).
-pub(crate) async fn through_conflicts<T, F, Fut>(op: F) -> Result<T, AwsError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AwsError>>,
-{
-    retry_transient(op, conflicted).await
+/// Sends one `UpdateItem`, retrying transaction conflicts only (the SDK
+/// retries throttling and 5xx itself): every single-item write to a run's
+/// items goes through here.
+pub(crate) async fn send_update(
+    update: UpdateItemFluentBuilder,
+) -> Result<UpdateItemOutput, AwsError> {
+    let attempt = || async {
+        update
+            .clone()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
+    };
+    retry_transient(attempt, conflicted).await
 }
 
 /// Runs `op`, retrying while `transient` says its error may pass.

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -219,14 +219,15 @@ impl RunStore {
     /// Records the run's start (kept as first written when the run is
     /// produced again), then its index item `RUNS` / `<run id>` so that
     /// [`RunStore::latest`] finds it. The first start also draws the run's
-    /// message key (see [`crate::message::WorkMessage::sign`]).
+    /// message key (see [`crate::message::WorkMessage::sign`]); every start
+    /// returns it.
     pub async fn start(
         &self,
         run_id: &str,
         as_of: DateTime<Utc>,
         mode: Mode,
         forced: &[(String, String)],
-    ) -> Result<(), AwsError> {
+    ) -> Result<String, AwsError> {
         let now = Utc::now();
         let set = "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
                    started_at = if_not_exists(started_at, :now), enqueue_done = :false, \
@@ -254,16 +255,17 @@ impl RunStore {
                     AttributeValue::Ss(forced.iter().map(|(a, u)| forced_entry(a, u)).collect()),
                 )
         };
-        super::retry::through_conflicts(|| async {
-            update
-                .clone()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
-        .await?;
+        let started = super::retry::send_update(update.return_values(ReturnValue::AllNew)).await?;
+        let message_key = started
+            .attributes
+            .as_ref()
+            .and_then(|item| get_s(item, "msg_key"))
+            .ok_or_else(|| AwsError::NotFound {
+                op: "dynamodb:UpdateItem",
+                message: format!("run {run_id} has no message key after its start"),
+            })?;
         // After the run item, so a listed run always has a record.
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -276,13 +278,10 @@ impl RunStore {
                 .expression_attribute_values(":id", s(run_id))
                 .expression_attribute_values(":as_of", time(&as_of))
                 .expression_attribute_values(":mode", s(mode.as_str()))
-                .expression_attribute_values(":now", time(&now))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":now", time(&now)),
+        )
         .await?;
-        Ok(())
+        Ok(message_key)
     }
 
     /// What the producer asked of a run, for the workers to check each
@@ -353,7 +352,7 @@ impl RunStore {
         account_name: &str,
         expected: i64,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -369,11 +368,8 @@ impl RunStore {
                 .expression_attribute_values(":n", n(expected))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .expression_attribute_values(":ok", s("ok"))
-                .expression_attribute_values(":zero", n(0))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":zero", n(0)),
+        )
         .await?;
         Ok(())
     }
@@ -389,8 +385,7 @@ impl RunStore {
         error: &str,
         enqueued: i64,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
-            self.client.update_item()
+        super::retry::send_update(self.client.update_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
             .update_expression(
@@ -405,23 +400,19 @@ impl RunStore {
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":sent", n(enqueued))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+            .expression_attribute_values(":true", AttributeValue::Bool(true)))
         .await?;
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(run_id, "RUN".into())))
                 .update_expression("ADD failed_accounts :a")
-                .expression_attribute_values(":a", AttributeValue::Ss(vec![account_id.to_string()]))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(
+                    ":a",
+                    AttributeValue::Ss(vec![account_id.to_string()]),
+                ),
+        )
         .await?;
         Ok(())
     }
@@ -433,7 +424,7 @@ impl RunStore {
         accounts: i64,
         expected: i64,
     ) -> Result<(), AwsError> {
-        super::retry::through_conflicts(|| async {
+        super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -444,11 +435,8 @@ impl RunStore {
                 .expression_attribute_values(":a", n(accounts))
                 .expression_attribute_values(":e", n(expected))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":now", time(&Utc::now()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
-        })
+                .expression_attribute_values(":now", time(&Utc::now())),
+        )
         .await?;
         Ok(())
     }
