@@ -16,6 +16,10 @@ and adds one control endpoint beside moto's own API:
                                                injects error answers, per service and action,
                                                in the service's own protocol (see Faults)
     GET  /_keyrotor/faults                     -> {"injected": N, "by_rule": [n, ...]}
+    POST /_keyrotor/latency {"latency": "realistic", "jitter": 0.2, "seed": 1, "iam_rps": 5}
+                                               sets the waiting latency and IAM's rate limit
+                                               (see Latency; `{}` turns both off)
+    GET  /_keyrotor/latency                    -> the settings, and the requests delayed and throttled
 
 AssumeRole is strict here (moto's own accepts any role, existing or not):
 a role must exist in the target account, except the
@@ -30,6 +34,33 @@ concurrent `ADD done :one` on one item could lose one (seen: a run counted
 conditional writes could both pass their condition. DynamoDB itself
 serialises the writes to an item, and keyrotor's locks and counters rely on
 that, so the launcher restores it.
+
+Real waiting, for benchmarks (all off unless asked; without these options
+the emulator answers exactly as before):
+
+    --latency realistic        each request sleeps before it is answered, per
+                               SigV4 service: iam 100 ms, sts 45, secretsmanager 45,
+                               dynamodb 8, sqs 15, sns 15, ses (SESv2; `sesv2=`
+                               also accepted) 15, organizations 50; or give
+                               `iam=100,sts=45,...` (after a preset, items override it)
+    --latency-jitter 0.2       each wait times a uniform factor in [0.8, 1.2] ...
+    --latency-seed 7           ... drawn from random.Random(7), in arrival order
+    --iam-rps 5                per-account IAM token bucket (5 a second, burst 5):
+                               an IAM request finding it empty gets IAM's own
+                               `Throttling` / "Rate exceeded" (HTTP 400, query XML)
+    --sqs-poll-fix             long polls sleep until the queue changes and re-read
+                               the in-flight FIFO groups, instead of moto's busy loop
+                               on a stale copy (see make_sqs_polls_prompt)
+
+The waits are sleeps on moto's threaded server, so concurrent requests wait
+together, as they do against AWS, and they are taken before the DynamoDB
+lock above, so DynamoDB requests overlap their latency too (only moto's own
+work is serialised). The account an IAM request is counted against is the
+one moto resolves for it: the access key id in its Authorization header,
+looked up among every account's IAM keys (AssumeRole's session keys are
+registered in the role's account). Throttled requests never reach moto and
+are not fault-rule matches, but they are counted in /_keyrotor/calls, like
+every request made.
 
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
@@ -117,6 +148,7 @@ REST_ACTIONS = [
 ]
 
 SCOPE_RE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+ACCESS_KEY_RE = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class FaultRule:
@@ -290,6 +322,153 @@ class Calls:
         return counts
 
 
+# `--latency realistic`: what a request to each service waits, in ms, before
+# it is answered (us-east-1 from inside AWS, order of magnitude).
+LATENCY_PRESETS = {
+    "realistic": {
+        "iam": 100, "sts": 45, "secretsmanager": 45, "dynamodb": 8, "sqs": 15,
+        "sns": 15, "ses": 15, "organizations": 50,
+    },
+}
+
+# Names accepted for a service besides its SigV4 credential scope.
+SERVICE_ALIASES = {"sesv2": "ses", "email": "ses"}
+
+
+def parse_latency(spec):
+    """`realistic` or `iam=100,sts=45,...` (ms; a preset name may start the
+    list and later items override it) -> {scope service: seconds}."""
+    if isinstance(spec, dict):
+        items = [f"{k}={v}" for k, v in spec.items()]
+    else:
+        items = [part.strip() for part in str(spec or "").split(",") if part.strip()]
+    waits = {}
+    for item in items:
+        if "=" not in item:
+            if item not in LATENCY_PRESETS:
+                raise ValueError(f"unknown latency preset {item!r} (known: {sorted(LATENCY_PRESETS)})")
+            waits.update({k: v / 1000.0 for k, v in LATENCY_PRESETS[item].items()})
+            continue
+        service, ms = item.split("=", 1)
+        service = SERVICE_ALIASES.get(service.strip(), service.strip())
+        ms = float(ms)
+        if ms < 0:
+            raise ValueError(f"a latency is not negative: {item!r}")
+        waits[service] = ms / 1000.0
+    return waits
+
+
+class Latency:
+    """Waiting latency and IAM's per-account rate limit (`--latency`,
+    `--latency-jitter`, `--latency-seed`, `--iam-rps`, `/_keyrotor/latency`).
+
+    Each request to a service with a latency sleeps that long (times a
+    uniform factor in [1 - jitter, 1 + jitter] drawn from
+    random.Random(seed)) before it is answered. The server is threaded, so
+    the waits of concurrent requests overlap, as AWS's do; the wait is taken
+    outside the DynamoDB lock. With `iam_rps` R, each account has a token
+    bucket of R tokens refilled at R a second: an IAM request that finds it
+    empty is answered `Throttling` / "Rate exceeded" (HTTP 400, query XML),
+    as IAM does, after its wait, and never reaches moto. The account is the
+    one the request's access key belongs to (moto's own lookup: the
+    `x-moto-account-id` header, else the key in the Authorization header
+    found among the accounts' IAM keys, which include AssumeRole's)."""
+
+    def __init__(self, monotonic):
+        self.lock = threading.Lock()
+        self.monotonic = monotonic
+        self.accounts = {}  # access key id -> account id
+        self.set({})
+
+    def set(self, body):
+        """Replaces the settings with those of a POST body (raises ValueError):
+        {"latency": "realistic" | {"iam": 100, ...}, "jitter": 0.2, "seed": 0,
+         "iam_rps": 5}; `{}` turns everything off. Resets the counters."""
+        if not isinstance(body, dict):
+            raise ValueError("the body is a JSON object")
+        unknown = set(body) - {"latency", "jitter", "seed", "iam_rps"}
+        if unknown:
+            raise ValueError(f"unknown fields: {sorted(unknown)}")
+        waits = parse_latency(body.get("latency"))
+        jitter = float(body.get("jitter", 0.0))
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"jitter is a fraction within 0..1: {jitter}")
+        rps = body.get("iam_rps")
+        rps = float(rps) if rps is not None else None
+        if rps is not None and rps <= 0:
+            raise ValueError(f"iam_rps must be positive: {rps}")
+        with self.lock:
+            self.waits, self.jitter, self.rps = waits, jitter, rps
+            self.seed = int(body.get("seed", 0))
+            self.random = random.Random(self.seed)
+            self.buckets = {}  # account -> [tokens, last refill]
+            self.waited = 0.0
+            self.delayed = 0
+            self.throttled = {}
+
+    @property
+    def active(self):
+        return bool(self.waits) or self.rps is not None
+
+    def snapshot(self):
+        with self.lock:
+            return {
+                "latency_ms": {k: round(v * 1000.0, 3) for k, v in sorted(self.waits.items())},
+                "jitter": self.jitter,
+                "seed": self.seed,
+                "iam_rps": self.rps,
+                "delayed": self.delayed,
+                "waited_s": round(self.waited, 3),
+                "throttled": sum(self.throttled.values()),
+                "throttled_by_account": dict(self.throttled),
+            }
+
+    def account_of(self, environ):
+        header = environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+        if header:
+            return header
+        match = ACCESS_KEY_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        key = match.group(1) if match else "AKIAEXAMPLE"
+        account = self.accounts.get(key)
+        if account is None:
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.iam.models import get_account_id_from
+
+            account = get_account_id_from(key)
+            if account != DEFAULT_ACCOUNT_ID:
+                # A key's account never changes; an unknown key may yet be made.
+                self.accounts[key] = account
+        return account
+
+    def admit(self, environ, service):
+        """Decides a request on arrival: (seconds to wait, throttled?)."""
+        wait = self.waits.get(service, 0.0)
+        throttled = False
+        account = None
+        if service == "iam" and self.rps is not None:
+            account = self.account_of(environ)
+        with self.lock:
+            if wait and self.jitter:
+                wait *= 1.0 + self.jitter * (2.0 * self.random.random() - 1.0)
+            if account is not None:
+                now = self.monotonic()
+                tokens, last = self.buckets.get(account, (self.rps, now))
+                tokens = min(self.rps, tokens + (now - last) * self.rps)
+                if tokens >= 1.0:
+                    tokens -= 1.0
+                else:
+                    throttled = True
+                    self.throttled[account] = self.throttled.get(account, 0) + 1
+                self.buckets[account] = (tokens, now)
+            if wait:
+                self.delayed += 1
+                self.waited += wait
+        return wait, throttled
+
+
+THROTTLED = {"service": "iam", "code": "Throttling", "message": "Rate exceeded"}
+
+
 def request_service(environ):
     """The SigV4 credential-scope service of a request (header or presigned)."""
     match = SCOPE_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -439,6 +618,65 @@ def make_assume_role_strict():
     STSBackend.assume_role = assume_role
 
 
+def make_sqs_polls_prompt(monotonic, recheck=0.1):
+    """`--sqs-poll-fix`: moto's long poll (`SQSBackend.receive_message` with
+    a wait) copies the queue's in-flight FIFO groups once, when the poll
+    starts, and then loops: while messages are queued but all of them are
+    in in-flight groups, its `wait_for_messages(1)` returns at once (the
+    queue has messages), so it rescans the queue without pause until the
+    wait runs out -- a busy loop holding a core -- and a group freed by a
+    DeleteMessage meanwhile stays "in flight" in its copy, so the message
+    behind it is delivered only by the next ReceiveMessage. A benchmark of
+    FIFO consumers on moto measures that, not its consumers.
+
+    The fix: a long poll is made of moto's own single passes
+    (`wait_seconds_timeout=0`, which reads the groups afresh each time);
+    between passes it sleeps on a condition that SendMessage, DeleteMessage
+    and ChangeMessageVisibility (and their batches) signal, or `recheck`
+    seconds at most (visibility timeouts and delays expire on the clock).
+    SQS's backend calls are also made one at a time (one lock), as moto's
+    unlocked sets and lists of in-flight messages are shared between the
+    server's threads. Only the launcher changes; moto's code is left as is."""
+    from moto.sqs.models import SQSBackend
+
+    lock = threading.RLock()
+    changed = threading.Condition()
+    generation = [0]
+
+    def signalling(method):
+        def wrapper(self, *args, **kwargs):
+            try:
+                with lock:
+                    return method(self, *args, **kwargs)
+            finally:
+                with changed:
+                    generation[0] += 1
+                    changed.notify_all()
+        return wrapper
+
+    for name in ("send_message", "delete_message", "change_message_visibility", "purge_queue"):
+        setattr(SQSBackend, name, signalling(getattr(SQSBackend, name)))
+
+    receive_once = SQSBackend.receive_message
+
+    def receive_message(self, queue_name, count, wait_seconds_timeout, visibility_timeout,
+                        message_attribute_names=None):
+        deadline = monotonic() + (wait_seconds_timeout or 0)
+        while True:
+            with changed:
+                seen = generation[0]
+            with lock:
+                result = receive_once(self, queue_name, count, 0, visibility_timeout,
+                                      message_attribute_names)
+            remaining = deadline - monotonic()
+            if result or remaining <= 0:
+                return result
+            with changed:
+                changed.wait_for(lambda: generation[0] != seen, timeout=min(remaining, recheck))
+
+    SQSBackend.receive_message = receive_message
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -449,7 +687,29 @@ def main():
                         help="let AssumeRole succeed for roles that do not exist (moto's default)")
     parser.add_argument("--detach", action="store_true",
                         help="keep running after the parent exits (scripts/emulator-start)")
+    parser.add_argument("--latency", metavar="SPEC",
+                        help="wait before answering, per service: `realistic` or "
+                             "`iam=100,sts=45,...` in ms (see Latency)")
+    parser.add_argument("--latency-jitter", type=float, default=0.0, metavar="F",
+                        help="each wait times a uniform factor in [1-F, 1+F] (default 0)")
+    parser.add_argument("--latency-seed", type=int, default=0,
+                        help="seed of the jitter's random.Random (default 0)")
+    parser.add_argument("--iam-rps", type=float, metavar="R",
+                        help="IAM token bucket per account (R a second, burst R): "
+                             "`Throttling` / Rate exceeded when empty")
+    parser.add_argument("--sqs-poll-fix", action="store_true",
+                        help="long polls sleep and re-read in-flight FIFO groups "
+                             "instead of spinning (see make_sqs_polls_prompt)")
     args = parser.parse_args()
+    latency_settings = {}
+    if args.latency:
+        latency_settings["latency"] = args.latency
+    if args.latency_jitter:
+        latency_settings["jitter"] = args.latency_jitter
+    if args.latency_seed:
+        latency_settings["seed"] = args.latency_seed
+    if args.iam_rps is not None:
+        latency_settings["iam_rps"] = args.iam_rps
 
     start = parse_time(args.start) if args.start else dt.datetime.utcnow()
     # Real monotonic timers (socket timeouts, thread waits) must keep working.
@@ -465,6 +725,16 @@ def main():
 
     if not args.lenient_assume_role:
         make_assume_role_strict()
+    from freezegun.api import real_monotonic
+
+    if args.sqs_poll_fix:
+        make_sqs_polls_prompt(real_monotonic)
+    latency = Latency(real_monotonic)
+    try:
+        latency.set(latency_settings)
+    except ValueError as e:
+        parser.error(str(e))
+    throttled_rule = FaultRule(THROTTLED)
     moto_app = DomainDispatcherApplication(create_backend_app)
     clock_lock = threading.Lock()
     dynamodb_lock = threading.Lock()
@@ -496,11 +766,36 @@ def main():
             payload = json.dumps(answer).encode()
             start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
             return [payload]
+        if environ.get("PATH_INFO") == "/_keyrotor/latency":
+            status = "200 OK"
+            if environ["REQUEST_METHOD"] == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                try:
+                    latency.set(json.loads(environ["wsgi.input"].read(length) or b"{}"))
+                except ValueError as e:
+                    status = "400 Bad Request"
+                    payload = json.dumps({"error": str(e)}).encode()
+            if status == "200 OK":
+                payload = json.dumps(latency.snapshot()).encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+            return [payload]
         if environ.get("PATH_INFO") == "/_keyrotor/calls":
             payload = json.dumps(calls.snapshot(reset=environ["REQUEST_METHOD"] == "POST")).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
             return [payload]
         calls.count(environ)
+        if latency.active:
+            # Decided on arrival; the wait is a sleep, outside the DynamoDB
+            # lock, so concurrent requests wait together.
+            service = request_service(environ)
+            wait, throttled = latency.admit(environ, service) if service else (0.0, False)
+            if wait:
+                time.sleep(wait)
+            if throttled:
+                request = describe_request(environ, service)
+                status, headers, body = fault_answer(throttled_rule, request, "throttled")
+                start_response(status, headers)
+                return [body]
         # Faults are decided first, outside the DynamoDB lock.
         injected = faults.take(environ)
         if injected is not None:
