@@ -321,6 +321,7 @@ async fn send_floor(sqs: &aws_sdk_sqs::Client, queue: &str, members: &[Member]) 
                 force: false,
                 exempt: false,
                 shard: None,
+                shards: None,
                 sig: None,
             })
             .collect();

@@ -8,5 +8,6 @@
 //! yet.
 
 pub mod measure;
+pub mod sim;
 
 pub use measure::{measure, Measured, Stats};

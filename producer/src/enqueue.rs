@@ -2,11 +2,12 @@
 //! its own with backoff, FIFO group and deduplication ids when the queue is
 //! FIFO (detected from its URL).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::message::WorkMessage;
+use keyrotor_shared::queue::{Outgoing, QueuePort};
 
 /// SQS's batch limit.
 pub const BATCH: usize = 10;
@@ -27,37 +28,27 @@ pub struct PartialSend {
 /// Sends work messages to one queue.
 #[derive(Clone)]
 pub struct Enqueuer {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-    fifo: bool,
+    queue: Arc<dyn QueuePort>,
 }
 
 impl Enqueuer {
-    /// An enqueuer for `queue_url` (FIFO when it ends in `.fifo`).
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Enqueuer {
-        let queue_url = queue_url.into();
-        Enqueuer {
-            fifo: queue_url.ends_with(".fifo"),
-            client,
-            queue_url,
-        }
+    /// An enqueuer for `queue`.
+    pub fn new(queue: Arc<dyn QueuePort>) -> Enqueuer {
+        Enqueuer { queue }
     }
 
     /// Whether the queue is FIFO.
     pub fn is_fifo(&self) -> bool {
-        self.fifo
+        self.queue.is_fifo()
     }
 
-    fn entry(&self, id: usize, m: &WorkMessage) -> SendMessageBatchRequestEntry {
-        let mut entry = SendMessageBatchRequestEntry::builder()
-            .id(id.to_string())
-            .message_body(m.encode());
-        if self.fifo {
-            entry = entry
-                .message_group_id(m.group_id())
-                .message_deduplication_id(m.deduplication_id());
+    fn outgoing(&self, m: &WorkMessage) -> Outgoing {
+        Outgoing {
+            body: m.encode(),
+            fifo: self
+                .is_fifo()
+                .then(|| (m.group_id(), m.deduplication_id())),
         }
-        entry.build().expect("id and body are set")
     }
 
     /// Sends up to [`BATCH`] messages; every one is sent, or the error says
@@ -68,35 +59,19 @@ impl Enqueuer {
         if messages.is_empty() {
             return Ok(());
         }
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(
-                messages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| self.entry(i, m))
-                    .collect(),
-            ))
-            .send()
+        let batch: Vec<Outgoing> = messages.iter().map(|m| self.outgoing(m)).collect();
+        let failed = self
+            .queue
+            .send_batch(&batch)
             .await
-            .map_err(|e| PartialSend {
-                sent: 0,
-                error: AwsError::from_sdk("sqs:SendMessageBatch", e),
-            })?;
-        let mut unsent = out.failed.len();
-        for failed in out.failed {
-            let Some(m) = failed
-                .id
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| messages.get(i))
-            else {
+            .map_err(|error| PartialSend { sent: 0, error })?;
+        let mut unsent = failed.len();
+        for (i, code) in failed {
+            let Some(m) = messages.get(i) else {
                 continue;
             };
-            tracing::warn!(code = %failed.code, sender_fault = failed.sender_fault, user = %m.user_name, "message failed in its batch; retrying it alone");
-            self.send_one(m).await.map_err(|error| PartialSend {
+            tracing::warn!(code = %code, user = %m.user_name, "message failed in its batch; retrying it alone");
+            self.send_one(&batch[i]).await.map_err(|error| PartialSend {
                 sent: messages.len() - unsent,
                 error,
             })?;
@@ -105,24 +80,13 @@ impl Enqueuer {
         Ok(())
     }
 
-    async fn send_one(&self, m: &WorkMessage) -> Result<(), AwsError> {
+    async fn send_one(&self, m: &Outgoing) -> Result<(), AwsError> {
         let mut delay = Duration::from_millis(200);
         let mut last = None;
         for _ in 0..ENTRY_ATTEMPTS {
-            let mut send = self
-                .client
-                .send_message()
-                .queue_url(&self.queue_url)
-                .message_body(m.encode());
-            if self.fifo {
-                send = send
-                    .message_group_id(m.group_id())
-                    .message_deduplication_id(m.deduplication_id());
-            }
-            match send.send().await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    let err = AwsError::from_sdk("sqs:SendMessage", e);
+            match self.queue.send(m).await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
                     if !err.is_retryable() {
                         return Err(err);
                     }

@@ -27,6 +27,11 @@ pub struct AccountInfo {
 pub trait AccountInventory: Send + Sync {
     /// Every account of the source (active or not).
     async fn accounts(&self) -> Result<Vec<AccountInfo>, AwsError>;
+    /// Whether the account is tagged out of keyrotor (`keyrotor:exclude`);
+    /// only Organizations has account tags.
+    async fn excluded(&self, _account: &AccountInfo) -> Result<bool, AwsError> {
+        Ok(false)
+    }
 }
 
 /// Organizations: `ListAccounts`, or for each OU its accounts and those of
@@ -109,6 +114,13 @@ impl AccountInventory for OrgInventory {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
         Ok(out)
+    }
+
+    async fn excluded(&self, account: &AccountInfo) -> Result<bool, AwsError> {
+        if !account.in_organizations {
+            return Ok(false);
+        }
+        excluded_by_tag(&self.client, &account.id).await
     }
 }
 

@@ -15,14 +15,13 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, ResultEvent, SnsEvents};
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use keyrotor_shared::store::registry::AccountRegistry;
-use keyrotor_shared::store::runs::RunStore;
+use keyrotor_shared::queue::SqsQueue;
+use keyrotor_shared::store::runs::{RunStore, RunsPort};
 use serde::Serialize;
 
 use crate::enqueue::{Enqueuer, BATCH};
-use crate::inventory::{
-    excluded_by_tag, AccountInfo, AccountInventory, OrgInventory, RegistryInventory,
-};
-use crate::users;
+use crate::inventory::{AccountInfo, AccountInventory, OrgInventory, RegistryInventory};
+use crate::users::{MemberDirectory, SdkDirectory};
 
 /// What to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +111,25 @@ pub enum ProduceError {
 /// The producer.
 pub struct Producer {
     settings: Arc<Settings>,
-    aws: AwsContext,
     inventory: Box<dyn AccountInventory>,
-    organizations: Option<aws_sdk_organizations::Client>,
-    runs: RunStore,
+    directory: Arc<dyn MemberDirectory>,
+    runs: Arc<dyn RunsPort>,
     enqueuer: Enqueuer,
     events: Option<Arc<dyn EventSink>>,
+}
+
+/// What a producer works through (the SDK's, or the load simulator's).
+pub struct ProducerParts {
+    /// Where accounts come from.
+    pub inventory: Box<dyn AccountInventory>,
+    /// The users of each account.
+    pub directory: Arc<dyn MemberDirectory>,
+    /// The run items.
+    pub runs: Arc<dyn RunsPort>,
+    /// The work queue.
+    pub enqueuer: Enqueuer,
+    /// Where failed accounts are published, if anywhere.
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 impl Producer {
@@ -139,36 +151,43 @@ impl Producer {
             Some(arn) => aws_sdk_organizations::Client::new(&aws.for_role_arn(arn).await),
             None => aws_sdk_organizations::Client::new(base),
         };
-        let (inventory, organizations): (Box<dyn AccountInventory>, _) =
-            match settings.account_source {
-                AccountSource::Organizations => (
-                    Box::new(OrgInventory::new(
-                        organizations.clone(),
-                        settings.ous.clone(),
-                    )),
-                    Some(organizations),
-                ),
-                AccountSource::Table => (
-                    Box::new(RegistryInventory::new(AccountRegistry::new(
-                        ddb.clone(),
-                        settings.table.clone(),
-                    ))),
-                    None,
-                ),
-            };
+        let inventory: Box<dyn AccountInventory> = match settings.account_source {
+            AccountSource::Organizations => Box::new(OrgInventory::new(
+                organizations,
+                settings.ous.clone(),
+            )),
+            AccountSource::Table => Box::new(RegistryInventory::new(AccountRegistry::new(
+                ddb.clone(),
+                settings.table.clone(),
+            ))),
+        };
         let events = settings.topic_arn.as_ref().map(|arn| {
             Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(base), arn.clone()))
                 as Arc<dyn EventSink>
         });
-        Ok(Producer {
-            runs: RunStore::new(ddb, settings.table.clone()),
-            enqueuer: Enqueuer::new(aws_sdk_sqs::Client::new(base), queue_url),
-            aws,
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(base), queue_url);
+        Ok(Producer::from_parts(
+            settings.clone(),
+            ProducerParts {
+                inventory,
+                directory: Arc::new(SdkDirectory::new(aws.clone())),
+                runs: Arc::new(RunStore::new(ddb, settings.table.clone())),
+                enqueuer: Enqueuer::new(Arc::new(queue)),
+                events,
+            },
+        ))
+    }
+
+    /// A producer over the given parts.
+    pub fn from_parts(settings: Arc<Settings>, parts: ProducerParts) -> Producer {
+        Producer {
             settings,
-            inventory,
-            organizations,
-            events,
-        })
+            inventory: parts.inventory,
+            directory: parts.directory,
+            runs: parts.runs,
+            enqueuer: parts.enqueuer,
+            events: parts.events,
+        }
     }
 
     /// Runs the producer; `on_account` is told as each account finishes.
@@ -359,27 +378,39 @@ impl Producer {
         account: &AccountInfo,
         sent: &mut usize,
     ) -> Result<Option<usize>, AwsError> {
-        if let (true, Some(org)) = (account.in_organizations, &self.organizations) {
-            if excluded_by_tag(org, &account.id).await? {
-                return Ok(None);
-            }
+        if self.inventory.excluded(account).await? {
+            return Ok(None);
         }
-        let config = self.aws.checked_for_account(&account.id).await?;
-        let iam = aws_sdk_iam::Client::new(&config);
+        self.directory.open(&account.id).await?;
         let exempt = match &self.settings.exempt_group {
-            Some(group) => users::exempt_members(&iam, group).await?,
+            Some(group) => self.directory.exempt_members(&account.id, group).await?,
             None => HashSet::new(),
         };
         // Counted as sent, batch by batch: when the account fails part-way,
         // the run expects exactly the messages that went out.
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let pages = users::for_each_page(&iam, |names| {
-            let messages: Vec<WorkMessage> = names
-                .into_iter()
-                .map(|user_name| self.message(run_id, key, req, account, &exempt, user_name))
-                .collect();
-            let count = &count;
-            async move {
+        let pages = async {
+            let mut marker = None;
+            let mut index = 0u32;
+            let mut shards = None;
+            loop {
+                let (names, next) = self.directory.users_page(&account.id, marker).await?;
+                // Known at the first page: an account listed in one page
+                // gets no more groups than it has users.
+                let shards = *shards.get_or_insert_with(|| {
+                    self.settings
+                        .shards_for(next.is_none().then_some(names.len()))
+                });
+                let messages: Vec<WorkMessage> = names
+                    .into_iter()
+                    .map(|user_name| {
+                        // Round robin: the groups get equal shares of the
+                        // account's users, so they finish together.
+                        let shard = index % shards;
+                        index += 1;
+                        self.message(run_id, key, req, account, &exempt, user_name, (shard, shards))
+                    })
+                    .collect();
                 for batch in messages.chunks(BATCH) {
                     match self.enqueuer.send(batch).await {
                         Ok(()) => count.fetch_add(batch.len(), Ordering::SeqCst),
@@ -389,9 +420,12 @@ impl Producer {
                         }
                     };
                 }
-                Ok(())
+                match next {
+                    Some(next) => marker = Some(next),
+                    None => return Ok::<(), AwsError>(()),
+                }
             }
-        })
+        }
         .await;
         *sent = count.load(Ordering::SeqCst);
         pages?;
@@ -409,8 +443,8 @@ impl Producer {
         account: &AccountInfo,
         exempt: &HashSet<String>,
         user_name: String,
+        (shard, shards): (u32, u32),
     ) -> WorkMessage {
-        let shards = self.settings.shards_per_account;
         let mut message = WorkMessage {
             v: MESSAGE_VERSION,
             run_id: run_id.to_string(),
@@ -424,7 +458,8 @@ impl Producer {
                 .iter()
                 .any(|(a, u)| *a == account.id && *u == user_name),
             exempt: exempt.contains(&user_name),
-            shard: (shards > 1).then(|| fnv1a(&user_name) % shards),
+            shard: (shards > 1).then_some(shard),
+            shards: (shards > 1).then_some(shards),
             user_name,
             sig: None,
         };
@@ -439,24 +474,9 @@ pub fn new_run_id() -> String {
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &suffix[..8])
 }
 
-/// A hash that stays the same across Rust versions and processes, so a
-/// user always lands in the same shard.
-fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_are_stable_and_spread() {
-        assert_eq!(fnv1a("ci"), fnv1a("ci"));
-        let shards: HashSet<u32> = (0..100).map(|i| fnv1a(&format!("user{i}")) % 4).collect();
-        assert_eq!(shards.len(), 4);
-    }
 
     #[test]
     fn run_ids_sort_by_time_and_differ() {

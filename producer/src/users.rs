@@ -1,43 +1,97 @@
 //! One account's IAM users, a page at a time, and the exemption group's
-//! members (read once per account).
+//! members (read once per account), behind [`MemberDirectory`]: the SDK
+//! adapter reads them through the producer's read-only member role; the
+//! load simulator has its own.
 
 use std::collections::HashSet;
 
+use async_trait::async_trait;
+use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::error::AwsError;
 
-/// The exemption group's members (empty when the account has no such group).
-pub async fn exempt_members(
-    iam: &aws_sdk_iam::Client,
-    group: &str,
-) -> Result<HashSet<String>, AwsError> {
-    let mut members = HashSet::new();
-    let mut pages = iam.get_group().group_name(group).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        match page {
-            Ok(page) => members.extend(page.users.into_iter().map(|u| u.user_name)),
-            Err(e) => match AwsError::from_sdk("iam:GetGroup", e) {
-                AwsError::NotFound { .. } => return Ok(HashSet::new()),
-                other => return Err(other),
-            },
-        }
-    }
-    Ok(members)
+/// A page of user names and the marker of the next page, if any.
+pub type UserPage = (Vec<String>, Option<String>);
+
+/// The users of member accounts.
+#[async_trait]
+pub trait MemberDirectory: Send + Sync {
+    /// Checks that the account can be read at all (its role can be
+    /// assumed), so that a missing role is reported before any message is
+    /// sent.
+    async fn open(&self, account_id: &str) -> Result<(), AwsError>;
+    /// The exemption group's members (empty when the account has no such
+    /// group).
+    async fn exempt_members(&self, account_id: &str, group: &str)
+        -> Result<HashSet<String>, AwsError>;
+    /// One page of `ListUsers` (up to 100 names), from `marker`.
+    async fn users_page(
+        &self,
+        account_id: &str,
+        marker: Option<String>,
+    ) -> Result<UserPage, AwsError>;
 }
 
-/// Calls `each_page` with every page of `ListUsers` (up to 100 names each),
-/// so that no more than a page is held at a time.
-pub async fn for_each_page<F, Fut>(
-    iam: &aws_sdk_iam::Client,
-    mut each_page: F,
-) -> Result<(), AwsError>
-where
-    F: FnMut(Vec<String>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), AwsError>>,
-{
-    let mut pages = iam.list_users().max_items(100).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
-        each_page(page.users.into_iter().map(|u| u.user_name).collect()).await?;
+/// [`MemberDirectory`] over IAM, through the member role of each account.
+pub struct SdkDirectory {
+    aws: AwsContext,
+}
+
+impl SdkDirectory {
+    /// Reads member accounts through `aws`'s role.
+    pub fn new(aws: AwsContext) -> SdkDirectory {
+        SdkDirectory { aws }
     }
-    Ok(())
+
+    async fn iam(&self, account_id: &str) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.aws.for_account(account_id).await)
+    }
+}
+
+#[async_trait]
+impl MemberDirectory for SdkDirectory {
+    async fn open(&self, account_id: &str) -> Result<(), AwsError> {
+        self.aws.checked_for_account(account_id).await.map(|_| ())
+    }
+
+    async fn exempt_members(
+        &self,
+        account_id: &str,
+        group: &str,
+    ) -> Result<HashSet<String>, AwsError> {
+        let iam = self.iam(account_id).await;
+        let mut members = HashSet::new();
+        let mut pages = iam.get_group().group_name(group).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => members.extend(page.users.into_iter().map(|u| u.user_name)),
+                Err(e) => match AwsError::from_sdk("iam:GetGroup", e) {
+                    AwsError::NotFound { .. } => return Ok(HashSet::new()),
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(members)
+    }
+
+    async fn users_page(
+        &self,
+        account_id: &str,
+        marker: Option<String>,
+    ) -> Result<UserPage, AwsError> {
+        let out = self
+            .iam(account_id)
+            .await
+            .list_users()
+            .max_items(100)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
+        let next = if out.is_truncated {
+            out.marker
+        } else {
+            None
+        };
+        Ok((out.users.into_iter().map(|u| u.user_name).collect(), next))
+    }
 }

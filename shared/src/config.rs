@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{PolicyConfig, UnusedKeys};
 
+/// The most groups `KEYROTOR_SHARDS_PER_ACCOUNT=auto` spreads an account over.
+pub const AUTO_SHARDS_MAX: u32 = 32;
+
 /// Raw settings as flags and environment variables. Parse with
 /// [`Settings::from_args`].
 #[derive(Args, Debug, Clone, Default)]
@@ -179,11 +182,12 @@ pub struct SettingsArgs {
         global = true
     )]
     pub account_concurrency: String,
-    /// FIFO message groups per account (K): more lets K users of one account be worked at once.
+    /// FIFO message groups per account (K): K users of one account are worked at once, each
+    /// group taking 1/K of the account's IAM rate; `auto` sizes K from the IAM rate.
     #[arg(
         long,
         env = "KEYROTOR_SHARDS_PER_ACCOUNT",
-        default_value = "1",
+        default_value = "auto",
         global = true
     )]
     pub shards_per_account: String,
@@ -411,8 +415,9 @@ pub struct Settings {
     pub org_role_arn: Option<String>,
     /// Accounts enumerated at once by the producer.
     pub account_concurrency: usize,
-    /// FIFO message groups per account.
-    pub shards_per_account: u32,
+    /// FIFO message groups per account; `None` for `auto` (see
+    /// [`Settings::shards_for`]).
+    pub shards_per_account: Option<u32>,
     /// IAM calls per second per account.
     pub iam_rate: std::num::NonZeroU32,
     /// IAM burst per account.
@@ -835,12 +840,15 @@ impl Settings {
             &a.account_concurrency,
             1..=256,
         )? as usize;
-        let shards_per_account = bounded(
-            "KEYROTOR_SHARDS_PER_ACCOUNT",
-            "shards-per-account",
-            &a.shards_per_account,
-            1..=100,
-        )? as u32;
+        let shards_per_account = match a.shards_per_account.trim() {
+            "auto" => None,
+            raw => Some(bounded(
+                "KEYROTOR_SHARDS_PER_ACCOUNT",
+                "shards-per-account",
+                raw,
+                1..=100,
+            )? as u32),
+        };
 
         let rate = |env, flag, raw: &str, max| -> Result<std::num::NonZeroU32, ConfigError> {
             let v = bounded(env, flag, raw, 1..=max)? as u32;
@@ -928,6 +936,23 @@ impl Settings {
             verify_new_key,
             lock_lease: std::time::Duration::from_secs(lease),
         })
+    }
+
+    /// How many FIFO groups an account's messages are spread over, given
+    /// its user count when the producer knows it (an account listed in one
+    /// page): the setting, or for `auto` the IAM rate (one group per call
+    /// a second, at most [`AUTO_SHARDS_MAX`]); never more than its users.
+    pub fn shards_for(&self, users: Option<usize>) -> u32 {
+        // One group per IAM call a second: a group's chain of calls and
+        // waits makes a few calls a second at most, so the groups together
+        // can use the whole rate; more would only spread it thinner.
+        let wanted = self
+            .shards_per_account
+            .unwrap_or_else(|| self.iam_rate.get().min(AUTO_SHARDS_MAX));
+        match users {
+            Some(users) => wanted.min(users.max(1) as u32),
+            None => wanted,
+        }
     }
 
     /// The secret name for one user, from the template.
@@ -1163,5 +1188,21 @@ mod tests {
             n += 1;
         }
         assert!(n >= 27, "only {n} settings found");
+    }
+
+    #[test]
+    fn auto_shards_follow_the_iam_rate_and_the_user_count() {
+        let settings = |args: &[&str]| parse(args);
+        let auto = settings(&["--iam-rate", "10"]).unwrap();
+        assert_eq!(auto.shards_per_account, None, "auto is the default");
+        assert_eq!(auto.shards_for(None), 10, "one group per IAM call a second");
+        assert_eq!(auto.shards_for(Some(3)), 3, "no more groups than users");
+        assert_eq!(auto.shards_for(Some(0)), 1);
+        let fast = settings(&["--iam-rate", "500"]).unwrap();
+        assert_eq!(fast.shards_for(None), AUTO_SHARDS_MAX);
+        let fixed = settings(&["--shards-per-account", "4"]).unwrap();
+        assert_eq!(fixed.shards_for(None), 4);
+        let bad = settings(&["--shards-per-account", "many"]).unwrap_err();
+        assert_eq!(bad.env, "KEYROTOR_SHARDS_PER_ACCOUNT");
     }
 }

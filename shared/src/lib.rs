@@ -11,6 +11,7 @@ pub mod executor;
 pub mod message;
 pub mod policy;
 pub mod provision;
+pub mod queue;
 pub mod store;
 pub mod telemetry;
 pub mod time;

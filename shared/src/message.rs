@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::aws::limits::IamShare;
 use crate::config::Mode;
 
 /// The version this code writes and reads.
@@ -38,6 +39,11 @@ pub struct WorkMessage {
     /// The shard of the account's message group, when sharded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<u32>,
+    /// How many shards the account's messages are spread over, when more
+    /// than one: each group's worker takes that share of the account's IAM
+    /// budget (`KEYROTOR_IAM_RATE`), so the fleet as a whole stays under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
     /// HMAC-SHA256 of the message's fields under its run's message key
     /// (hex): only the producer, which drew the key, can make a message the
     /// workers accept for that run.
@@ -81,6 +87,12 @@ impl WorkMessage {
         ))
         .expect("plain data serialises");
         mac.update(&fields);
+        // Signed when present, so that a replayed message cannot claim a
+        // larger share of its account's IAM budget; messages without it
+        // keep the signature they always had.
+        if let Some(shards) = self.shards {
+            mac.update(format!("#shards={shards}").as_bytes());
+        }
         Some(mac)
     }
 
@@ -127,6 +139,14 @@ impl WorkMessage {
         format!("{}:{}:{}", self.run_id, self.account_id, self.user_name)
     }
 
+    /// This message's group's share of its account's IAM budget.
+    pub fn iam_share(&self) -> IamShare {
+        IamShare {
+            group: self.shard.unwrap_or(0),
+            of: self.shards.unwrap_or(1).max(1),
+        }
+    }
+
     /// The FIFO message group: the account (or `account#shard`), which
     /// bounds the work in flight per account across the whole fleet.
     pub fn group_id(&self) -> String {
@@ -154,6 +174,7 @@ mod tests {
             force: false,
             exempt: false,
             shard: None,
+            shards: None,
             sig: None,
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use keyrotor_shared::queue::{QueuePort, Received};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -20,8 +20,6 @@ use crate::process::{Handled, MessageFailure, Worker};
 /// How the pool runs.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// The work queue.
-    pub queue_url: String,
     /// Messages in flight at most.
     pub concurrency: usize,
     /// Stop once no message has arrived for this long and none is in flight.
@@ -100,37 +98,18 @@ fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
 /// flight (here or in another pool, or left invisible by a process that
 /// died) and none delayed. Only then may an idle pool stop: a FIFO group
 /// whose message a dead pool held comes back when its visibility ends.
-async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> bool {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await;
-    match out {
-        Ok(out) => {
-            let attributes = out.attributes.unwrap_or_default();
-            let total: u64 = [
-                A::ApproximateNumberOfMessages,
-                A::ApproximateNumberOfMessagesNotVisible,
-                A::ApproximateNumberOfMessagesDelayed,
-            ]
-            .iter()
-            .filter_map(|a| attributes.get(a).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-            if total > 0 {
-                tracing::info!(
-                    messages = total,
-                    "queue idle here but not empty; waiting for the rest"
-                );
-            }
-            total == 0
+async fn queue_is_empty(queue: &dyn QueuePort) -> bool {
+    match queue.depth().await {
+        Ok(0) => true,
+        Ok(total) => {
+            tracing::info!(
+                messages = total,
+                "queue idle here but not empty; waiting for the rest"
+            );
+            false
         }
         Err(e) => {
-            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:GetQueueAttributes", e), "cannot tell whether the queue is empty; still waiting");
+            tracing::warn!(error = %e, "cannot tell whether the queue is empty; still waiting");
             false
         }
     }
@@ -139,25 +118,20 @@ async fn queue_is_empty(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> bool {
 /// Runs the pool until `shutdown` is cancelled or the queue stays idle.
 pub async fn run_pool(
     worker: Arc<Worker>,
-    sqs: aws_sdk_sqs::Client,
+    queue: Arc<dyn QueuePort>,
     config: PoolConfig,
     shutdown: CancellationToken,
     stats: Arc<PoolStats>,
 ) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let (delete_tx, delete_rx) = mpsc::channel::<String>(config.concurrency * 2 + 10);
-    let deleter = tokio::spawn(deleter(
-        sqs.clone(),
-        config.queue_url.clone(),
-        delete_rx,
-        stats.clone(),
-    ));
+    let deleter = tokio::spawn(deleter(queue.clone(), delete_rx, stats.clone()));
     let mut tasks = JoinSet::new();
     // When the queue was first seen empty with nothing in flight.
     let mut idle_since: Option<Instant> = None;
     let wait = config
         .until_idle
-        .map(|d| d.as_secs().clamp(1, 20) as i32)
+        .map(|d| d.as_secs().clamp(1, 20))
         .unwrap_or(20);
 
     loop {
@@ -175,24 +149,17 @@ pub async fn run_pool(
         // its next message back while one of its messages is in flight.
         let quiet = tasks.is_empty() && stats.pending_deletes.load(Ordering::SeqCst) == 0;
         let poll_started = Instant::now();
-        let receive = sqs
-            .receive_message()
-            .queue_url(&config.queue_url)
-            .max_number_of_messages(available.min(10) as i32)
-            // While work is in flight, poll briefly to notice freed groups.
-            .wait_time_seconds(if quiet { wait } else { 1 })
-            .visibility_timeout(config.visibility.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send();
+        // While work is in flight, poll briefly to notice freed groups.
+        let poll = Duration::from_secs(if quiet { wait } else { 1 });
+        let receive = queue.receive(available.min(10), poll, config.visibility);
         let out = tokio::select! {
             _ = shutdown.cancelled() => break,
             out = receive => out,
         };
         let messages = match out {
-            Ok(out) => out.messages.unwrap_or_default(),
+            Ok(messages) => messages,
             Err(e) => {
-                tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ReceiveMessage", e), "receive failed; backing off");
+                tracing::warn!(error = %e, "receive failed; backing off");
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -202,7 +169,7 @@ pub async fn run_pool(
                 let since = *idle_since.get_or_insert(poll_started);
                 if let Some(idle) = config.until_idle {
                     if since.elapsed() >= idle {
-                        if queue_is_empty(&sqs, &config.queue_url).await {
+                        if queue_is_empty(queue.as_ref()).await {
                             tracing::info!("queue idle for {idle:?} and empty; stopping");
                             break;
                         }
@@ -215,14 +182,10 @@ pub async fn run_pool(
         idle_since = None;
         // One task per FIFO group, its messages in order, as the Lambda
         // handler does; a standard queue's messages are groups of one.
-        let mut groups: Vec<(Option<String>, Vec<aws_sdk_sqs::types::Message>)> = Vec::new();
+        let mut groups: Vec<(Option<String>, Vec<Received>)> = Vec::new();
         for message in messages {
             stats.received.fetch_add(1, Ordering::Relaxed);
-            let group = message
-                .attributes
-                .as_ref()
-                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                .cloned();
+            let group = message.group_id.clone();
             match groups.iter_mut().find(|(g, _)| g.is_some() && *g == group) {
                 Some((_, list)) => list.push(message),
                 None => groups.push((group, vec![message])),
@@ -235,16 +198,16 @@ pub async fn run_pool(
                 .acquire_many_owned(n)
                 .await
                 .expect("never closed");
-            let (worker, sqs, config, stats, delete_tx) = (
+            let (worker, queue, config, stats, delete_tx) = (
                 worker.clone(),
-                sqs.clone(),
+                queue.clone(),
                 config.clone(),
                 stats.clone(),
                 delete_tx.clone(),
             );
             stats.in_flight.fetch_add(n as u64, Ordering::Relaxed);
             tasks.spawn(async move {
-                handle_group(&worker, &sqs, &config, &stats, &delete_tx, group).await;
+                handle_group(&worker, &queue, &config, &stats, &delete_tx, group).await;
                 drop(permit);
             });
         }
@@ -261,11 +224,11 @@ pub async fn run_pool(
 /// rest are put back with the same delay, so that the group keeps its order.
 async fn handle_group(
     worker: &Worker,
-    sqs: &aws_sdk_sqs::Client,
+    queue: &Arc<dyn QueuePort>,
     config: &PoolConfig,
     stats: &PoolStats,
     delete_tx: &mpsc::Sender<String>,
-    group: Vec<aws_sdk_sqs::types::Message>,
+    group: Vec<Received>,
 ) {
     // Every message of the group is ours from the receive on: each keeps
     // its visibility while it waits its turn, or another pool would get it.
@@ -273,9 +236,8 @@ async fn handle_group(
         .iter()
         .map(|m| {
             tokio::spawn(visibility_heartbeat(
-                sqs.clone(),
-                config.queue_url.clone(),
-                m.receipt_handle.clone().unwrap_or_default(),
+                queue.clone(),
+                m.receipt_handle.clone(),
                 config.visibility,
             ))
         })
@@ -286,16 +248,15 @@ async fn handle_group(
         // then it is worked now (the order within an account does not
         // matter to keyrotor; a result does), rather than reaching the DLQ
         // without ever being tried.
-        let last = receive_count(&message) >= worker.max_receives();
+        let last = message.receive_count >= worker.max_receives();
         match failed_delay {
             Some(delay) if !last => {
                 stop(heartbeat).await;
-                let receipt = message.receipt_handle.unwrap_or_default();
-                set_visibility(sqs, &config.queue_url, &receipt, delay).await;
+                set_visibility(queue.as_ref(), &message.receipt_handle, delay).await;
             }
             _ => {
                 let failed =
-                    handle_one(worker, sqs, config, stats, delete_tx, message, heartbeat).await;
+                    handle_one(worker, queue.as_ref(), stats, delete_tx, message, heartbeat).await;
                 failed_delay = failed_delay.or(failed);
             }
         }
@@ -309,50 +270,29 @@ async fn stop(heartbeat: tokio::task::JoinHandle<()>) {
     let _ = heartbeat.await;
 }
 
-/// How many times SQS has delivered the message (this receive included).
-fn receive_count(message: &aws_sdk_sqs::types::Message) -> u32 {
-    message
-        .attributes
-        .as_ref()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1)
-}
-
-async fn set_visibility(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    receipt: &str,
-    delay: Duration,
-) {
-    if let Err(e) = sqs
-        .change_message_visibility()
-        .queue_url(queue_url)
-        .receipt_handle(receipt)
-        .visibility_timeout(delay.as_secs() as i32)
-        .send()
-        .await
-    {
-        tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not set the retry delay");
+async fn set_visibility(queue: &dyn QueuePort, receipt: &str, delay: Duration) {
+    if let Err(e) = queue.set_visibility(receipt, delay).await {
+        tracing::warn!(error = %e, "could not set the retry delay");
     }
 }
 
 /// Handles one message; returns its retry delay when it failed.
 async fn handle_one(
     worker: &Worker,
-    sqs: &aws_sdk_sqs::Client,
-    config: &PoolConfig,
+    queue: &dyn QueuePort,
     stats: &PoolStats,
     delete_tx: &mpsc::Sender<String>,
-    message: aws_sdk_sqs::types::Message,
+    message: Received,
     heartbeat: tokio::task::JoinHandle<()>,
 ) -> Option<Duration> {
-    let receipt = message.receipt_handle.clone().unwrap_or_default();
-    let message_id = message.message_id.clone().unwrap_or_default();
-    let receive_count = receive_count(&message);
-    let result = worker
-        .handle(message.body.as_deref().unwrap_or(""), receive_count)
-        .await;
+    let Received {
+        message_id,
+        receipt_handle: receipt,
+        body,
+        receive_count,
+        ..
+    } = message;
+    let result = worker.handle(&body, receive_count).await;
     stop(heartbeat).await;
     match result {
         Ok(handled) => {
@@ -382,7 +322,7 @@ async fn handle_one(
                     tracing::warn!(message_id, receive_count, retry_in = ?delay, error = %reason, "message will be retried");
                 }
             }
-            set_visibility(sqs, &config.queue_url, &receipt, delay).await;
+            set_visibility(queue, &receipt, delay).await;
             Some(delay)
         }
     }
@@ -390,35 +330,18 @@ async fn handle_one(
 
 /// Extends the message's visibility every third of the timeout while it is
 /// worked, so a long rotation is not delivered to a second worker.
-async fn visibility_heartbeat(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    receipt: String,
-    visibility: Duration,
-) {
+async fn visibility_heartbeat(queue: Arc<dyn QueuePort>, receipt: String, visibility: Duration) {
     loop {
         tokio::time::sleep(visibility / 3).await;
-        if let Err(e) = sqs
-            .change_message_visibility()
-            .queue_url(&queue_url)
-            .receipt_handle(&receipt)
-            .visibility_timeout(visibility.as_secs() as i32)
-            .send()
-            .await
-        {
-            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "visibility heartbeat failed");
+        if let Err(e) = queue.set_visibility(&receipt, visibility).await {
+            tracing::warn!(error = %e, "visibility heartbeat failed");
         }
     }
 }
 
 /// Deletes in batches of up to 10 (or what arrived within 100 ms), checking
 /// every entry; a failed entry is retried alone once.
-async fn deleter(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    mut rx: mpsc::Receiver<String>,
-    stats: Arc<PoolStats>,
-) {
+async fn deleter(queue: Arc<dyn QueuePort>, mut rx: mpsc::Receiver<String>, stats: Arc<PoolStats>) {
     let mut pending: Vec<String> = Vec::new();
     loop {
         let closed = if pending.is_empty() {
@@ -444,7 +367,7 @@ async fn deleter(
         };
         if !pending.is_empty() {
             let n = pending.len() as u64;
-            delete_batch(&sqs, &queue_url, std::mem::take(&mut pending)).await;
+            delete_batch(queue.as_ref(), std::mem::take(&mut pending)).await;
             stats.pending_deletes.fetch_sub(n, Ordering::SeqCst);
         }
         if closed {
@@ -453,48 +376,18 @@ async fn deleter(
     }
 }
 
-async fn delete_batch(sqs: &aws_sdk_sqs::Client, queue_url: &str, receipts: Vec<String>) {
-    let entries = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(r)
-                .build()
-                .expect("id and handle are set")
-        })
-        .collect();
-    let failed = match sqs
-        .delete_message_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .failed
-            .into_iter()
-            .filter_map(|f| {
-                tracing::warn!(code = %f.code, message = ?f.message, "delete failed in its batch; retrying it alone");
-                f.id.parse::<usize>().ok().and_then(|i| receipts.get(i).cloned())
-            })
-            .collect(),
+async fn delete_batch(queue: &dyn QueuePort, receipts: Vec<String>) {
+    let failed = match queue.delete_batch(&receipts).await {
+        Ok(failed) => failed,
         Err(e) => {
-            tracing::warn!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:DeleteMessageBatch", e), "batch delete failed; deleting one by one");
+            tracing::warn!(error = %e, "batch delete failed; deleting one by one");
             receipts
         }
     };
     for receipt in failed {
-        if let Err(e) = sqs
-            .delete_message()
-            .queue_url(queue_url)
-            .receipt_handle(&receipt)
-            .send()
-            .await
-        {
+        if let Err(e) = queue.delete(&receipt).await {
             // The message will come back; its recorded result makes it a no-op.
-            tracing::error!(error = %keyrotor_shared::error::AwsError::from_sdk("sqs:DeleteMessage", e), "could not delete a done message");
+            tracing::error!(error = %e, "could not delete a done message");
         }
     }
 }

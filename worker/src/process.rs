@@ -16,8 +16,9 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
 use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
-use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultStore};
-use keyrotor_shared::store::runs::{forced_entry, RunParams, RunStore};
+use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
+use keyrotor_shared::queue::QueuePort;
+use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 
 use crate::digest::{send_digest_to, AccountDigest, DigestLine, Mailer, SentMarker, Templates};
 
@@ -101,8 +102,8 @@ const RUNS_REMEMBERED: usize = 64;
 pub struct Worker {
     settings: Arc<Settings>,
     executor: Arc<Executor>,
-    results: ResultStore,
-    runs: RunStore,
+    results: Arc<dyn ResultsPort>,
+    runs: Arc<dyn RunsPort>,
     events: Option<Arc<dyn EventSink>>,
     email: Option<Email>,
     /// This process's id in digest and summary claims.
@@ -110,7 +111,7 @@ pub struct Worker {
     known_runs: Mutex<HashMap<String, RunParams>>,
     /// The work queue, to time a retry (the Lambda function's way; the
     /// pool sets visibility itself).
-    queue: Option<(aws_sdk_sqs::Client, String)>,
+    queue: Option<Arc<dyn QueuePort>>,
 }
 
 impl Worker {
@@ -118,8 +119,8 @@ impl Worker {
     pub fn new(
         settings: Arc<Settings>,
         executor: Arc<Executor>,
-        results: ResultStore,
-        runs: RunStore,
+        results: Arc<dyn ResultsPort>,
+        runs: Arc<dyn RunsPort>,
         events: Option<Arc<dyn EventSink>>,
         email: Option<Email>,
     ) -> Worker {
@@ -136,9 +137,9 @@ impl Worker {
         }
     }
 
-    /// The same worker, able to time the retry of a message of `queue_url`.
-    pub fn with_queue(mut self, sqs: aws_sdk_sqs::Client, queue_url: String) -> Worker {
-        self.queue = Some((sqs, queue_url));
+    /// The same worker, able to time the retry of a message of `queue`.
+    pub fn with_queue(mut self, queue: Arc<dyn QueuePort>) -> Worker {
+        self.queue = Some(queue);
         self
     }
 
@@ -146,19 +147,15 @@ impl Worker {
     /// end) instead of after the queue's visibility timeout. Best effort: a
     /// failure only means the message comes back later.
     pub async fn postpone(&self, receipt_handle: &str, at: DateTime<Utc>) {
-        let Some((sqs, queue_url)) = &self.queue else {
+        let Some(queue) = &self.queue else {
             return;
         };
-        let wait = (at - Utc::now()).num_seconds().clamp(0, 43_199) as i32 + 1;
-        if let Err(e) = sqs
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(wait)
-            .send()
+        let wait = (at - Utc::now()).num_seconds().clamp(0, 43_199) as u64 + 1;
+        if let Err(e) = queue
+            .set_visibility(receipt_handle, std::time::Duration::from_secs(wait))
             .await
         {
-            tracing::warn!(error = %AwsError::from_sdk("sqs:ChangeMessageVisibility", e), "could not time the retry");
+            tracing::warn!(error = %e, "could not time the retry");
         }
     }
 
@@ -456,6 +453,7 @@ impl Worker {
             exempt: m
                 .exempt
                 .then(|| "member of the exemption group".to_string()),
+            iam_share: m.iam_share(),
         };
         self.executor.process(&req).await
     }
@@ -608,7 +606,7 @@ impl Worker {
                     .collect(),
             };
             let marker = Recipients {
-                results: &self.results,
+                results: self.results.as_ref(),
                 run_id: &m.run_id,
                 account_id: &m.account_id,
             };
@@ -648,7 +646,7 @@ impl From<AwsError> for Owed {
 
 /// Marks digest recipients in the account's run item.
 struct Recipients<'a> {
-    results: &'a ResultStore,
+    results: &'a dyn ResultsPort,
     run_id: &'a str,
     account_id: &'a str,
 }

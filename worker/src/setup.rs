@@ -9,6 +9,7 @@ use keyrotor_shared::config::Settings;
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, SnsEvents};
 use keyrotor_shared::executor::{Executor, SdkPorts};
+use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::DynamoLedger;
@@ -16,10 +17,17 @@ use keyrotor_shared::store::DynamoLedger;
 use crate::digest::{Mailer, RenderedEmail, SesMailer, Templates};
 use crate::process::{Email, Worker};
 
-/// SES behind the process's send rate.
-struct LimitedMailer {
-    inner: SesMailer,
+/// A mailer behind the process's SES send rate.
+pub struct LimitedMailer {
+    inner: Arc<dyn Mailer>,
     limits: Limits,
+}
+
+impl LimitedMailer {
+    /// `inner`, sending no faster than `limits` allow.
+    pub fn new(inner: Arc<dyn Mailer>, limits: Limits) -> LimitedMailer {
+        LimitedMailer { inner, limits }
+    }
 }
 
 #[async_trait]
@@ -50,10 +58,10 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
     let email = match &settings.sender {
         Some(sender) => Some(Email {
             sender: sender.clone(),
-            mailer: Arc::new(LimitedMailer {
-                inner: SesMailer::new(aws_sdk_sesv2::Client::new(base)),
+            mailer: Arc::new(LimitedMailer::new(
+                Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(base))),
                 limits,
-            }),
+            )),
             templates: Arc::new(Templates::load(settings.template_dir.as_deref())?),
         }),
         None => None,
@@ -61,13 +69,16 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
     let worker = Worker::new(
         settings.clone(),
         executor,
-        ResultStore::new(ddb.clone(), settings.table.clone()),
-        RunStore::new(ddb, settings.table.clone()),
+        Arc::new(ResultStore::new(ddb.clone(), settings.table.clone())),
+        Arc::new(RunStore::new(ddb, settings.table.clone())),
         events,
         email,
     );
     Ok(match &settings.queue_url {
-        Some(url) => worker.with_queue(aws_sdk_sqs::Client::new(base), url.clone()),
+        Some(url) => worker.with_queue(Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(base),
+            url.clone(),
+        ))),
         None => worker,
     })
 }

@@ -68,6 +68,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
                 force: false,
                 run_id: None,
                 exempt: None,
+                iam_share: keyrotor_shared::aws::IamShare::WHOLE,
             };
             tasks.spawn(async move {
                 let plan = executor.plan(&req).await;

@@ -69,6 +69,7 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
             force: args.force,
             run_id: None,
             exempt: None,
+            iam_share: keyrotor_shared::aws::IamShare::WHOLE,
         };
         let result = ctx
             .executor
@@ -114,6 +115,7 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         force: args.force,
         exempt: false,
         shard: None,
+        shards: None,
         sig: None,
     };
     message.sign(&key);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{ConfigError, Settings};
 use keyrotor_worker::pool::{run_pool, PoolConfig, PoolStats};
@@ -65,13 +66,12 @@ pub async fn run(cli: &Cli, args: &WorkArgs) -> Result<ExitCode, CliError> {
         (bar, ticker)
     });
     let config = PoolConfig {
-        queue_url,
         concurrency: args.concurrency as usize,
         until_idle: args.until_idle.map(Duration::from_secs),
         visibility: Duration::from_secs(args.visibility_secs),
     };
-    let sqs = aws_sdk_sqs::Client::new(aws.base());
-    run_pool(worker, sqs, config, shutdown, stats.clone())
+    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(aws.base()), queue_url));
+    run_pool(worker, queue, config, shutdown, stats.clone())
         .await
         .map_err(CliError::Failed)?;
     if let Some((bar, ticker)) = progress {

@@ -8,7 +8,12 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 use super::iam::{IamPort, NewKey, UserInfo};
 use super::secrets::{SecretInfo, SecretsPort, StoreSecret, StoredSecret};
@@ -16,12 +21,62 @@ use crate::config::Settings;
 use crate::domain::KeyState;
 use crate::error::AwsError;
 
+/// governor's clock on tokio's time, so that a wait is a tokio sleep: the
+/// load simulator runs the real limits on tokio's paused clock, and in a
+/// real process tokio's time is the monotonic clock.
+#[derive(Debug, Clone)]
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
+
+/// Waits until `check` lets a call through (governor's own waiting futures
+/// use a real-time timer).
+async fn until_ready(
+    clock: &TokioClock,
+    mut check: impl FnMut() -> Result<(), governor::NotUntil<Duration>>,
+) {
+    while let Err(not_until) = check() {
+        tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+    }
+}
+
+/// One FIFO group's share of its account's IAM budget: the producer spreads
+/// an account's messages over `of` groups, and FIFO gives each group to one
+/// worker at a time, so when every group's worker takes `1/of` of the
+/// budget the fleet as a whole stays within it, however many workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IamShare {
+    /// The group (0-based).
+    pub group: u32,
+    /// Groups the account's messages are spread over (at least 1).
+    pub of: u32,
+}
+
+impl IamShare {
+    /// The whole budget (one group, or no queue at all as in `rotate`).
+    pub const WHOLE: IamShare = IamShare { group: 0, of: 1 };
+}
+
 /// The limiters of one process.
 #[derive(Clone)]
 pub struct Limits {
-    iam: Arc<DefaultKeyedRateLimiter<String>>,
-    secrets: Arc<DefaultDirectRateLimiter>,
-    ses: Arc<DefaultDirectRateLimiter>,
+    clock: TokioClock,
+    iam_rate: NonZeroU32,
+    iam_burst: NonZeroU32,
+    /// One limiter per (account, share) in use.
+    iam: Arc<std::sync::Mutex<std::collections::HashMap<(String, IamShare), Arc<Direct>>>>,
+    secrets: Arc<Direct>,
+    ses: Arc<Direct>,
 }
 
 impl Limits {
@@ -42,21 +97,52 @@ impl Limits {
         secrets: NonZeroU32,
         ses: NonZeroU32,
     ) -> Limits {
+        let clock = TokioClock {
+            origin: tokio::time::Instant::now(),
+        };
         Limits {
-            iam: Arc::new(RateLimiter::keyed(
-                Quota::per_second(iam).allow_burst(iam_burst),
+            iam_rate: iam,
+            iam_burst,
+            iam: Arc::default(),
+            secrets: Arc::new(RateLimiter::direct_with_clock(
+                Quota::per_second(secrets),
+                clock.clone(),
             )),
-            secrets: Arc::new(RateLimiter::direct(Quota::per_second(secrets))),
-            ses: Arc::new(RateLimiter::direct(Quota::per_second(ses))),
+            ses: Arc::new(RateLimiter::direct_with_clock(
+                Quota::per_second(ses),
+                clock.clone(),
+            )),
+            clock,
         }
     }
 
-    /// IAM of `account_id`, limited.
-    pub fn iam(&self, account_id: &str, inner: Arc<dyn IamPort>) -> Arc<dyn IamPort> {
+    /// IAM of `account_id`, limited to `share` of the account's budget.
+    pub fn iam(
+        &self,
+        account_id: &str,
+        share: IamShare,
+        inner: Arc<dyn IamPort>,
+    ) -> Arc<dyn IamPort> {
+        let limiter = self
+            .iam
+            .lock()
+            .expect("not poisoned")
+            .entry((account_id.to_string(), share))
+            .or_insert_with(|| {
+                let of = share.of.max(1);
+                // `rate / of` calls a second: one call every `of / rate` s.
+                let period = Duration::from_secs_f64(f64::from(of) / f64::from(self.iam_rate.get()));
+                let burst = NonZeroU32::new(self.iam_burst.get() / of).unwrap_or(NonZeroU32::MIN);
+                let quota = Quota::with_period(period)
+                    .expect("a positive period")
+                    .allow_burst(burst);
+                Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
+            })
+            .clone();
         Arc::new(LimitedIam {
             inner,
-            account: account_id.to_string(),
-            limiter: self.iam.clone(),
+            limiter,
+            clock: self.clock.clone(),
         })
     }
 
@@ -64,25 +150,29 @@ impl Limits {
     pub fn secrets(&self, inner: Arc<dyn SecretsPort>) -> Arc<dyn SecretsPort> {
         Arc::new(LimitedSecrets {
             inner,
-            limiter: self.secrets.clone(),
+            limits: self.clone(),
         })
     }
 
     /// Waits for an SES send slot.
     pub async fn ses_ready(&self) {
-        self.ses.until_ready().await;
+        until_ready(&self.clock, || self.ses.check()).await;
+    }
+
+    async fn secrets_ready(&self) {
+        until_ready(&self.clock, || self.secrets.check()).await;
     }
 }
 
 struct LimitedIam {
     inner: Arc<dyn IamPort>,
-    account: String,
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<Direct>,
+    clock: TokioClock,
 }
 
 impl LimitedIam {
     async fn ready(&self) {
-        self.limiter.until_key_ready(&self.account).await;
+        until_ready(&self.clock, || self.limiter.check()).await;
     }
 }
 
@@ -126,7 +216,7 @@ impl IamPort for LimitedIam {
 
 struct LimitedSecrets {
     inner: Arc<dyn SecretsPort>,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limits: Limits,
 }
 
 #[async_trait]
@@ -136,11 +226,11 @@ impl SecretsPort for LimitedSecrets {
         self.inner.describe(name).await
     }
     async fn store(&self, req: StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
-        self.limiter.until_ready().await;
+        self.limits.secrets_ready().await;
         self.inner.store(req).await
     }
     async fn put_resource_policy(&self, arn: &str, document: &str) -> Result<(), AwsError> {
-        self.limiter.until_ready().await;
+        self.limits.secrets_ready().await;
         self.inner.put_resource_policy(arn, document).await
     }
 }

@@ -9,7 +9,7 @@ pub mod sessions;
 pub mod verify;
 
 pub use iam::{IamPort, NewKey, SdkIam, UserInfo};
-pub use limits::Limits;
+pub use limits::{IamShare, Limits};
 pub use secrets::{SdkSecrets, SecretInfo, SecretsPort, StoreSecret, StoredSecret};
 pub use sessions::AwsContext;
 pub use verify::{KeyVerifier, StsVerifier};

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{
-    AwsContext, IamPort, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort, StsVerifier,
+    AwsContext, IamPort, IamShare, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort, StsVerifier,
 };
 use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus};
@@ -40,8 +40,8 @@ pub struct AccountPorts {
 /// Gives the ports for an account (the SDK one assumes the member role).
 #[async_trait]
 pub trait PortsFactory: Send + Sync {
-    /// The ports for `account_id`.
-    async fn ports(&self, account_id: &str) -> AccountPorts;
+    /// The ports for `account_id`, IAM limited to `share` of its budget.
+    async fn ports(&self, account_id: &str, share: IamShare) -> AccountPorts;
     /// Secrets Manager in `secrets_account` (a central secrets account)
     /// or, when `None`, in the user's own `account_id`: where an interrupted
     /// rotation's intent says its secret was to be stored.
@@ -80,7 +80,7 @@ impl SdkPorts {
 
 #[async_trait]
 impl PortsFactory for SdkPorts {
-    async fn ports(&self, account_id: &str) -> AccountPorts {
+    async fn ports(&self, account_id: &str, share: IamShare) -> AccountPorts {
         let member = self.aws.for_account(account_id).await;
         let secrets_config = match &self.secrets_account {
             Some(central) => self.aws.for_account(central).await,
@@ -91,7 +91,7 @@ impl PortsFactory for SdkPorts {
             aws_sdk_secretsmanager::Client::new(&secrets_config),
         ));
         let (iam, secrets) = match &self.limits {
-            Some(limits) => (limits.iam(account_id, iam), limits.secrets(secrets)),
+            Some(limits) => (limits.iam(account_id, share, iam), limits.secrets(secrets)),
             None => (iam, secrets),
         };
         AccountPorts {
@@ -138,6 +138,8 @@ pub struct UserRequest {
     pub run_id: Option<String>,
     /// An exemption the producer saw (the exemption group), if any.
     pub exempt: Option<String>,
+    /// The share of the account's IAM budget this request may use.
+    pub iam_share: IamShare,
 }
 
 /// Why processing a user failed.
@@ -245,7 +247,7 @@ impl Executor {
 
     /// What is due for the user at `req.as_of`, changing nothing.
     pub async fn plan(&self, req: &UserRequest) -> Result<UserPlan, ExecError> {
-        let ports = self.ports.ports(&req.account_id).await;
+        let ports = self.ports.ports(&req.account_id, req.iam_share).await;
         let user = get_user(&*ports.iam, req).await?;
         let exempt = exemption(&self.settings, &*ports.iam, &user).await?;
         let keys = ports.iam.list_keys(&req.user_name).await?;
@@ -261,7 +263,7 @@ impl Executor {
     /// Performs what is due for the user (or, in audit mode, records only
     /// what keyrotor itself observed: warnings and first-seen deactivations).
     pub async fn process(&self, req: &UserRequest) -> Result<UserResult, ExecError> {
-        let ports = self.ports.ports(&req.account_id).await;
+        let ports = self.ports.ports(&req.account_id, req.iam_share).await;
         let user = get_user(&*ports.iam, req).await?;
         let exempt = match &req.exempt {
             Some(seen) => Some(seen.clone()),

@@ -625,6 +625,127 @@ fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>
     }
 }
 
+
+/// The result items, counters and once-only claims the worker needs: the
+/// port over [`ResultStore`] (DynamoDB), so that the load simulator can run
+/// the real worker over its own model of the table.
+#[async_trait::async_trait]
+pub trait ResultsPort: Send + Sync {
+    /// The recorded result of a user in a run, and whether its event was
+    /// published.
+    async fn find(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<(ResultItem, bool)>, AwsError>;
+    /// Marks a result's event as published.
+    async fn mark_published(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<(), AwsError>;
+    /// Records a result and its counters exactly once.
+    async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError>;
+    /// The account's and the run's progress.
+    async fn progress(&self, run_id: &str, account_id: &str)
+        -> Result<(Progress, Progress), AwsError>;
+    /// The run's summary event, from its counters.
+    async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError>;
+    /// Records one digest recipient as sent.
+    async fn digest_sent_to(&self, run_id: &str, account_id: &str, to: &str)
+        -> Result<(), AwsError>;
+    /// Claims a notice (see [`ResultStore::claim`]).
+    async fn claim(
+        &self,
+        run_id: &str,
+        notice: Notice<'_>,
+        owner: &str,
+        takeover: std::time::Duration,
+    ) -> Result<Claim, AwsError>;
+    /// Marks a claimed notice as sent.
+    async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError>;
+    /// Gives a claim up, unsent.
+    async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str)
+        -> Result<(), AwsError>;
+    /// Every result of an account in a run.
+    async fn account_results(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<ResultItem>, AwsError>;
+}
+
+// Inherent methods win method resolution, so each forwards to its own.
+#[async_trait::async_trait]
+impl ResultsPort for ResultStore {
+    async fn find(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<(ResultItem, bool)>, AwsError> {
+        self.find(run_id, account_id, user_name).await
+    }
+    async fn mark_published(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<(), AwsError> {
+        self.mark_published(run_id, account_id, user_name).await
+    }
+    async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.record(r).await
+    }
+    async fn progress(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<(Progress, Progress), AwsError> {
+        self.progress(run_id, account_id).await
+    }
+    async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {
+        self.run_summary(run_id).await
+    }
+    async fn digest_sent_to(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        to: &str,
+    ) -> Result<(), AwsError> {
+        self.digest_sent_to(run_id, account_id, to).await
+    }
+    async fn claim(
+        &self,
+        run_id: &str,
+        notice: Notice<'_>,
+        owner: &str,
+        takeover: std::time::Duration,
+    ) -> Result<Claim, AwsError> {
+        self.claim(run_id, notice, owner, takeover).await
+    }
+    async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
+        self.finish(run_id, notice, owner).await
+    }
+    async fn release(
+        &self,
+        run_id: &str,
+        notice: Notice<'_>,
+        owner: &str,
+    ) -> Result<(), AwsError> {
+        self.release(run_id, notice, owner).await
+    }
+    async fn account_results(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<ResultItem>, AwsError> {
+        self.account_results(run_id, account_id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -475,6 +475,90 @@ impl RunStore {
     }
 }
 
+
+/// What the producer and the worker do with run items: the port over
+/// [`RunStore`] (DynamoDB), so that the load simulator can run the real
+/// producer and worker over its own model of the table.
+#[async_trait::async_trait]
+pub trait RunsPort: Send + Sync {
+    /// Starts (or re-starts) a run; returns its message key.
+    async fn start(
+        &self,
+        run_id: &str,
+        as_of: DateTime<Utc>,
+        mode: Mode,
+        forced: &[(String, String)],
+    ) -> Result<String, AwsError>;
+    /// What the producer asked of a run, if it exists.
+    async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError>;
+    /// Records an account as enqueued with `expected` messages.
+    async fn account_enqueued(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        account_name: &str,
+        expected: i64,
+    ) -> Result<(), AwsError>;
+    /// Records an account's failure, with the messages it did send.
+    async fn account_failed(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        account_name: &str,
+        error: &str,
+        enqueued: i64,
+    ) -> Result<(), AwsError>;
+    /// Records the run as enqueued.
+    async fn finish_enqueue(&self, run_id: &str, accounts: i64, expected: i64)
+        -> Result<(), AwsError>;
+}
+
+// Inherent methods win method resolution, so each forwards to its own.
+#[async_trait::async_trait]
+impl RunsPort for RunStore {
+    async fn start(
+        &self,
+        run_id: &str,
+        as_of: DateTime<Utc>,
+        mode: Mode,
+        forced: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        self.start(run_id, as_of, mode, forced).await
+    }
+    async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError> {
+        self.params(run_id).await
+    }
+    async fn account_enqueued(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        account_name: &str,
+        expected: i64,
+    ) -> Result<(), AwsError> {
+        self.account_enqueued(run_id, account_id, account_name, expected)
+            .await
+    }
+    async fn account_failed(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        account_name: &str,
+        error: &str,
+        enqueued: i64,
+    ) -> Result<(), AwsError> {
+        self.account_failed(run_id, account_id, account_name, error, enqueued)
+            .await
+    }
+    async fn finish_enqueue(
+        &self,
+        run_id: &str,
+        accounts: i64,
+        expected: i64,
+    ) -> Result<(), AwsError> {
+        self.finish_enqueue(run_id, accounts, expected).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,518 @@
+//! The simulated adapters of keyrotor's AWS ports: IAM, Secrets Manager,
+//! STS verification, the member directory and account inventory the
+//! producer reads, SNS and SES. Each call goes through the [`Model`]
+//! (latency, buckets, faults, SDK retries) and then changes the [`World`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use keyrotor_producer::inventory::{AccountInfo, AccountInventory};
+use keyrotor_producer::users::{MemberDirectory, UserPage};
+use keyrotor_shared::aws::verify::{until_propagated, VERIFY_ATTEMPTS, VERIFY_FIRST_DELAY};
+use keyrotor_shared::aws::{
+    IamPort, IamShare, KeyVerifier, Limits, NewKey, SecretInfo, SecretsPort, StoreSecret, StoredSecret,
+    UserInfo,
+};
+use keyrotor_shared::domain::{KeyState, KeyStatus};
+use keyrotor_shared::error::AwsError;
+use keyrotor_shared::events::{EventSink, ResultEvent, RunEvent};
+use keyrotor_shared::executor::{AccountPorts, PortsFactory};
+use keyrotor_worker::digest::{Mailer, RenderedEmail};
+use secrecy::SecretString;
+
+use super::model::{Model, Retry, Service};
+use super::world::{Key, World};
+
+/// The shared simulated world and model.
+#[derive(Clone)]
+pub struct Sim {
+    /// The model of AWS's behaviour.
+    pub model: Arc<Model>,
+    /// The state of the Organization.
+    pub world: Arc<Mutex<World>>,
+}
+
+impl Sim {
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().expect("not poisoned")
+    }
+
+    async fn iam(&self, op: &'static str, account: &str) -> Result<(), AwsError> {
+        self.model.call(Service::Iam, op, account, Retry::Sdk).await
+    }
+}
+
+fn not_found(op: &'static str, what: &str) -> AwsError {
+    AwsError::NotFound {
+        op,
+        message: format!("{what} not found"),
+    }
+}
+
+/// IAM of one account.
+pub struct SimIam {
+    sim: Sim,
+    account: String,
+}
+
+#[async_trait]
+impl IamPort for SimIam {
+    async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError> {
+        self.sim.iam("GetUser", &self.account).await?;
+        self.sim.iam("ListUserTags", &self.account).await?;
+        let world = self.sim.world();
+        let account = &world.accounts[&self.account];
+        if !account.users.contains_key(user_name) {
+            return Err(not_found("iam:GetUser", user_name));
+        }
+        Ok(UserInfo {
+            user_name: user_name.to_string(),
+            arn: format!("arn:aws:iam::{}:user/{user_name}", self.account),
+            path: "/".into(),
+            tags: Vec::new(),
+        })
+    }
+
+    async fn list_groups_for_user(&self, _user_name: &str) -> Result<Vec<String>, AwsError> {
+        self.sim.iam("ListGroupsForUser", &self.account).await?;
+        Ok(Vec::new())
+    }
+
+    async fn list_user_names(&self) -> Result<Vec<String>, AwsError> {
+        let names: Vec<String> = self.sim.world().accounts[&self.account]
+            .users
+            .keys()
+            .cloned()
+            .collect();
+        for _ in 0..names.len().div_ceil(100).max(1) {
+            self.sim.iam("ListUsers", &self.account).await?;
+        }
+        Ok(names)
+    }
+
+    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
+        self.sim.iam("ListAccessKeys", &self.account).await?;
+        let keys = {
+            let world = self.sim.world();
+            let user = world.accounts[&self.account]
+                .users
+                .get(user_name)
+                .ok_or_else(|| not_found("iam:ListAccessKeys", user_name))?;
+            user.keys.clone()
+        };
+        for _ in &keys {
+            self.sim.iam("GetAccessKeyLastUsed", &self.account).await?;
+        }
+        Ok(keys
+            .into_iter()
+            .map(|k| KeyState {
+                key_id: k.key_id,
+                status: k.status,
+                created: k.created,
+                last_used: k.last_used,
+            })
+            .collect())
+    }
+
+    async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
+        self.sim
+            .model
+            .call(Service::Iam, "CreateAccessKey", &self.account, Retry::Never)
+            .await?;
+        let usable_from =
+            self.sim.model.elapsed() + self.sim.model.between(self.sim.model.config().propagation);
+        let created = self.sim.model.now_utc();
+        let mut world = self.sim.world();
+        let key_id = world.new_key_id();
+        world
+            .key_index
+            .insert(key_id.clone(), (self.account.clone(), user_name.to_string()));
+        let user = world
+            .accounts
+            .get_mut(&self.account)
+            .and_then(|a| a.users.get_mut(user_name))
+            .ok_or_else(|| not_found("iam:CreateAccessKey", user_name))?;
+        if user.keys.len() >= 2 {
+            return Err(AwsError::LimitExceeded {
+                op: "iam:CreateAccessKey",
+                message: "Cannot exceed quota for AccessKeysPerUser: 2".into(),
+            });
+        }
+        user.keys_created += 1;
+        user.keys.push(Key {
+            key_id: key_id.clone(),
+            status: KeyStatus::Active,
+            created,
+            last_used: None,
+            usable_from,
+        });
+        Ok(NewKey {
+            key_id,
+            // Not a credential: the simulator never checks it.
+            secret: SecretString::from("simulated".to_string()),
+            created,
+        })
+    }
+
+    async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
+        self.sim.iam("UpdateAccessKey", &self.account).await?;
+        let mut world = self.sim.world();
+        if let Some(key) = world
+            .accounts
+            .get_mut(&self.account)
+            .and_then(|a| a.users.get_mut(user_name))
+            .and_then(|u| u.keys.iter_mut().find(|k| k.key_id == key_id))
+        {
+            key.status = KeyStatus::Inactive;
+        }
+        Ok(())
+    }
+
+    async fn delete_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
+        self.sim.iam("DeleteAccessKey", &self.account).await?;
+        let mut world = self.sim.world();
+        if let Some(user) = world
+            .accounts
+            .get_mut(&self.account)
+            .and_then(|a| a.users.get_mut(user_name))
+        {
+            user.keys.retain(|k| k.key_id != key_id);
+        }
+        Ok(())
+    }
+
+    async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError> {
+        self.sim.iam("AttachUserPolicy", &self.account).await?;
+        let mut world = self.sim.world();
+        if let Some(user) = world
+            .accounts
+            .get_mut(&self.account)
+            .and_then(|a| a.users.get_mut(user_name))
+        {
+            user.policies.insert(policy_arn.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Secrets Manager of one account.
+pub struct SimSecrets {
+    sim: Sim,
+    account: String,
+}
+
+impl SimSecrets {
+    fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:secretsmanager:us-east-1:{}:secret:{name}-AbCdEf",
+            self.account
+        )
+    }
+}
+
+#[async_trait]
+impl SecretsPort for SimSecrets {
+    async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, AwsError> {
+        self.sim
+            .model
+            .call(Service::Secrets, "DescribeSecret", &self.account, Retry::Sdk)
+            .await?;
+        let world = self.sim.world();
+        Ok(world.accounts[&self.account]
+            .secrets
+            .get(name)
+            .map(|versions| SecretInfo {
+                arn: self.arn(name),
+                version_ids: versions.clone(),
+                scheduled_for_deletion: false,
+            }))
+    }
+
+    async fn store(&self, req: StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
+        let exists = self.sim.world().accounts[&self.account]
+            .secrets
+            .contains_key(req.name);
+        let op = if exists {
+            "PutSecretValue"
+        } else {
+            "CreateSecret"
+        };
+        self.sim
+            .model
+            .call(Service::Secrets, op, &self.account, Retry::Sdk)
+            .await?;
+        let mut world = self.sim.world();
+        let versions = world
+            .accounts
+            .get_mut(&self.account)
+            .expect("account exists")
+            .secrets
+            .entry(req.name.to_string())
+            .or_default();
+        if !versions.iter().any(|v| v == req.client_request_token) {
+            versions.push(req.client_request_token.to_string());
+        }
+        Ok(StoredSecret {
+            arn: self.arn(req.name),
+            version_id: req.client_request_token.to_string(),
+        })
+    }
+
+    async fn put_resource_policy(&self, _arn: &str, _document: &str) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Secrets, "PutResourcePolicy", &self.account, Retry::Sdk)
+            .await
+    }
+}
+
+/// STS verification of new keys, waiting out their propagation the way the
+/// STS adapter does.
+pub struct SimVerifier {
+    sim: Sim,
+}
+
+#[async_trait]
+impl KeyVerifier for SimVerifier {
+    async fn verify(
+        &self,
+        key_id: &str,
+        _secret: &SecretString,
+        user_arn: &str,
+    ) -> Result<(), AwsError> {
+        until_propagated(VERIFY_ATTEMPTS, VERIFY_FIRST_DELAY, key_id, user_arn, || async {
+            self.sim
+                .model
+                .call(Service::Sts, "GetCallerIdentity", "hub", Retry::Sdk)
+                .await?;
+            let world = self.sim.world();
+            let usable = world.key_index.get(key_id).and_then(|(account, user)| {
+                let key = world.accounts[account].users[user]
+                    .keys
+                    .iter()
+                    .find(|k| k.key_id == key_id)?;
+                (key.usable_from <= self.sim.model.elapsed())
+                    .then(|| format!("arn:aws:iam::{account}:user/{user}"))
+            });
+            usable.ok_or_else(|| AwsError::AccessDenied {
+                op: "sts:GetCallerIdentity",
+                message: "InvalidClientTokenId: the key has not propagated yet".into(),
+            })
+        })
+        .await
+    }
+}
+
+/// The executor's ports, behind the worker's real rate limits (one
+/// [`Limits`] per simulated worker process, as in a real one).
+pub struct SimPorts {
+    sim: Sim,
+    limits: Limits,
+    /// One member-account session per account per worker (an AssumeRole
+    /// call the first time).
+    sessions: Mutex<HashSet<String>>,
+}
+
+impl SimPorts {
+    /// Ports for one worker process.
+    pub fn new(sim: Sim, limits: Limits) -> SimPorts {
+        SimPorts {
+            sim,
+            limits,
+            sessions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    async fn session(&self, account: &str) {
+        let new = self
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .insert(account.to_string());
+        if new {
+            // A failed assume is retried by the next call in the real SDK;
+            // the model's AssumeRole has no bucket, so it only waits.
+            let _ = self
+                .sim
+                .model
+                .call(Service::Sts, "AssumeRole", "hub", Retry::Sdk)
+                .await;
+        }
+    }
+
+    fn secrets(&self, account: &str) -> Arc<dyn SecretsPort> {
+        self.limits.secrets(Arc::new(SimSecrets {
+            sim: self.sim.clone(),
+            account: account.to_string(),
+        }))
+    }
+}
+
+#[async_trait]
+impl PortsFactory for SimPorts {
+    async fn ports(&self, account_id: &str, share: IamShare) -> AccountPorts {
+        self.session(account_id).await;
+        AccountPorts {
+            iam: self.limits.iam(
+                account_id,
+                share,
+                Arc::new(SimIam {
+                    sim: self.sim.clone(),
+                    account: account_id.to_string(),
+                }),
+            ),
+            secrets: self.secrets(account_id),
+            verifier: Arc::new(SimVerifier {
+                sim: self.sim.clone(),
+            }),
+        }
+    }
+
+    async fn secrets_in(
+        &self,
+        account_id: &str,
+        secrets_account: Option<&str>,
+    ) -> Arc<dyn SecretsPort> {
+        self.secrets(secrets_account.unwrap_or(account_id))
+    }
+}
+
+/// The Organization as the producer lists it.
+pub struct SimInventory {
+    /// The world.
+    pub sim: Sim,
+}
+
+#[async_trait]
+impl AccountInventory for SimInventory {
+    async fn accounts(&self) -> Result<Vec<AccountInfo>, AwsError> {
+        let accounts: Vec<AccountInfo> = self
+            .sim
+            .world()
+            .accounts
+            .iter()
+            .map(|(id, a)| AccountInfo {
+                id: id.clone(),
+                name: a.name.clone(),
+                email: Some(format!("owner+{id}@example.com")),
+                active: true,
+                in_organizations: true,
+            })
+            .collect();
+        for _ in 0..accounts.len().div_ceil(20).max(1) {
+            self.sim
+                .model
+                .call(Service::Organizations, "ListAccounts", "hub", Retry::Sdk)
+                .await?;
+        }
+        Ok(accounts)
+    }
+
+    async fn excluded(&self, _account: &AccountInfo) -> Result<bool, AwsError> {
+        self.sim
+            .model
+            .call(Service::Organizations, "ListTagsForResource", "hub", Retry::Sdk)
+            .await?;
+        Ok(false)
+    }
+}
+
+/// Member accounts' users as the producer reads them.
+pub struct SimDirectory {
+    /// The world.
+    pub sim: Sim,
+}
+
+#[async_trait]
+impl MemberDirectory for SimDirectory {
+    async fn open(&self, _account_id: &str) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Sts, "AssumeRole", "hub", Retry::Sdk)
+            .await
+    }
+
+    async fn exempt_members(
+        &self,
+        account_id: &str,
+        _group: &str,
+    ) -> Result<HashSet<String>, AwsError> {
+        self.sim.iam("GetGroup", account_id).await?;
+        Ok(HashSet::new())
+    }
+
+    async fn users_page(
+        &self,
+        account_id: &str,
+        marker: Option<String>,
+    ) -> Result<UserPage, AwsError> {
+        self.sim.iam("ListUsers", account_id).await?;
+        let world = self.sim.world();
+        let users = &world.accounts[account_id].users;
+        let page: Vec<String> = match &marker {
+            Some(after) => users
+                .range::<String, _>((
+                    std::ops::Bound::Excluded(after.clone()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take(100)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            None => users.keys().take(100).cloned().collect(),
+        };
+        let next = (page.len() == 100)
+            .then(|| page.last().cloned())
+            .flatten()
+            .filter(|last| users.keys().next_back() != Some(last));
+        Ok((page, next))
+    }
+}
+
+/// SNS: events are counted, not kept.
+pub struct SimEvents {
+    /// The world.
+    pub sim: Sim,
+    /// Result events published, by outcome.
+    pub published: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+#[async_trait]
+impl EventSink for SimEvents {
+    async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Sns, "Publish", "hub", Retry::Sdk)
+            .await?;
+        *self
+            .published
+            .lock()
+            .expect("not poisoned")
+            .entry(event.outcome.clone())
+            .or_default() += 1;
+        Ok(())
+    }
+
+    async fn publish_run(&self, _event: &RunEvent) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Sns, "Publish", "hub", Retry::Sdk)
+            .await
+    }
+}
+
+/// SES: sends are counted against the hub's send rate.
+pub struct SimMailer {
+    /// The world.
+    pub sim: Sim,
+}
+
+#[async_trait]
+impl Mailer for SimMailer {
+    async fn send(&self, _from: &str, _to: &str, _email: &RenderedEmail) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Ses, "SendEmail", "hub", Retry::Sdk)
+            .await
+    }
+}

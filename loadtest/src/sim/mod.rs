@@ -1,0 +1,200 @@
+//! The scale simulator (DESIGN §9): the real producer, worker pool and
+//! executor, run over simulated adapters of every AWS port on tokio's
+//! paused clock, so that hours of AWS time take seconds and a seed gives
+//! the same run every time. What is modelled, and what is not, is in
+//! `loadtest/README.md`.
+
+pub mod aws;
+pub mod chart;
+pub mod model;
+pub mod queue;
+pub mod reference;
+pub mod report;
+pub mod table;
+pub mod world;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use clap::Parser;
+use keyrotor_producer::enqueue::Enqueuer;
+use keyrotor_producer::run::{ProduceRequest, Producer, ProducerParts};
+use keyrotor_shared::aws::Limits;
+use keyrotor_shared::config::{Mode, Settings, SettingsArgs};
+use keyrotor_shared::events::EventSink;
+use keyrotor_shared::executor::Executor;
+use keyrotor_worker::digest::Templates;
+use keyrotor_worker::pool::{run_pool, PoolConfig, PoolStats};
+use keyrotor_worker::process::{Email, Worker};
+use keyrotor_worker::setup::LimitedMailer;
+use tokio_util::sync::CancellationToken;
+
+use self::aws::{Sim, SimDirectory, SimEvents, SimInventory, SimMailer, SimPorts};
+use self::model::{Model, ModelConfig};
+use self::queue::SimQueue;
+use self::report::Report;
+use self::table::SimTable;
+use self::world::{Shape, World};
+
+/// One simulation.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The Organization.
+    pub shape: Shape,
+    /// The model of AWS.
+    pub model: ModelConfig,
+    /// Worker processes (each its own pool, rate limits and sessions).
+    pub workers: usize,
+    /// Messages in flight per worker.
+    pub concurrency: usize,
+    /// `KEYROTOR_*` settings on top of the simulator's own (as
+    /// `--flag value` pairs; the environment applies too).
+    pub settings: Vec<String>,
+}
+
+/// The settings every simulated process runs with: the IAM rate is the
+/// model's (an operator sets it to their accounts' budget), then `extra`.
+fn settings(model: &ModelConfig, extra: &[String]) -> anyhow::Result<Settings> {
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    }
+    let mut argv: Vec<String> = [
+        "sim",
+        "--queue-url",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/keyrotor-work.fifo",
+        "--table",
+        "keyrotor-sim",
+        "--mode",
+        "enforce",
+        "--topic-arn",
+        "arn:aws:sns:us-east-1:123456789012:keyrotor-events",
+        "--sender",
+        "keyrotor@example.com",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let rate = (model.iam_rps.floor() as u32).max(1).to_string();
+    argv.extend(["--iam-rate".into(), rate.clone(), "--iam-burst".into(), rate]);
+    argv.extend(extra.iter().cloned());
+    let args = Args::try_parse_from(argv)?;
+    Ok(Settings::from_args(&args.settings)?)
+}
+
+/// Runs the keyrotor shape: the producer and `workers` pools at once,
+/// until every message has a result (or went to the DLQ).
+pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
+    let settings = Arc::new(settings(&config.model, &config.settings)?);
+    let as_of = Utc::now().trunc_subsecs(3);
+    let model = Arc::new(Model::new(config.model.clone(), as_of));
+    let world = World::build(&config.shape, as_of);
+    let users = world.users();
+    let sim = Sim {
+        model: model.clone(),
+        world: Arc::new(Mutex::new(world)),
+    };
+    let table = SimTable::new(model.clone());
+    let queue = SimQueue::new(model.clone(), settings.max_receives);
+    let events = Arc::new(SimEvents {
+        sim: sim.clone(),
+        published: Mutex::new(Default::default()),
+    });
+    let templates = Arc::new(Templates::load(None)?);
+
+    let producer = Producer::from_parts(
+        settings.clone(),
+        ProducerParts {
+            inventory: Box::new(SimInventory { sim: sim.clone() }),
+            directory: Arc::new(SimDirectory { sim: sim.clone() }),
+            runs: Arc::new(table.clone()),
+            enqueuer: Enqueuer::new(Arc::new(queue.clone())),
+            events: Some(events.clone() as Arc<dyn EventSink>),
+        },
+    );
+    let run_id = "sim-run".to_string();
+    let request = ProduceRequest {
+        run_id: Some(run_id.clone()),
+        as_of,
+        mode: Mode::Enforce,
+        force_users: Vec::new(),
+        accounts: None,
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut pools = tokio::task::JoinSet::new();
+    for _ in 0..config.workers {
+        let limits = Limits::new(&settings);
+        let executor = Arc::new(Executor::new(
+            settings.clone(),
+            Arc::new(SimPorts::new(sim.clone(), limits.clone())),
+            Arc::new(table.clone()),
+            Executor::process_owner_id(),
+        ));
+        let worker = Worker::new(
+            settings.clone(),
+            executor,
+            Arc::new(table.clone()),
+            Arc::new(table.clone()),
+            Some(events.clone() as Arc<dyn EventSink>),
+            Some(Email {
+                sender: "keyrotor@example.com".into(),
+                mailer: Arc::new(LimitedMailer::new(
+                    Arc::new(SimMailer { sim: sim.clone() }),
+                    limits,
+                )),
+                templates: templates.clone(),
+            }),
+        )
+        .with_queue(Arc::new(queue.clone()));
+        let pool = PoolConfig {
+            concurrency: config.concurrency,
+            until_idle: None,
+            visibility: Duration::from_secs(120),
+        };
+        pools.spawn(run_pool(
+            Arc::new(worker),
+            Arc::new(queue.clone()),
+            pool,
+            shutdown.clone(),
+            Arc::new(PoolStats::default()),
+        ));
+    }
+    let produced = producer.produce(&request, &|_, _| {}).await?;
+    // Done when every expected message has a result, or nothing is left
+    // on the queue to give one (the rest went to the DLQ: lost).
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let progress = table.run_progress(&run_id);
+        if progress.complete() || queue.stats().left == 0 {
+            break;
+        }
+    }
+    shutdown.cancel();
+    while let Some(pool) = pools.join_next().await {
+        pool??;
+    }
+    Ok(Report::keyrotor(
+        config,
+        users,
+        produced.enqueued,
+        &sim,
+        &table,
+        &run_id,
+        &queue.stats(),
+    ))
+}
+
+/// Runs `f` on a single-threaded runtime whose clock starts paused: time
+/// jumps to the next timer whenever every task waits, and the run is
+/// deterministic for the model's seed.
+pub fn on_paused_clock<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}

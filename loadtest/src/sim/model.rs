@@ -1,0 +1,326 @@
+//! The model of AWS the simulator answers with: per-operation latency that
+//! waits on tokio's (paused) clock, per-account IAM and Secrets Manager
+//! token buckets that answer throttling when empty, injected 5xx faults, and
+//! the SDK's retries of what it retries. One seeded RNG, drawn in call
+//! order, makes a run deterministic for its seed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use keyrotor_shared::error::AwsError;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+/// The AWS services the simulator answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// IAM (per-account token bucket).
+    Iam,
+    /// STS.
+    Sts,
+    /// Secrets Manager (writes: per-account token bucket).
+    Secrets,
+    /// DynamoDB.
+    Dynamo,
+    /// SQS.
+    Sqs,
+    /// SNS.
+    Sns,
+    /// SESv2 (account-wide send rate).
+    Ses,
+    /// Organizations.
+    Organizations,
+}
+
+/// Median latencies, as the emulator's waiting-latency mode has them.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// Per service, the median wait of one call.
+    pub median: HashMap<Service, Duration>,
+    /// Spread: each call waits `median × e^(σ·N(0,1))` (log-normal).
+    pub sigma: f64,
+}
+
+impl Default for Latency {
+    fn default() -> Latency {
+        let ms = Duration::from_millis;
+        Latency {
+            median: HashMap::from([
+                (Service::Iam, ms(100)),
+                (Service::Sts, ms(45)),
+                (Service::Secrets, ms(45)),
+                (Service::Dynamo, ms(8)),
+                (Service::Sqs, ms(15)),
+                (Service::Sns, ms(15)),
+                (Service::Ses, ms(30)),
+                (Service::Organizations, ms(60)),
+            ]),
+            sigma: 0.35,
+        }
+    }
+}
+
+/// Everything the model is parameterised by.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// IAM calls per second per account (AWS does not publish it; a few).
+    pub iam_rps: f64,
+    /// Secrets Manager writes per second per account (DESIGN §9: 50).
+    pub secrets_write_rps: f64,
+    /// SES sends per second for the hub account.
+    pub ses_rps: f64,
+    /// Latencies.
+    pub latency: Latency,
+    /// How long a new key fails STS: uniform in this range.
+    pub propagation: (Duration, Duration),
+    /// Probability that a call answers a 5xx (retried by the SDK).
+    pub fault_rate: f64,
+    /// The RNG seed.
+    pub seed: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> ModelConfig {
+        ModelConfig {
+            iam_rps: 10.0,
+            secrets_write_rps: 50.0,
+            ses_rps: 14.0,
+            latency: Latency::default(),
+            propagation: (Duration::from_secs(1), Duration::from_secs(6)),
+            fault_rate: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// A token bucket on the simulated clock.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    at: Duration,
+}
+
+/// Counters the report is made of.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Calls answered (successfully or not), by service and operation.
+    pub calls: std::collections::BTreeMap<(Service, &'static str), u64>,
+    /// Successful IAM calls per account.
+    pub iam_ok: HashMap<String, u64>,
+    /// Successful Secrets Manager writes per account.
+    pub secret_writes: HashMap<String, u64>,
+    /// Emails sent.
+    pub emails: u64,
+    /// Throttling answers.
+    pub throttled: u64,
+    /// Retries the SDK model made.
+    pub retries: u64,
+    /// Injected 5xx answers.
+    pub faults: u64,
+}
+
+/// How the SDK would treat an operation's failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The SDK's standard retries (5 attempts, jittered exponential backoff).
+    Sdk,
+    /// One attempt (keyrotor turns retries off for `CreateAccessKey`; the
+    /// reference pattern retries nothing).
+    Never,
+}
+
+/// The model: clock, RNG, buckets and counters.
+pub struct Model {
+    config: ModelConfig,
+    origin: Instant,
+    origin_utc: DateTime<Utc>,
+    rng: Mutex<SmallRng>,
+    buckets: Mutex<HashMap<(Service, String), Bucket>>,
+    counters: Mutex<Counters>,
+}
+
+/// The SDK's attempts per call (keyrotor's `retry_config`).
+const SDK_ATTEMPTS: u32 = 5;
+
+impl Model {
+    /// A model starting now (on tokio's clock) at `origin_utc`.
+    pub fn new(config: ModelConfig, origin_utc: DateTime<Utc>) -> Model {
+        Model {
+            rng: Mutex::new(SmallRng::seed_from_u64(config.seed)),
+            config,
+            origin: Instant::now(),
+            origin_utc,
+            buckets: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
+        }
+    }
+
+    /// The parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// The simulated wall clock.
+    pub fn now_utc(&self) -> DateTime<Utc> {
+        self.origin_utc + chrono::Duration::from_std(self.elapsed()).expect("small")
+    }
+
+    /// A uniform draw in `[0, 1)`.
+    pub fn uniform(&self) -> f64 {
+        self.rng.lock().expect("not poisoned").random::<f64>()
+    }
+
+    /// A uniform duration in `range`.
+    pub fn between(&self, range: (Duration, Duration)) -> Duration {
+        range.0 + (range.1 - range.0).mul_f64(self.uniform())
+    }
+
+    fn latency(&self, service: Service) -> Duration {
+        let median = self.config.latency.median[&service];
+        // Box–Muller: one standard normal draw.
+        let (u1, u2) = {
+            let mut rng = self.rng.lock().expect("not poisoned");
+            (rng.random::<f64>().max(1e-12), rng.random::<f64>())
+        };
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        median.mul_f64((self.config.latency.sigma * z).exp().min(20.0))
+    }
+
+    /// The rate of the bucket `service` keeps per account, if it has one.
+    fn rate(&self, service: Service, op: &str) -> Option<f64> {
+        match service {
+            Service::Iam => Some(self.config.iam_rps),
+            Service::Secrets if is_secret_write(op) => Some(self.config.secrets_write_rps),
+            Service::Ses => Some(self.config.ses_rps),
+            _ => None,
+        }
+    }
+
+    /// Takes a token from `account`'s bucket for `service`; false when empty.
+    fn take(&self, service: Service, op: &str, account: &str) -> bool {
+        let Some(rate) = self.rate(service, op) else {
+            return true;
+        };
+        let now = self.elapsed();
+        // SES's send rate is the sending (hub) account's, whoever asks.
+        let account = if service == Service::Ses { "hub" } else { account };
+        let mut buckets = self.buckets.lock().expect("not poisoned");
+        let bucket = buckets
+            .entry((service, account.to_string()))
+            .or_insert(Bucket {
+                tokens: rate,
+                at: now,
+            });
+        bucket.tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * rate).min(rate);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One call of `op` on `service` in `account`: waits its latency, then
+    /// answers success, throttling (empty bucket) or an injected 5xx,
+    /// retried the SDK's way when `retry` says so.
+    pub async fn call(
+        &self,
+        service: Service,
+        op: &'static str,
+        account: &str,
+        retry: Retry,
+    ) -> Result<(), AwsError> {
+        let attempts = match retry {
+            Retry::Sdk => SDK_ATTEMPTS,
+            Retry::Never => 1,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tokio::time::sleep(self.latency(service)).await;
+            let answer = self.answer(service, op, account);
+            match answer {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < attempts => {
+                    self.counters.lock().expect("not poisoned").retries += 1;
+                    // The SDK's backoff: full jitter on 1 s doubling, 20 s at most.
+                    let cap = Duration::from_secs(1 << (attempt - 1).min(4)).min(Duration::from_secs(20));
+                    tokio::time::sleep(cap.mul_f64(self.uniform())).await;
+                    drop(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn answer(&self, service: Service, op: &'static str, account: &str) -> Result<(), AwsError> {
+        let faulted = self.config.fault_rate > 0.0 && self.uniform() < self.config.fault_rate;
+        let admitted = self.take(service, op, account);
+        let mut c = self.counters.lock().expect("not poisoned");
+        *c.calls.entry((service, op)).or_default() += 1;
+        let op_name = qualified(service, op);
+        if faulted {
+            c.faults += 1;
+            return Err(AwsError::Service {
+                op: op_name,
+                code: "InternalFailure".into(),
+                message: "injected 5xx".into(),
+            });
+        }
+        if !admitted {
+            c.throttled += 1;
+            return Err(AwsError::Throttled {
+                op: op_name,
+                message: "Rate exceeded".into(),
+            });
+        }
+        match service {
+            Service::Iam => *c.iam_ok.entry(account.to_string()).or_default() += 1,
+            Service::Secrets if is_secret_write(op) => {
+                *c.secret_writes.entry(account.to_string()).or_default() += 1
+            }
+            Service::Ses => c.emails += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.counters.lock().expect("not poisoned").clone()
+    }
+}
+
+fn is_secret_write(op: &str) -> bool {
+    matches!(op, "CreateSecret" | "PutSecretValue" | "PutResourcePolicy")
+}
+
+/// `service:Operation`, as errors name operations (leaked once per name:
+/// the set of operations is small and fixed).
+fn qualified(service: Service, op: &'static str) -> &'static str {
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<Mutex<HashMap<(Service, &'static str), &'static str>>> = OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock().expect("not poisoned");
+    names.entry((service, op)).or_insert_with(|| {
+        let prefix = match service {
+            Service::Iam => "iam",
+            Service::Sts => "sts",
+            Service::Secrets => "secretsmanager",
+            Service::Dynamo => "dynamodb",
+            Service::Sqs => "sqs",
+            Service::Sns => "sns",
+            Service::Ses => "sesv2",
+            Service::Organizations => "organizations",
+        };
+        Box::leak(format!("{prefix}:{op}").into_boxed_str())
+    })
+}

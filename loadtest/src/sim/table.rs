@@ -1,0 +1,548 @@
+//! The simulated state table: the user locks and ledger ([`LedgerPort`]),
+//! result items with their counters and once-only claims
+//! ([`ResultsPort`]), and run items ([`RunsPort`]), each with the
+//! semantics of the DynamoDB adapter's conditions and transactions, one
+//! modelled DynamoDB request per operation. Writes to one item are
+//! serialised, as DynamoDB serialises them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keyrotor_shared::config::Mode;
+use keyrotor_shared::error::AwsError;
+use keyrotor_shared::events::{RunEvent, RUN_EVENT_TYPE};
+use keyrotor_shared::store::results::{
+    Claim, Notice, Progress, Recorded, ResultItem, ResultsPort,
+};
+use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
+use keyrotor_shared::store::{LedgerPort, Lock, StoreError, UserRecord};
+
+use super::model::{Model, Retry, Service};
+
+#[derive(Debug, Default)]
+struct LedgerItem {
+    owner: Option<String>,
+    lease_until: Duration,
+    fence: i64,
+    record: UserRecord,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counted {
+    expected: i64,
+    enqueued: bool,
+    done: i64,
+    counts: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+enum ClaimState {
+    #[default]
+    Free,
+    Sending {
+        owner: String,
+        at: Duration,
+    },
+    Sent,
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    params: Option<RunParams>,
+    run: Counted,
+    accounts: BTreeMap<String, Counted>,
+    results: HashMap<(String, String), (ResultItem, bool)>,
+    claims: HashMap<Option<String>, ClaimState>,
+    digest_sent_to: HashMap<String, BTreeSet<String>>,
+    failed_accounts: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ledger: HashMap<(String, String), LedgerItem>,
+    runs: HashMap<String, Run>,
+    /// Simulated time each result was recorded, in order.
+    recorded_at: Vec<Duration>,
+    /// Users of each account under a lock now, and the most at once.
+    locked: HashMap<String, u64>,
+    peak_locked: u64,
+}
+
+/// The whole table.
+#[derive(Clone)]
+pub struct SimTable {
+    model: Arc<Model>,
+    state: Arc<Mutex<State>>,
+}
+
+impl SimTable {
+    /// An empty table.
+    pub fn new(model: Arc<Model>) -> SimTable {
+        SimTable {
+            model,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    async fn request(&self, op: &'static str) -> Result<(), AwsError> {
+        self.model.call(Service::Dynamo, op, "hub", Retry::Sdk).await
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    /// The simulated times at which results were recorded.
+    pub fn recorded_at(&self) -> Vec<Duration> {
+        self.state().recorded_at.clone()
+    }
+
+    /// The most users of one account worked (locked) at once.
+    pub fn peak_locked(&self) -> u64 {
+        self.state().peak_locked
+    }
+
+    /// Per-outcome counts of `run_id`.
+    pub fn outcomes(&self, run_id: &str) -> BTreeMap<String, i64> {
+        self.state()
+            .runs
+            .get(run_id)
+            .map(|r| r.run.counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The run's expected and done counts, and whether it is enqueued.
+    pub fn run_progress(&self, run_id: &str) -> Progress {
+        let state = self.state();
+        let run = state.runs.get(run_id);
+        Progress {
+            done: run.map(|r| r.run.done).unwrap_or(0),
+            expected: run.map(|r| r.run.expected).unwrap_or(0),
+            enqueued: run.map(|r| r.run.enqueued).unwrap_or(false),
+        }
+    }
+}
+
+#[async_trait]
+impl LedgerPort for SimTable {
+    async fn acquire(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(Lock, UserRecord), StoreError> {
+        self.request("UpdateItem").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let item = state
+            .ledger
+            .entry((account_id.to_string(), user_name.to_string()))
+            .or_default();
+        if item.owner.is_some() && item.lease_until >= now {
+            return Err(StoreError::Locked {
+                holder: item.owner.clone().unwrap_or_default(),
+                until_ms: (self.model.now_utc()
+                    + chrono::Duration::from_std(item.lease_until - now).expect("small"))
+                .timestamp_millis(),
+            });
+        }
+        let was_held = item.owner.is_some();
+        item.owner = Some(owner.to_string());
+        item.lease_until = now + lease;
+        item.fence += 1;
+        let lock = (item.fence, item.record.clone());
+        if !was_held {
+            let n = state.locked.entry(account_id.to_string()).or_default();
+            *n += 1;
+            let n = *n;
+            state.peak_locked = state.peak_locked.max(n);
+        }
+        let (fence, record) = lock;
+        Ok((
+            Lock {
+                account_id: account_id.to_string(),
+                user_name: user_name.to_string(),
+                owner: owner.to_string(),
+                fence,
+                lease,
+            },
+            record,
+        ))
+    }
+
+    async fn renew(&self, lock: &Lock) -> Result<(), StoreError> {
+        self.request("UpdateItem").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let item = ours(&mut state, lock, Some(now))?;
+        item.lease_until = now + lock.lease;
+        Ok(())
+    }
+
+    async fn write(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
+        self.request("UpdateItem").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        ours(&mut state, lock, Some(now))?.record = record.clone();
+        Ok(())
+    }
+
+    async fn release(&self, lock: &Lock) -> Result<(), StoreError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        ours(&mut state, lock, None)?.owner = None;
+        if let Some(n) = state.locked.get_mut(&lock.account_id) {
+            *n = n.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.request("GetItem").await?;
+        Ok(self
+            .state()
+            .ledger
+            .get(&(account_id.to_string(), user_name.to_string()))
+            .map(|i| i.record.clone()))
+    }
+}
+
+/// The lock item if `lock` still holds it (with an unexpired lease when
+/// `now` is given), as the DynamoDB adapter's conditions decide.
+fn ours<'a>(
+    state: &'a mut State,
+    lock: &Lock,
+    now: Option<Duration>,
+) -> Result<&'a mut LedgerItem, StoreError> {
+    let item = state
+        .ledger
+        .get_mut(&(lock.account_id.clone(), lock.user_name.clone()))
+        .ok_or(StoreError::LockLost)?;
+    let held = item.owner.as_deref() == Some(lock.owner.as_str())
+        && item.fence == lock.fence
+        && now.is_none_or(|now| item.lease_until > now);
+    if held {
+        Ok(item)
+    } else {
+        Err(StoreError::LockLost)
+    }
+}
+
+fn progress(c: &Counted) -> Progress {
+    Progress {
+        done: c.done,
+        expected: c.expected,
+        enqueued: c.enqueued,
+    }
+}
+
+fn no_run(op: &'static str) -> AwsError {
+    AwsError::NotFound {
+        op,
+        message: "no such run".into(),
+    }
+}
+
+#[async_trait]
+impl ResultsPort for SimTable {
+    async fn find(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<(ResultItem, bool)>, AwsError> {
+        self.request("GetItem").await?;
+        Ok(self.state().runs.get(run_id).and_then(|r| {
+            r.results
+                .get(&(account_id.to_string(), user_name.to_string()))
+                .cloned()
+        }))
+    }
+
+    async fn mark_published(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        if let Some((_, published)) = self.state().runs.get_mut(run_id).and_then(|r| {
+            r.results
+                .get_mut(&(account_id.to_string(), user_name.to_string()))
+        }) {
+            *published = true;
+        }
+        Ok(())
+    }
+
+    async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.request("TransactWriteItems").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let run = state.runs.entry(r.run_id.clone()).or_default();
+        let key = (r.account_id.clone(), r.user_name.clone());
+        if run.results.contains_key(&key) {
+            return Ok(Recorded::Duplicate);
+        }
+        run.results.insert(key, (r.clone(), false));
+        for counted in [
+            &mut run.run,
+            run.accounts.entry(r.account_id.clone()).or_default(),
+        ] {
+            counted.done += 1;
+            *counted.counts.entry(r.outcome.clone()).or_default() += 1;
+        }
+        let recorded = Recorded::New {
+            account: progress(&run.accounts[&r.account_id]),
+            run: progress(&run.run),
+        };
+        state.recorded_at.push(now);
+        Ok(recorded)
+    }
+
+    async fn progress(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<(Progress, Progress), AwsError> {
+        self.request("GetItem").await?;
+        self.request("GetItem").await?;
+        let state = self.state();
+        let run = state.runs.get(run_id).ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        Ok((
+            progress(&run.accounts.get(account_id).cloned().unwrap_or_default()),
+            progress(&run.run),
+        ))
+    }
+
+    async fn run_summary(&self, run_id: &str) -> Result<RunEvent, AwsError> {
+        self.request("GetItem").await?;
+        let state = self.state();
+        let run = state.runs.get(run_id).ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        let params = run.params.as_ref().ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        Ok(RunEvent {
+            kind: RUN_EVENT_TYPE,
+            run_id: run_id.to_string(),
+            mode: params.mode.to_string(),
+            as_of: params.as_of.to_rfc3339(),
+            accounts: run.accounts.len() as i64,
+            expected: run.run.expected,
+            done: run.run.done,
+            counts: run.run.counts.clone(),
+            failed_accounts: run.failed_accounts.clone(),
+            at: self.model.now_utc(),
+        })
+    }
+
+    async fn digest_sent_to(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        to: &str,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        self.state()
+            .runs
+            .entry(run_id.to_string())
+            .or_default()
+            .digest_sent_to
+            .entry(account_id.to_string())
+            .or_default()
+            .insert(to.to_string());
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        notice: Notice<'_>,
+        owner: &str,
+        takeover: Duration,
+    ) -> Result<Claim, AwsError> {
+        self.request("UpdateItem").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let run = state.runs.entry(run_id.to_string()).or_default();
+        let account = notice_account(notice);
+        let claim = run.claims.entry(account.clone()).or_default();
+        match claim.clone() {
+            ClaimState::Sent => Ok(Claim::Done),
+            ClaimState::Sending { at, .. } if at + takeover > now => Ok(Claim::Busy {
+                stale_at: self.model.now_utc()
+                    + chrono::Duration::from_std(at + takeover - now).expect("small"),
+            }),
+            _ => {
+                *claim = ClaimState::Sending {
+                    owner: owner.to_string(),
+                    at: now,
+                };
+                let already_sent = account
+                    .and_then(|a| run.digest_sent_to.get(&a).cloned())
+                    .unwrap_or_default();
+                Ok(Claim::Mine { already_sent })
+            }
+        }
+    }
+
+    async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        if let Some(claim) = state
+            .runs
+            .get_mut(run_id)
+            .and_then(|r| r.claims.get_mut(&notice_account(notice)))
+        {
+            if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
+                *claim = ClaimState::Sent;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        if let Some(claim) = state
+            .runs
+            .get_mut(run_id)
+            .and_then(|r| r.claims.get_mut(&notice_account(notice)))
+        {
+            if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
+                *claim = ClaimState::Free;
+            }
+        }
+        Ok(())
+    }
+
+    async fn account_results(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<Vec<ResultItem>, AwsError> {
+        let results: Vec<ResultItem> = {
+            let state = self.state();
+            let mut results: Vec<ResultItem> = state
+                .runs
+                .get(run_id)
+                .map(|r| {
+                    r.results
+                        .iter()
+                        .filter(|((a, _), _)| a == account_id)
+                        .map(|(_, (item, _))| item.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            results.sort_by(|a, b| a.user_name.cmp(&b.user_name));
+            results
+        };
+        // A Query answers up to 1 MB a page: about 1,000 result items.
+        for _ in 0..results.len().div_ceil(1000).max(1) {
+            self.request("Query").await?;
+        }
+        Ok(results)
+    }
+}
+
+fn notice_account(notice: Notice<'_>) -> Option<String> {
+    match notice {
+        Notice::Digest { account_id } => Some(account_id.to_string()),
+        Notice::Summary => None,
+    }
+}
+
+#[async_trait]
+impl RunsPort for SimTable {
+    async fn start(
+        &self,
+        run_id: &str,
+        as_of: DateTime<Utc>,
+        mode: Mode,
+        forced: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        self.request("UpdateItem").await?;
+        let started_at = self.model.now_utc();
+        let mut state = self.state();
+        let run = state.runs.entry(run_id.to_string()).or_default();
+        let params = run.params.get_or_insert_with(|| RunParams {
+            as_of,
+            mode,
+            started_at,
+            forced: BTreeSet::new(),
+            message_key: Some(format!("{:064x}", 0x5eed_u128 + run_id.len() as u128)),
+        });
+        params
+            .forced
+            .extend(forced.iter().map(|(a, u)| forced_entry(a, u)));
+        Ok(params.message_key.clone().expect("set above"))
+    }
+
+    async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError> {
+        self.request("GetItem").await?;
+        Ok(self
+            .state()
+            .runs
+            .get(run_id)
+            .and_then(|r| r.params.clone()))
+    }
+
+    async fn account_enqueued(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        _account_name: &str,
+        expected: i64,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        let account = state
+            .runs
+            .entry(run_id.to_string())
+            .or_default()
+            .accounts
+            .entry(account_id.to_string())
+            .or_default();
+        account.expected = expected;
+        account.enqueued = true;
+        Ok(())
+    }
+
+    async fn account_failed(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        _account_name: &str,
+        _error: &str,
+        enqueued: i64,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        let run = state.runs.entry(run_id.to_string()).or_default();
+        run.failed_accounts.push(account_id.to_string());
+        let account = run.accounts.entry(account_id.to_string()).or_default();
+        account.expected = enqueued;
+        account.enqueued = true;
+        Ok(())
+    }
+
+    async fn finish_enqueue(
+        &self,
+        run_id: &str,
+        _accounts: i64,
+        expected: i64,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        let run = state.runs.entry(run_id.to_string()).or_default();
+        run.run.expected = expected;
+        run.run.enqueued = true;
+        Ok(())
+    }
+}
