@@ -85,3 +85,62 @@ async fn an_expired_lease_is_taken_over_and_fences_out_the_old_holder() {
     assert_eq!(store.release(&a).await.unwrap_err(), StoreError::LockLost);
     store.write(&b, &record).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_write_and_the_release_are_one_fenced_request() {
+    let emu = Emulator::start();
+    let store = ledger(&emu).await;
+    let lease = Duration::from_secs(60);
+    let (a, mut record) = store
+        .acquire("111122223333", "ci", "worker-a", lease)
+        .await
+        .unwrap();
+    record.new_key_id = Some("AKIANEW".into());
+    store.write_and_release(&a, &record).await.unwrap();
+    // Written, and free at once for the next holder.
+    let (b, seen) = store
+        .acquire("111122223333", "ci", "worker-b", lease)
+        .await
+        .unwrap();
+    assert_eq!(seen.new_key_id.as_deref(), Some("AKIANEW"));
+    // A fenced-out holder neither writes nor frees the lock.
+    record.new_key_id = Some("AKIASTALE".into());
+    assert_eq!(
+        store.write_and_release(&a, &record).await.unwrap_err(),
+        StoreError::LockLost
+    );
+    let busy = store
+        .acquire("111122223333", "ci", "worker-c", lease)
+        .await
+        .unwrap_err();
+    assert!(matches!(busy, StoreError::Locked { ref holder, .. } if holder == "worker-b"));
+    store.release(&b).await.unwrap();
+    let (_, seen) = store
+        .acquire("111122223333", "ci", "worker-c", lease)
+        .await
+        .unwrap();
+    assert_eq!(seen.new_key_id.as_deref(), Some("AKIANEW"));
+
+    // A holder whose lease ran out records nothing, even if nobody took over.
+    let (d, _) = store
+        .acquire(
+            "111122223333",
+            "late",
+            "worker-d",
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.write_and_release(&d, &record).await.unwrap_err(),
+        StoreError::LockLost
+    );
+    assert!(store
+        .read("111122223333", "late")
+        .await
+        .unwrap()
+        .unwrap()
+        .new_key_id
+        .is_none());
+}

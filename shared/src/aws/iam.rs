@@ -9,6 +9,11 @@ use secrecy::SecretString;
 use crate::domain::{KeyState, KeyStatus, LastUsed};
 use crate::error::AwsError;
 
+/// IAM's limit of tags per user. `GetUser` returns them all; a list that
+/// long is nonetheless confirmed with `ListUserTags`, so that an exemption
+/// tag can never be missed because an answer was cut short.
+pub const USER_TAG_LIMIT: usize = 50;
+
 /// An IAM user as the executor needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {
@@ -47,7 +52,8 @@ pub struct NewKey {
 /// IAM operations on one account's users.
 #[async_trait]
 pub trait IamPort: Send + Sync {
-    /// `GetUser` + `ListUserTags`.
+    /// `GetUser`, whose answer carries the user's tags; `ListUserTags` only
+    /// when that list is at IAM's per-user limit (see [`USER_TAG_LIMIT`]).
     async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError>;
     /// `ListGroupsForUser` (every page): the group names.
     async fn list_groups_for_user(&self, user_name: &str) -> Result<Vec<String>, AwsError>;
@@ -77,6 +83,22 @@ impl SdkIam {
     /// Wraps an IAM client (usually one built from a member-account session).
     pub fn new(client: aws_sdk_iam::Client) -> SdkIam {
         SdkIam { client }
+    }
+
+    /// `ListUserTags`, every page.
+    async fn list_user_tags(&self, user_name: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let mut tags = Vec::new();
+        let mut pages = self
+            .client
+            .list_user_tags()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("iam:ListUserTags", e))?;
+            tags.extend(page.tags.into_iter().map(|t| (t.key, t.value)));
+        }
+        Ok(tags)
     }
 
     async fn create_key_once(&self, user_name: &str) -> Result<NewKey, AwsError> {
@@ -138,16 +160,16 @@ impl IamPort for SdkIam {
             op: "iam:GetUser",
             message: format!("no user {user_name}"),
         })?;
-        let mut tags = Vec::new();
-        let mut pages = self
-            .client
-            .list_user_tags()
-            .user_name(user_name)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| AwsError::from_sdk("iam:ListUserTags", e))?;
-            tags.extend(page.tags.into_iter().map(|t| (t.key, t.value)));
+        // GetUser answers with the user's tags (ListUsers does not), so a
+        // second call is needed only if the list could have been cut short.
+        let mut tags: Vec<(String, String)> = user
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        if tags.len() >= USER_TAG_LIMIT {
+            tags = self.list_user_tags(user_name).await?;
         }
         Ok(UserInfo {
             user_name: user.user_name,

@@ -35,6 +35,11 @@ pub struct StoreSecret<'a> {
     pub replica_regions: &'a [String],
     /// Tags for a new secret.
     pub tags: &'a [(String, String)],
+    /// Whether the secret exists, as a `DescribeSecret` made just before
+    /// found; `None` to look. Only a hint for choosing `CreateSecret` or
+    /// `PutSecretValue`: either one falling back to the other when the hint
+    /// went stale, so a wrong hint costs a call, never a lost value.
+    pub exists: Option<bool>,
 }
 
 /// Where a value was stored.
@@ -51,8 +56,9 @@ pub struct StoredSecret {
 pub trait SecretsPort: Send + Sync {
     /// `DescribeSecret`; `None` when there is no such secret.
     async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, AwsError>;
-    /// `CreateSecret`, or `PutSecretValue` when it exists. Idempotent for the
-    /// same token and value.
+    /// `CreateSecret`, or `PutSecretValue` when it exists (as
+    /// [`StoreSecret::exists`] says, or a `DescribeSecret` finds when that is
+    /// `None`). Idempotent for the same token and value.
     async fn store(&self, req: StoreSecret<'_>) -> Result<StoredSecret, AwsError>;
     /// `PutResourcePolicy` (with `BlockPublicPolicy`).
     async fn put_resource_policy(&self, arn: &str, document: &str) -> Result<(), AwsError>;
@@ -68,6 +74,25 @@ impl SdkSecrets {
     /// Wraps a Secrets Manager client.
     pub fn new(client: aws_sdk_secretsmanager::Client) -> SdkSecrets {
         SdkSecrets { client }
+    }
+
+    /// `PutSecretValue` of `req` into the existing secret.
+    async fn put_value(&self, req: &StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
+        let out = self
+            .client
+            .put_secret_value()
+            .secret_id(req.name)
+            .client_request_token(req.client_request_token)
+            .secret_string(req.value.expose_secret())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("secretsmanager:PutSecretValue", e))?;
+        Ok(StoredSecret {
+            arn: out.arn.unwrap_or_default(),
+            version_id: out
+                .version_id
+                .unwrap_or_else(|| req.client_request_token.to_string()),
+        })
     }
 }
 
@@ -91,56 +116,48 @@ impl SecretsPort for SdkSecrets {
     }
 
     async fn store(&self, req: StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
-        if self.describe(req.name).await?.is_none() {
-            let mut create = self
-                .client
-                .create_secret()
-                .name(req.name)
-                .description(req.description)
-                .client_request_token(req.client_request_token)
-                .secret_string(req.value.expose_secret());
-            if let Some(kms) = req.kms_key_id {
-                create = create.kms_key_id(kms);
-            }
-            for region in req.replica_regions {
-                create =
-                    create.add_replica_regions(ReplicaRegionType::builder().region(region).build());
-            }
-            for (k, v) in req.tags {
-                create = create.tags(Tag::builder().key(k).value(v).build());
-            }
-            match create.send().await {
-                Ok(out) => {
-                    return Ok(StoredSecret {
-                        arn: out.arn.unwrap_or_default(),
-                        version_id: out
-                            .version_id
-                            .unwrap_or_else(|| req.client_request_token.to_string()),
-                    })
-                }
-                // Another writer created it between our describe and create:
-                // fall through to PutSecretValue.
-                Err(e) => match AwsError::from_sdk("secretsmanager:CreateSecret", e) {
-                    AwsError::AlreadyExists { .. } => {}
-                    other => return Err(other),
-                },
+        let exists = match req.exists {
+            Some(exists) => exists,
+            None => self.describe(req.name).await?.is_some(),
+        };
+        if exists {
+            match self.put_value(&req).await {
+                // Deleted since it was described: create it after all.
+                Err(AwsError::NotFound { .. }) => {}
+                other => return other,
             }
         }
-        let out = self
+        let mut create = self
             .client
-            .put_secret_value()
-            .secret_id(req.name)
+            .create_secret()
+            .name(req.name)
+            .description(req.description)
             .client_request_token(req.client_request_token)
-            .secret_string(req.value.expose_secret())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("secretsmanager:PutSecretValue", e))?;
-        Ok(StoredSecret {
-            arn: out.arn.unwrap_or_default(),
-            version_id: out
-                .version_id
-                .unwrap_or_else(|| req.client_request_token.to_string()),
-        })
+            .secret_string(req.value.expose_secret());
+        if let Some(kms) = req.kms_key_id {
+            create = create.kms_key_id(kms);
+        }
+        for region in req.replica_regions {
+            create =
+                create.add_replica_regions(ReplicaRegionType::builder().region(region).build());
+        }
+        for (k, v) in req.tags {
+            create = create.tags(Tag::builder().key(k).value(v).build());
+        }
+        match create.send().await {
+            Ok(out) => Ok(StoredSecret {
+                arn: out.arn.unwrap_or_default(),
+                version_id: out
+                    .version_id
+                    .unwrap_or_else(|| req.client_request_token.to_string()),
+            }),
+            // Another writer created it since it was described (or the
+            // hint was stale): add the value as a new version instead.
+            Err(e) => match AwsError::from_sdk("secretsmanager:CreateSecret", e) {
+                AwsError::AlreadyExists { .. } => self.put_value(&req).await,
+                other => Err(other),
+            },
+        }
     }
 
     async fn put_resource_policy(&self, arn: &str, document: &str) -> Result<(), AwsError> {

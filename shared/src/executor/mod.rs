@@ -325,6 +325,8 @@ impl Executor {
             secret_arn: earlier.secret_arn,
             notes: Vec::new(),
             pending: None,
+            deferred: None,
+            rotation_unwritten: false,
         };
         let announced = earlier.pending;
         let result = match &exempt {
@@ -334,16 +336,24 @@ impl Executor {
                 .map(|keys| skipped(req, &keys, reason)),
             None => self.run_locked(&mut run, announced).await,
         };
+        let unwritten = run.into_unwritten();
         heartbeat.stop().await;
-        let owner_email = user.tag(&self.settings.owner_tag).map(str::to_string);
-        let result = result.map(|r| UserResult { owner_email, ..r });
         // Release even after a failure so the next delivery need not wait
-        // out the lease; a lost lock is simply not ours to release.
-        match self.ledger.release(&lock).await {
-            Ok(()) | Err(StoreError::LockLost) => {}
-            Err(e) => tracing::warn!(error = %e, "could not release the user's lock"),
-        }
-        result
+        // out the lease, with the last record in the same request.
+        let result = match unwritten.close(&*self.ledger, &lock).await {
+            Ok(()) => result,
+            // What was done did not reach the ledger: fail as that write
+            // would have (the next delivery finds out from IAM).
+            Err(e) => match result {
+                Ok(_) => Err(e.into()),
+                Err(first) => {
+                    tracing::warn!(error = %e, "could not record the work done before the failure");
+                    Err(first)
+                }
+            },
+        };
+        let owner_email = user.tag(&self.settings.owner_tag).map(str::to_string);
+        result.map(|r| UserResult { owner_email, ..r })
     }
 
     async fn run_locked(
@@ -421,8 +431,8 @@ impl Executor {
         let due: Vec<_> = evaluation.due_now(req.as_of).cloned().collect();
         if req.mode == Mode::Enforce {
             for action in &due {
-                run.perform(action, &keys).await?;
-                keys = run.ports.iam.list_keys(&req.user_name).await?;
+                // `keys` follows each change: IAM is not read again.
+                run.perform(action, &mut keys).await?;
             }
         }
         // Forget keys that no longer exist so the ledger does not grow.
@@ -440,7 +450,8 @@ impl Executor {
         // warnings or first-seen dates that have not happened yet.
         let forecast = req.mode == Mode::Audit && req.as_of > Utc::now();
         if changed && !forecast {
-            run.save().await?;
+            // Written with the lock's release.
+            run.save_later();
         }
 
         let outcome = outcome_of(req.mode, &run.performed, &due, &evaluation, warned);

@@ -1,6 +1,16 @@
 //! The steps performed under a user's lock: recovery of an interrupted
-//! rotation, and each due action. Every IAM change is followed by a fenced
-//! ledger write, so a worker that lost its lease cannot record anything.
+//! rotation, and each due action. Every ledger write is fenced, so a worker
+//! that lost its lease cannot record anything.
+//!
+//! What must be in the ledger *before* a call is written at once: the
+//! intent before `CreateAccessKey`, the announcement before a key is
+//! switched off or deleted. What records a call's success is written with
+//! the next write instead (the next announcement or intent, or the one that
+//! releases the lock): until then the intent or the announcement stands,
+//! and a redelivery after a crash asks IAM and Secrets Manager what
+//! happened, exactly as after a crash right after the call. IAM is read
+//! once per processing; after each of its own changes the executor knows
+//! the keys' new state without reading them again.
 
 use chrono::Utc;
 use secrecy::SecretString;
@@ -15,7 +25,7 @@ use crate::aws::{StoreSecret, UserInfo};
 use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus, Verification};
 use crate::policy::{ActionKind, PlannedAction};
-use crate::store::{Intent, LedgerPort, Lock, RunWork, UserRecord};
+use crate::store::{Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
 
 /// The state of one locked processing of a user.
 pub(super) struct LockedRun<'a> {
@@ -34,6 +44,13 @@ pub(super) struct LockedRun<'a> {
     pub notes: Vec<String>,
     /// The IAM change about to be made (see [`RunWork::pending`]).
     pub pending: Option<(String, String)>,
+    /// The ledger as it is to be written once the next write goes out, when
+    /// a step's record is waiting for it: what an immediate write would
+    /// have written at that moment (see [`LockedRun::save_later`]).
+    pub deferred: Option<UserRecord>,
+    /// A rotation recorded in memory but not yet in the ledger (for the
+    /// `after-record-rotation` failpoint, which fires once it is).
+    pub rotation_unwritten: bool,
 }
 
 impl LockedRun<'_> {
@@ -55,10 +72,10 @@ impl LockedRun<'_> {
         crate::time::ledger_time(self.req.as_of, self.settings.allow_future_as_of)
     }
 
-    /// Writes the ledger under the lock (fenced), with this run's work so
-    /// far: the write that records an IAM change also records what the run
-    /// did, so a redelivery can report it.
-    pub async fn save(&mut self) -> Result<(), ExecError> {
+    /// Puts this run's work so far into the record: the write that records
+    /// an IAM change also records what the run did, so a redelivery can
+    /// report it.
+    fn stamp_run_work(&mut self) {
         let has_work = !self.performed.is_empty() || self.pending.is_some();
         if let (Some(run_id), true) = (&self.req.run_id, has_work) {
             self.record.last_run = Some(RunWork {
@@ -73,13 +90,46 @@ impl LockedRun<'_> {
                 pending: self.pending.clone(),
             });
         }
+    }
+
+    /// Writes the ledger under the lock (fenced) now, with this run's work
+    /// so far: for what must be recorded before the next call to AWS.
+    pub async fn save(&mut self) -> Result<(), ExecError> {
+        self.stamp_run_work();
         self.ledger.write(self.lock, &self.record).await?;
+        // What was deferred went out with it.
+        self.deferred = None;
+        self.written();
         Ok(())
+    }
+
+    /// Records the current state with the next write instead of a write of
+    /// its own: for the record of a change already made, whose intent or
+    /// announcement is in the ledger. The record is taken as it stands
+    /// now, so a later failure writes exactly this (see [`Unwritten::close`]).
+    pub fn save_later(&mut self) {
+        self.stamp_run_work();
+        self.deferred = Some(self.record.clone());
+    }
+
+    fn written(&mut self) {
+        if std::mem::take(&mut self.rotation_unwritten) {
+            rotation_written();
+        }
+    }
+
+    /// What is left to write when the processing ends (see [`Unwritten::close`]).
+    pub fn into_unwritten(self) -> Unwritten {
+        Unwritten {
+            record: self.deferred,
+            rotation: self.rotation_unwritten,
+        }
     }
 
     /// Finishes or undoes a rotation that stopped between its intent and its
     /// record (DESIGN §5): a key the intent did not know is either stored
-    /// (finish: record it) or an orphan (delete it). Returns the keys after.
+    /// (finish: record it) or an orphan (delete it). Returns the keys after
+    /// (`keys` less the orphans it deleted: no second read of IAM).
     pub async fn recover(&mut self, keys: &[KeyState]) -> Result<Vec<KeyState>, ExecError> {
         let Some(intent) = self.record.intent.clone() else {
             return Ok(keys.to_vec());
@@ -118,6 +168,7 @@ impl LockedRun<'_> {
         } else {
             secrets.describe(&name).await?
         };
+        let mut deleted = Vec::new();
         for key in unknown {
             let token = version_token(&key.key_id);
             match &secret {
@@ -158,6 +209,7 @@ impl LockedRun<'_> {
                         .iam
                         .delete_key(&self.req.user_name, &key.key_id)
                         .await?;
+                    deleted.push(key.key_id.clone());
                     self.performed.push(Performed {
                         action: "delete-orphan".into(),
                         key_id: key.key_id.clone(),
@@ -166,8 +218,12 @@ impl LockedRun<'_> {
             }
         }
         self.record.intent = None;
-        self.save().await?;
-        Ok(self.ports.iam.list_keys(&self.req.user_name).await?)
+        self.save_later();
+        Ok(keys
+            .iter()
+            .filter(|k| !deleted.contains(&k.key_id))
+            .cloned()
+            .collect())
     }
 
     /// Records the IAM change about to be made, before making it.
@@ -195,16 +251,17 @@ impl LockedRun<'_> {
         }
     }
 
-    /// Carries out one due action.
+    /// Carries out one due action, and brings `keys` (IAM's answer at the
+    /// start, with this processing's changes) up to date with it.
     pub async fn perform(
         &mut self,
         action: &PlannedAction,
-        keys: &[KeyState],
+        keys: &mut Vec<KeyState>,
     ) -> Result<(), ExecError> {
         self.ensure_locked()?;
         let user = &self.req.user_name.clone();
-        let Some(key) = keys.iter().find(|k| k.key_id == action.key_id) else {
-            // Changed under us (by hand, or by an earlier action): skip.
+        let Some(key) = keys.iter().find(|k| k.key_id == action.key_id).cloned() else {
+            // Gone by an earlier action: skip.
             return Ok(());
         };
         match action.kind {
@@ -224,7 +281,8 @@ impl LockedRun<'_> {
                     action: "delete".into(),
                     key_id: key.key_id.clone(),
                 });
-                self.save().await?;
+                keys.retain(|k| k.key_id != key.key_id);
+                self.save_later();
             }
             ActionKind::Deactivate | ActionKind::Retire => {
                 if key.status == KeyStatus::Active {
@@ -244,16 +302,22 @@ impl LockedRun<'_> {
                     action: action.kind.as_str().into(),
                     key_id: key.key_id.clone(),
                 });
-                self.save().await?;
+                if let Some(k) = keys.iter_mut().find(|k| k.key_id == key.key_id) {
+                    k.status = KeyStatus::Inactive;
+                }
+                self.save_later();
             }
-            ActionKind::Rotate => self.rotate(key, keys).await?,
+            ActionKind::Rotate => {
+                let new = self.rotate(&key, keys).await?;
+                keys.push(new);
+            }
             ActionKind::Warn | ActionKind::Hold => {}
         }
         Ok(())
     }
 
-    /// DESIGN §5 steps 1–5 for `old`.
-    async fn rotate(&mut self, old: &KeyState, keys: &[KeyState]) -> Result<(), ExecError> {
+    /// DESIGN §5 steps 1–5 for `old`; returns the new key as IAM now lists it.
+    async fn rotate(&mut self, old: &KeyState, keys: &[KeyState]) -> Result<KeyState, ExecError> {
         let user = self.req.user_name.clone();
         let as_of = self.change_time();
         // Refuse early what would fail after the key exists.
@@ -263,7 +327,10 @@ impl LockedRun<'_> {
                 "secret name `{name}` has characters Secrets Manager does not allow"
             )));
         }
-        if let Some(info) = self.ports.secrets.describe(&name).await? {
+        // Read once: whether the secret exists also chooses how it is
+        // written below (a stale answer only costs a call there).
+        let described = self.ports.secrets.describe(&name).await?;
+        if let Some(info) = &described {
             if info.scheduled_for_deletion {
                 return Err(ExecError::Invalid(format!(
                     "secret `{name}` is scheduled for deletion: restore it (RestoreSecret) or let it go first"
@@ -319,17 +386,21 @@ impl LockedRun<'_> {
                 kms_key_id: self.settings.kms_key_id.as_deref(),
                 replica_regions: &self.settings.replica_regions,
                 tags: &tags,
+                exists: Some(described.is_some()),
             })
             .await;
         drop(value);
         let stored = match stored {
             Ok(stored) => stored,
-            Err(err) => return self.undo_unstored(&name, &token, &new.key_id, err).await,
+            Err(err) => return Err(self.undo_unstored(&name, &token, &new.key_id, err).await),
         };
         fail::fail_point!("after-store-secret");
         self.ensure_locked()?;
-        let secrets = self.ports.secrets.clone();
-        self.apply_access_policies(&*secrets, &stored.arn).await?;
+        // The managed policy was attached before the key was created.
+        self.ports
+            .secrets
+            .put_resource_policy(&stored.arn, &resource_policy(&self.user.arn))
+            .await?;
 
         // 4. verify (its own use of the key is remembered so that it does not
         // count as the application adopting the key)
@@ -345,6 +416,7 @@ impl LockedRun<'_> {
             });
         }
         let new_key_id = new.key_id.clone();
+        let created = new.created;
         drop(new);
 
         // 5. record (with the run's work, in the same fenced write)
@@ -359,53 +431,65 @@ impl LockedRun<'_> {
             action: "rotate".into(),
             key_id: old.key_id.clone(),
         });
-        self.save().await?;
-        fail::fail_point!("after-record-rotation");
+        // Written with the lock's release (or the next step's write): until
+        // then the intent stands, and recovery finishes a stored key.
+        self.save_later();
+        self.rotation_unwritten = true;
         tracing::info!(
             account_id = %self.req.account_id, user = %user, old_key_id = %old.key_id,
             new_key_id = %new_key_id, secret_arn = %stored.arn, at = %Utc::now(), "rotated"
         );
-        Ok(())
+        Ok(KeyState {
+            key_id: new_key_id,
+            status: KeyStatus::Active,
+            created,
+            // Never used by anyone but keyrotor's verification, which the
+            // policy discounts (`history.verification`).
+            last_used: None,
+        })
     }
 
     /// After a failed store: the key is deleted only when Secrets Manager
     /// confirms the version is not there. A timeout may hide a write that
     /// went through; then the intent stays, and the next run's recovery
-    /// decides with the facts.
+    /// decides with the facts. Returns the error the rotation fails with.
     async fn undo_unstored(
         &mut self,
         name: &str,
         token: &str,
         key_id: &str,
         err: crate::error::AwsError,
-    ) -> Result<(), ExecError> {
+    ) -> ExecError {
         if err.is_retryable() {
             // A timeout or a 5xx: the write may have gone through, and a
             // read right after it may not show it yet. Leave the intent: the
             // next delivery's recovery decides with settled facts.
             tracing::warn!(key_id, error = %err, "store outcome unknown; leaving it to recovery");
-            return Err(ExecError::Aws(err));
+            return ExecError::Aws(err);
         }
         match self.ports.secrets.describe(name).await {
             Ok(Some(info)) if info.version_ids.iter().any(|v| v == token) => {
                 tracing::warn!(key_id, error = %err, "store reported a failure but the version exists; recovery will finish");
-                Err(ExecError::Aws(err))
+                ExecError::Aws(err)
             }
             Ok(_) => {
                 // An unstored key is unusable and holds the second slot.
                 tracing::error!(key_id, error = %err, "could not store the new key; deleting it");
-                self.ensure_locked()?;
-                self.ports
-                    .iam
-                    .delete_key(&self.req.user_name, key_id)
-                    .await?;
+                if let Err(e) = self.ensure_locked() {
+                    return e;
+                }
+                if let Err(e) = self.ports.iam.delete_key(&self.req.user_name, key_id).await {
+                    return e.into();
+                }
                 self.record.intent = None;
-                self.save().await?;
-                Err(ExecError::NotStored(err))
+                if let Err(e) = self.save().await {
+                    return e;
+                }
+                ExecError::NotStored(err)
             }
             Err(describe_err) => {
                 tracing::error!(key_id, error = %err, describe_error = %describe_err, "store outcome unknown; leaving it to recovery");
-                Err(ExecError::Aws(err))
+                ExecError::Aws(err)
             }
         }
     }
@@ -452,6 +536,55 @@ impl LockedRun<'_> {
             other => Ok(other?),
         }
     }
+}
+
+/// The deferred record of a processing, once its steps are over.
+pub(super) struct Unwritten {
+    record: Option<UserRecord>,
+    rotation: bool,
+}
+
+impl Unwritten {
+    /// Ends the processing: writes what was deferred and releases the lock
+    /// in one request, or only releases it when nothing is waiting. To be
+    /// called after the heartbeat stopped, whatever the result: a failure
+    /// after a recorded change still leaves that change in the ledger, as
+    /// an immediate write would have. An error is the deferred write's
+    /// (what was done did not reach the ledger); a release alone that fails
+    /// is only logged, since the lease frees the user anyway.
+    pub async fn close(self, ledger: &dyn LedgerPort, lock: &Lock) -> Result<(), StoreError> {
+        let Some(record) = self.record else {
+            match ledger.release(lock).await {
+                // A lost lock is simply not ours to release.
+                Ok(()) | Err(StoreError::LockLost) => {}
+                Err(e) => tracing::warn!(error = %e, "could not release the user's lock"),
+            }
+            return Ok(());
+        };
+        match ledger.write_and_release(lock, &record).await {
+            Ok(()) => {
+                if self.rotation {
+                    rotation_written();
+                }
+                Ok(())
+            }
+            Err(StoreError::LockLost) => Err(StoreError::LockLost),
+            Err(e) => {
+                // The record stays unwritten (the intent or announcement in
+                // the ledger lets the next delivery find out); the lock is
+                // still freed so that delivery need not wait out the lease.
+                if let Err(release) = ledger.release(lock).await {
+                    tracing::warn!(error = %release, "could not release the user's lock");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A rotation's record reached the ledger (DESIGN §5 step 5 done).
+fn rotation_written() {
+    fail::fail_point!("after-record-rotation");
 }
 
 /// When keyrotor's verification use of a key happened, as the adoption check

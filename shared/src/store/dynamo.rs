@@ -51,6 +51,34 @@ impl DynamoLedger {
             .expression_attribute_values(":fence", n(lock.fence))
     }
 
+    /// The fenced update that makes the user's item hold `record` (while
+    /// `lock` is ours), also removing `also_remove`.
+    fn record_update(
+        &self,
+        lock: &Lock,
+        record: &UserRecord,
+        also_remove: &[&'static str],
+    ) -> UpdateItemFluentBuilder {
+        let (set, mut remove) = encode(record);
+        remove.extend_from_slice(also_remove);
+        let mut expr = String::from("SET ");
+        let mut update = self
+            .fenced_update(lock, LOCK_IS_OURS)
+            .expression_attribute_values(":now", n(now_ms()));
+        for (i, (name, value)) in set.into_iter().enumerate() {
+            if i > 0 {
+                expr.push_str(", ");
+            }
+            expr.push_str(&format!("{name} = :v{i}"));
+            update = update.expression_attribute_values(format!(":v{i}"), value);
+        }
+        if !remove.is_empty() {
+            expr.push_str(" REMOVE ");
+            expr.push_str(&remove.join(", "));
+        }
+        update.update_expression(expr)
+    }
+
     fn key(&self, account_id: &str, user_name: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".to_string(), AttributeValue::S(account_pk(account_id))),
@@ -354,23 +382,14 @@ impl LedgerPort for DynamoLedger {
     }
 
     async fn write(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
-        let (set, remove) = encode(record);
-        let mut expr = String::from("SET ");
-        let mut update = self
-            .fenced_update(lock, LOCK_IS_OURS)
-            .expression_attribute_values(":now", n(now_ms()));
-        for (i, (name, value)) in set.into_iter().enumerate() {
-            if i > 0 {
-                expr.push_str(", ");
-            }
-            expr.push_str(&format!("{name} = :v{i}"));
-            update = update.expression_attribute_values(format!(":v{i}"), value);
-        }
-        if !remove.is_empty() {
-            expr.push_str(" REMOVE ");
-            expr.push_str(&remove.join(", "));
-        }
-        lock_answer(update.update_expression(expr).send().await)
+        lock_answer(self.record_update(lock, record, &[]).send().await)
+    }
+
+    async fn write_and_release(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
+        // The write's condition (lease included), not the release's: a
+        // holder whose lease ran out must not record anything.
+        let update = self.record_update(lock, record, &["lock_owner", "lease_expires_at"]);
+        lock_answer(update.send().await)
     }
 
     async fn release(&self, lock: &Lock) -> Result<(), StoreError> {

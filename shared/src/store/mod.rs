@@ -132,6 +132,14 @@ pub trait LedgerPort: Send + Sync {
     async fn write(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError>;
     /// Releases the lock.
     async fn release(&self, lock: &Lock) -> Result<(), StoreError>;
+    /// Writes the ledger and releases the lock in one step, only while
+    /// `lock` is still held (as [`LedgerPort::write`] requires): the last
+    /// write of a processing need not cost a request of its own. When it
+    /// fails, neither happened.
+    async fn write_and_release(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
+        self.write(lock, record).await?;
+        self.release(lock).await
+    }
     /// Reads the ledger without locking.
     async fn read(
         &self,
