@@ -1,11 +1,10 @@
-//! Load runs and, later, the scale simulator (DESIGN §9).
+//! The scale simulator (DESIGN §9) and the emulator load runs.
 //!
-//! Today this crate holds the emulator load run of the producer
-//! (`benches/producer_emulator.rs`, see `README.md`) and the helpers it
-//! uses: [`measure`] runs a child process and reports its wall time and
-//! peak memory, [`Stats`] summarises repetitions. The scale simulator (the
-//! model of a sweep's lower bound and of the reference pattern) is not built
-//! yet.
+//! [`sim`] runs the real producer, worker pools and executor over simulated
+//! AWS ports on tokio's paused clock (`keyrotor-loadtest sim`, see
+//! `README.md`). The emulator benches (`benches/`) use [`measure`], which
+//! runs a child process and reports its wall time and peak memory, and
+//! [`Stats`], which summarises repetitions.
 
 pub mod measure;
 pub mod sim;

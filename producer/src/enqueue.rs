@@ -45,9 +45,7 @@ impl Enqueuer {
     fn outgoing(&self, m: &WorkMessage) -> Outgoing {
         Outgoing {
             body: m.encode(),
-            fifo: self
-                .is_fifo()
-                .then(|| (m.group_id(), m.deduplication_id())),
+            fifo: self.is_fifo().then(|| (m.group_id(), m.deduplication_id())),
         }
     }
 
@@ -71,10 +69,12 @@ impl Enqueuer {
                 continue;
             };
             tracing::warn!(code = %code, user = %m.user_name, "message failed in its batch; retrying it alone");
-            self.send_one(&batch[i]).await.map_err(|error| PartialSend {
-                sent: messages.len() - unsent,
-                error,
-            })?;
+            self.send_one(&batch[i])
+                .await
+                .map_err(|error| PartialSend {
+                    sent: messages.len() - unsent,
+                    error,
+                })?;
             unsent -= 1;
         }
         Ok(())

@@ -14,8 +14,8 @@ use keyrotor_shared::config::{AccountId, AccountSource, ConfigError, Mode, Setti
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, ResultEvent, SnsEvents};
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
-use keyrotor_shared::store::registry::AccountRegistry;
 use keyrotor_shared::queue::SqsQueue;
+use keyrotor_shared::store::registry::AccountRegistry;
 use keyrotor_shared::store::runs::{RunStore, RunsPort};
 use serde::Serialize;
 
@@ -152,10 +152,9 @@ impl Producer {
             None => aws_sdk_organizations::Client::new(base),
         };
         let inventory: Box<dyn AccountInventory> = match settings.account_source {
-            AccountSource::Organizations => Box::new(OrgInventory::new(
-                organizations,
-                settings.ous.clone(),
-            )),
+            AccountSource::Organizations => {
+                Box::new(OrgInventory::new(organizations, settings.ous.clone()))
+            }
             AccountSource::Table => Box::new(RegistryInventory::new(AccountRegistry::new(
                 ddb.clone(),
                 settings.table.clone(),
@@ -408,7 +407,10 @@ impl Producer {
                         // account's users, so they finish together.
                         let shard = index % shards;
                         index += 1;
-                        self.message(run_id, key, req, account, &exempt, user_name, (shard, shards))
+                        let mut message =
+                            self.message(run_id, req, account, &exempt, user_name, (shard, shards));
+                        message.sign(key);
+                        message
                     })
                     .collect();
                 for batch in messages.chunks(BATCH) {
@@ -435,17 +437,17 @@ impl Producer {
         Ok(Some(*sent))
     }
 
+    /// The message for one user, unsigned.
     fn message(
         &self,
         run_id: &str,
-        key: &str,
         req: &ProduceRequest,
         account: &AccountInfo,
         exempt: &HashSet<String>,
         user_name: String,
         (shard, shards): (u32, u32),
     ) -> WorkMessage {
-        let mut message = WorkMessage {
+        WorkMessage {
             v: MESSAGE_VERSION,
             run_id: run_id.to_string(),
             account_id: account.id.clone(),
@@ -462,9 +464,7 @@ impl Producer {
             shards: (shards > 1).then_some(shards),
             user_name,
             sig: None,
-        };
-        message.sign(key);
-        message
+        }
     }
 }
 

@@ -21,8 +21,11 @@ pub trait MemberDirectory: Send + Sync {
     async fn open(&self, account_id: &str) -> Result<(), AwsError>;
     /// The exemption group's members (empty when the account has no such
     /// group).
-    async fn exempt_members(&self, account_id: &str, group: &str)
-        -> Result<HashSet<String>, AwsError>;
+    async fn exempt_members(
+        &self,
+        account_id: &str,
+        group: &str,
+    ) -> Result<HashSet<String>, AwsError>;
     /// One page of `ListUsers` (up to 100 names), from `marker`.
     async fn users_page(
         &self,
@@ -87,11 +90,7 @@ impl MemberDirectory for SdkDirectory {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
-        let next = if out.is_truncated {
-            out.marker
-        } else {
-            None
-        };
+        let next = if out.is_truncated { out.marker } else { None };
         Ok((out.users.into_iter().map(|u| u.user_name).collect(), next))
     }
 }

@@ -222,9 +222,7 @@ impl QueuePort for SqsQueue {
             .queue_url(&self.url)
             .message_body(&m.body);
         if let Some((group, dedup)) = &m.fifo {
-            send = send
-                .message_group_id(group)
-                .message_deduplication_id(dedup);
+            send = send.message_group_id(group).message_deduplication_id(dedup);
         }
         send.send()
             .await

@@ -16,8 +16,8 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
 use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
-use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
 use keyrotor_shared::queue::QueuePort;
+use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 
 use crate::digest::{send_digest_to, AccountDigest, DigestLine, Mailer, SentMarker, Templates};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{ConfigError, Settings};
+use keyrotor_shared::queue::SqsQueue;
 use keyrotor_worker::pool::{run_pool, PoolConfig, PoolStats};
 use keyrotor_worker::setup::build_worker;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,10 @@ pub async fn run(cli: &Cli, args: &WorkArgs) -> Result<ExitCode, CliError> {
         until_idle: args.until_idle.map(Duration::from_secs),
         visibility: Duration::from_secs(args.visibility_secs),
     };
-    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(aws.base()), queue_url));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(aws.base()),
+        queue_url,
+    ));
     run_pool(worker, queue, config, shutdown, stats.clone())
         .await
         .map_err(CliError::Failed)?;

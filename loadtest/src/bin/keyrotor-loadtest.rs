@@ -124,7 +124,9 @@ fn main() -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     match args.output {
-        Output::Json if reports.len() == 1 => println!("{}", serde_json::to_string_pretty(&reports[0])?),
+        Output::Json if reports.len() == 1 => {
+            println!("{}", serde_json::to_string_pretty(&reports[0])?)
+        }
         Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         Output::Text => {
             for r in &reports {

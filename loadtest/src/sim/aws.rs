@@ -11,8 +11,8 @@ use keyrotor_producer::inventory::{AccountInfo, AccountInventory};
 use keyrotor_producer::users::{MemberDirectory, UserPage};
 use keyrotor_shared::aws::verify::{until_propagated, VERIFY_ATTEMPTS, VERIFY_FIRST_DELAY};
 use keyrotor_shared::aws::{
-    IamPort, IamShare, KeyVerifier, Limits, NewKey, SecretInfo, SecretsPort, StoreSecret, StoredSecret,
-    UserInfo,
+    IamPort, IamShare, KeyVerifier, Limits, NewKey, SecretInfo, SecretsPort, StoreSecret,
+    StoredSecret, UserInfo,
 };
 use keyrotor_shared::domain::{KeyState, KeyStatus};
 use keyrotor_shared::error::AwsError;
@@ -59,8 +59,8 @@ pub struct SimIam {
 #[async_trait]
 impl IamPort for SimIam {
     async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError> {
+        // GetUser answers the tags too (ListUserTags only past 50 tags).
         self.sim.iam("GetUser", &self.account).await?;
-        self.sim.iam("ListUserTags", &self.account).await?;
         let world = self.sim.world();
         let account = &world.accounts[&self.account];
         if !account.users.contains_key(user_name) {
@@ -125,9 +125,10 @@ impl IamPort for SimIam {
         let created = self.sim.model.now_utc();
         let mut world = self.sim.world();
         let key_id = world.new_key_id();
-        world
-            .key_index
-            .insert(key_id.clone(), (self.account.clone(), user_name.to_string()));
+        world.key_index.insert(
+            key_id.clone(),
+            (self.account.clone(), user_name.to_string()),
+        );
         let user = world
             .accounts
             .get_mut(&self.account)
@@ -216,7 +217,12 @@ impl SecretsPort for SimSecrets {
     async fn describe(&self, name: &str) -> Result<Option<SecretInfo>, AwsError> {
         self.sim
             .model
-            .call(Service::Secrets, "DescribeSecret", &self.account, Retry::Sdk)
+            .call(
+                Service::Secrets,
+                "DescribeSecret",
+                &self.account,
+                Retry::Sdk,
+            )
             .await?;
         let world = self.sim.world();
         Ok(world.accounts[&self.account]
@@ -262,7 +268,12 @@ impl SecretsPort for SimSecrets {
     async fn put_resource_policy(&self, _arn: &str, _document: &str) -> Result<(), AwsError> {
         self.sim
             .model
-            .call(Service::Secrets, "PutResourcePolicy", &self.account, Retry::Sdk)
+            .call(
+                Service::Secrets,
+                "PutResourcePolicy",
+                &self.account,
+                Retry::Sdk,
+            )
             .await
     }
 }
@@ -281,25 +292,31 @@ impl KeyVerifier for SimVerifier {
         _secret: &SecretString,
         user_arn: &str,
     ) -> Result<(), AwsError> {
-        until_propagated(VERIFY_ATTEMPTS, VERIFY_FIRST_DELAY, key_id, user_arn, || async {
-            self.sim
-                .model
-                .call(Service::Sts, "GetCallerIdentity", "hub", Retry::Sdk)
-                .await?;
-            let world = self.sim.world();
-            let usable = world.key_index.get(key_id).and_then(|(account, user)| {
-                let key = world.accounts[account].users[user]
-                    .keys
-                    .iter()
-                    .find(|k| k.key_id == key_id)?;
-                (key.usable_from <= self.sim.model.elapsed())
-                    .then(|| format!("arn:aws:iam::{account}:user/{user}"))
-            });
-            usable.ok_or_else(|| AwsError::AccessDenied {
-                op: "sts:GetCallerIdentity",
-                message: "InvalidClientTokenId: the key has not propagated yet".into(),
-            })
-        })
+        until_propagated(
+            VERIFY_ATTEMPTS,
+            VERIFY_FIRST_DELAY,
+            key_id,
+            user_arn,
+            || async {
+                self.sim
+                    .model
+                    .call(Service::Sts, "GetCallerIdentity", "hub", Retry::Sdk)
+                    .await?;
+                let world = self.sim.world();
+                let usable = world.key_index.get(key_id).and_then(|(account, user)| {
+                    let key = world.accounts[account].users[user]
+                        .keys
+                        .iter()
+                        .find(|k| k.key_id == key_id)?;
+                    (key.usable_from <= self.sim.model.elapsed())
+                        .then(|| format!("arn:aws:iam::{account}:user/{user}"))
+                });
+                usable.ok_or_else(|| AwsError::AccessDenied {
+                    op: "sts:GetCallerIdentity",
+                    message: "InvalidClientTokenId: the key has not propagated yet".into(),
+                })
+            },
+        )
         .await
     }
 }
@@ -412,7 +429,12 @@ impl AccountInventory for SimInventory {
     async fn excluded(&self, _account: &AccountInfo) -> Result<bool, AwsError> {
         self.sim
             .model
-            .call(Service::Organizations, "ListTagsForResource", "hub", Retry::Sdk)
+            .call(
+                Service::Organizations,
+                "ListTagsForResource",
+                "hub",
+                Retry::Sdk,
+            )
             .await?;
         Ok(false)
     }

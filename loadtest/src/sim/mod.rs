@@ -78,7 +78,11 @@ fn settings(model: &ModelConfig, extra: &[String]) -> anyhow::Result<Settings> {
     .map(String::from)
     .collect();
     let rate = (model.iam_rps.floor() as u32).max(1).to_string();
-    argv.extend(["--iam-rate".into(), rate.clone(), "--iam-burst".into(), rate]);
+    for flag in ["--iam-rate", "--iam-burst"] {
+        if !extra.iter().any(|e| e == flag) {
+            argv.extend([flag.to_string(), rate.clone()]);
+        }
+    }
     argv.extend(extra.iter().cloned());
     let args = Args::try_parse_from(argv)?;
     Ok(Settings::from_args(&args.settings)?)

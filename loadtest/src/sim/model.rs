@@ -211,7 +211,11 @@ impl Model {
         };
         let now = self.elapsed();
         // SES's send rate is the sending (hub) account's, whoever asks.
-        let account = if service == Service::Ses { "hub" } else { account };
+        let account = if service == Service::Ses {
+            "hub"
+        } else {
+            account
+        };
         let mut buckets = self.buckets.lock().expect("not poisoned");
         let bucket = buckets
             .entry((service, account.to_string()))
@@ -253,7 +257,8 @@ impl Model {
                 Err(e) if attempt < attempts => {
                     self.counters.lock().expect("not poisoned").retries += 1;
                     // The SDK's backoff: full jitter on 1 s doubling, 20 s at most.
-                    let cap = Duration::from_secs(1 << (attempt - 1).min(4)).min(Duration::from_secs(20));
+                    let cap =
+                        Duration::from_secs(1 << (attempt - 1).min(4)).min(Duration::from_secs(20));
                     tokio::time::sleep(cap.mul_f64(self.uniform())).await;
                     drop(e);
                 }
@@ -309,7 +314,10 @@ fn is_secret_write(op: &str) -> bool {
 fn qualified(service: Service, op: &'static str) -> &'static str {
     use std::sync::OnceLock;
     static NAMES: OnceLock<Mutex<HashMap<(Service, &'static str), &'static str>>> = OnceLock::new();
-    let mut names = NAMES.get_or_init(Default::default).lock().expect("not poisoned");
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
     names.entry((service, op)).or_insert_with(|| {
         let prefix = match service {
             Service::Iam => "iam",

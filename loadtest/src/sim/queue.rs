@@ -108,7 +108,10 @@ impl SimQueue {
                 break;
             }
             // A group with a message in flight gives out nothing.
-            if messages.iter().any(|m| m.receipt.is_some() && m.visible_at > now) {
+            if messages
+                .iter()
+                .any(|m| m.receipt.is_some() && m.visible_at > now)
+            {
                 for m in messages.iter().filter(|m| m.visible_at > now) {
                     next_visible = Some(next_visible.map_or(m.visible_at, |n| n.min(m.visible_at)));
                 }
@@ -293,15 +296,19 @@ impl QueuePort for SimQueue {
                 state.next_id += 1;
                 let account = group.split('#').next().unwrap_or_default().to_string();
                 let id = state.next_id;
-                state.groups.entry(group.clone()).or_default().push_back(Message {
-                    id,
-                    body: m.body.clone(),
-                    account,
-                    receives: 0,
-                    visible_at: now,
-                    receipt: None,
-                    first_received: None,
-                });
+                state
+                    .groups
+                    .entry(group.clone())
+                    .or_default()
+                    .push_back(Message {
+                        id,
+                        body: m.body.clone(),
+                        account,
+                        receives: 0,
+                        visible_at: now,
+                        receipt: None,
+                        first_received: None,
+                    });
             }
         }
         self.notify.notify_waiters();
@@ -309,7 +316,9 @@ impl QueuePort for SimQueue {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<(), AwsError> {
-        self.send_batch(std::slice::from_ref(message)).await.map(|_| ())
+        self.send_batch(std::slice::from_ref(message))
+            .await
+            .map(|_| ())
     }
 
     async fn depth(&self) -> Result<u64, AwsError> {

@@ -68,9 +68,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
         }
         let user_started = model.elapsed();
         let mut ok = true;
-        let calls = EVERY_USER
-            .iter()
-            .chain(if *due { DUE_USER } else { &[] });
+        let calls = EVERY_USER.iter().chain(if *due { DUE_USER } else { &[] });
         for (service, op) in calls {
             if call(*service, op).await.is_err() {
                 ok = false;

@@ -63,7 +63,8 @@ pub struct Report {
 
 /// The lower bound of DESIGN §9 from what the model counted.
 pub fn lower_bound(counters: &Counters, model: &ModelConfig) -> f64 {
-    let busiest = |m: &std::collections::HashMap<String, u64>| m.values().copied().max().unwrap_or(0);
+    let busiest =
+        |m: &std::collections::HashMap<String, u64>| m.values().copied().max().unwrap_or(0);
     let iam = busiest(&counters.iam_ok) as f64 / model.iam_rps;
     let secrets = busiest(&counters.secret_writes) as f64 / model.secrets_write_rps;
     let ses = counters.emails as f64 / model.ses_rps;
@@ -143,7 +144,13 @@ impl Report {
             .flat_map(|a| a.users.values())
             .map(|u| u64::from(u.keys_created.saturating_sub(1)))
             .sum();
-        let per_rotated = |n: u64| if c.rotated == 0 { 0.0 } else { n as f64 / c.rotated as f64 };
+        let per_rotated = |n: u64| {
+            if c.rotated == 0 {
+                0.0
+            } else {
+                n as f64 / c.rotated as f64
+            }
+        };
         Report {
             shape: c.shape,
             accounts: world.accounts.len(),

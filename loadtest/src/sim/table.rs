@@ -14,9 +14,7 @@ use chrono::{DateTime, Utc};
 use keyrotor_shared::config::Mode;
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{RunEvent, RUN_EVENT_TYPE};
-use keyrotor_shared::store::results::{
-    Claim, Notice, Progress, Recorded, ResultItem, ResultsPort,
-};
+use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 use keyrotor_shared::store::{LedgerPort, Lock, StoreError, UserRecord};
 
@@ -88,7 +86,9 @@ impl SimTable {
     }
 
     async fn request(&self, op: &'static str) -> Result<(), AwsError> {
-        self.model.call(Service::Dynamo, op, "hub", Retry::Sdk).await
+        self.model
+            .call(Service::Dynamo, op, "hub", Retry::Sdk)
+            .await
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -188,6 +188,19 @@ impl LedgerPort for SimTable {
         let now = self.model.elapsed();
         let mut state = self.state();
         ours(&mut state, lock, Some(now))?.record = record.clone();
+        Ok(())
+    }
+
+    async fn write_and_release(&self, lock: &Lock, record: &UserRecord) -> Result<(), StoreError> {
+        self.request("UpdateItem").await?;
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let item = ours(&mut state, lock, Some(now))?;
+        item.record = record.clone();
+        item.owner = None;
+        if let Some(n) = state.locked.get_mut(&lock.account_id) {
+            *n = n.saturating_sub(1);
+        }
         Ok(())
     }
 
@@ -316,7 +329,10 @@ impl ResultsPort for SimTable {
         self.request("GetItem").await?;
         self.request("GetItem").await?;
         let state = self.state();
-        let run = state.runs.get(run_id).ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        let run = state
+            .runs
+            .get(run_id)
+            .ok_or_else(|| no_run("dynamodb:GetItem"))?;
         Ok((
             progress(&run.accounts.get(account_id).cloned().unwrap_or_default()),
             progress(&run.run),
@@ -326,8 +342,14 @@ impl ResultsPort for SimTable {
     async fn run_summary(&self, run_id: &str) -> Result<RunEvent, AwsError> {
         self.request("GetItem").await?;
         let state = self.state();
-        let run = state.runs.get(run_id).ok_or_else(|| no_run("dynamodb:GetItem"))?;
-        let params = run.params.as_ref().ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        let run = state
+            .runs
+            .get(run_id)
+            .ok_or_else(|| no_run("dynamodb:GetItem"))?;
+        let params = run
+            .params
+            .as_ref()
+            .ok_or_else(|| no_run("dynamodb:GetItem"))?;
         Ok(RunEvent {
             kind: RUN_EVENT_TYPE,
             run_id: run_id.to_string(),
@@ -486,11 +508,7 @@ impl RunsPort for SimTable {
 
     async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError> {
         self.request("GetItem").await?;
-        Ok(self
-            .state()
-            .runs
-            .get(run_id)
-            .and_then(|r| r.params.clone()))
+        Ok(self.state().runs.get(run_id).and_then(|r| r.params.clone()))
     }
 
     async fn account_enqueued(

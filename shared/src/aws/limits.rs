@@ -67,6 +67,9 @@ impl IamShare {
     pub const WHOLE: IamShare = IamShare { group: 0, of: 1 };
 }
 
+/// One IAM limiter per (account, share) in use.
+type IamLimiters = std::collections::HashMap<(String, IamShare), Arc<Direct>>;
+
 /// The limiters of one process.
 #[derive(Clone)]
 pub struct Limits {
@@ -74,7 +77,7 @@ pub struct Limits {
     iam_rate: NonZeroU32,
     iam_burst: NonZeroU32,
     /// One limiter per (account, share) in use.
-    iam: Arc<std::sync::Mutex<std::collections::HashMap<(String, IamShare), Arc<Direct>>>>,
+    iam: Arc<std::sync::Mutex<IamLimiters>>,
     secrets: Arc<Direct>,
     ses: Arc<Direct>,
 }
@@ -131,7 +134,8 @@ impl Limits {
             .or_insert_with(|| {
                 let of = share.of.max(1);
                 // `rate / of` calls a second: one call every `of / rate` s.
-                let period = Duration::from_secs_f64(f64::from(of) / f64::from(self.iam_rate.get()));
+                let period =
+                    Duration::from_secs_f64(f64::from(of) / f64::from(self.iam_rate.get()));
                 let burst = NonZeroU32::new(self.iam_burst.get() / of).unwrap_or(NonZeroU32::MIN);
                 let quota = Quota::with_period(period)
                     .expect("a positive period")

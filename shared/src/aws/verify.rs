@@ -72,14 +72,20 @@ impl KeyVerifier for StsVerifier {
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .build();
         let client = aws_sdk_sts::Client::new(&config);
-        until_propagated(self.attempts, self.first_delay, key_id, user_arn, || async {
-            client
-                .get_caller_identity()
-                .send()
-                .await
-                .map(|out| out.arn.unwrap_or_default())
-                .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))
-        })
+        until_propagated(
+            self.attempts,
+            self.first_delay,
+            key_id,
+            user_arn,
+            || async {
+                client
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map(|out| out.arn.unwrap_or_default())
+                    .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))
+            },
+        )
         .await
     }
 }

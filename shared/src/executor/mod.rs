@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{
-    AwsContext, IamPort, IamShare, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort, StsVerifier,
+    AwsContext, IamPort, IamShare, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort,
+    StsVerifier,
 };
 use crate::config::{Mode, Settings};
 use crate::domain::{KeyState, KeyStatus};

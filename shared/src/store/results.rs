@@ -625,7 +625,6 @@ fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>
     }
 }
 
-
 /// The result items, counters and once-only claims the worker needs: the
 /// port over [`ResultStore`] (DynamoDB), so that the load simulator can run
 /// the real worker over its own model of the table.
@@ -649,13 +648,20 @@ pub trait ResultsPort: Send + Sync {
     /// Records a result and its counters exactly once.
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError>;
     /// The account's and the run's progress.
-    async fn progress(&self, run_id: &str, account_id: &str)
-        -> Result<(Progress, Progress), AwsError>;
+    async fn progress(
+        &self,
+        run_id: &str,
+        account_id: &str,
+    ) -> Result<(Progress, Progress), AwsError>;
     /// The run's summary event, from its counters.
     async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError>;
     /// Records one digest recipient as sent.
-    async fn digest_sent_to(&self, run_id: &str, account_id: &str, to: &str)
-        -> Result<(), AwsError>;
+    async fn digest_sent_to(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        to: &str,
+    ) -> Result<(), AwsError>;
     /// Claims a notice (see [`ResultStore::claim`]).
     async fn claim(
         &self,
@@ -667,8 +673,7 @@ pub trait ResultsPort: Send + Sync {
     /// Marks a claimed notice as sent.
     async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError>;
     /// Gives a claim up, unsent.
-    async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str)
-        -> Result<(), AwsError>;
+    async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError>;
     /// Every result of an account in a run.
     async fn account_results(
         &self,
@@ -729,12 +734,7 @@ impl ResultsPort for ResultStore {
     async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
         self.finish(run_id, notice, owner).await
     }
-    async fn release(
-        &self,
-        run_id: &str,
-        notice: Notice<'_>,
-        owner: &str,
-    ) -> Result<(), AwsError> {
+    async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
         self.release(run_id, notice, owner).await
     }
     async fn account_results(

@@ -475,7 +475,6 @@ impl RunStore {
     }
 }
 
-
 /// What the producer and the worker do with run items: the port over
 /// [`RunStore`] (DynamoDB), so that the load simulator can run the real
 /// producer and worker over its own model of the table.
@@ -509,8 +508,12 @@ pub trait RunsPort: Send + Sync {
         enqueued: i64,
     ) -> Result<(), AwsError>;
     /// Records the run as enqueued.
-    async fn finish_enqueue(&self, run_id: &str, accounts: i64, expected: i64)
-        -> Result<(), AwsError>;
+    async fn finish_enqueue(
+        &self,
+        run_id: &str,
+        accounts: i64,
+        expected: i64,
+    ) -> Result<(), AwsError>;
 }
 
 // Inherent methods win method resolution, so each forwards to its own.

@@ -1,0 +1,61 @@
+//! The simulator's own checks: a small simulation of the real producer,
+//! pools and executor loses and duplicates nothing, even with injected 5xx
+//! answers, and a seed gives the same run twice. Correctness only: no test
+//! here asserts a time.
+
+use keyrotor_loadtest::sim::model::ModelConfig;
+use keyrotor_loadtest::sim::world::Shape;
+use keyrotor_loadtest::sim::{on_paused_clock, reference, simulate, SimConfig};
+
+fn small(seed: u64, fault_rate: f64) -> SimConfig {
+    SimConfig {
+        shape: Shape {
+            accounts: 4,
+            users_per_account: 25,
+            skew_users: Some(60),
+            due: 0.3,
+        },
+        model: ModelConfig {
+            seed,
+            fault_rate,
+            ..ModelConfig::default()
+        },
+        workers: 2,
+        concurrency: 16,
+        settings: Vec::new(),
+    }
+}
+
+#[test]
+fn a_small_sweep_rotates_every_due_user_once_and_loses_no_result() {
+    let report = on_paused_clock(simulate(&small(3, 0.02))).unwrap();
+    assert_eq!(report.users, 60 + 3 * 25);
+    // 30 % of 135 users, spread evenly: 40 are due.
+    assert_eq!(report.rotated, 40, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(report.duplicated_keys, 0, "{}", report.text());
+    assert!(report.retries > 0, "the injected 5xx answers were retried");
+    assert!(
+        report.peak_in_flight_per_account > 1,
+        "an account's users are worked in parallel: {}",
+        report.text()
+    );
+}
+
+#[test]
+fn a_seed_gives_the_same_run() {
+    let first = on_paused_clock(simulate(&small(11, 0.01))).unwrap();
+    let second = on_paused_clock(simulate(&small(11, 0.01))).unwrap();
+    let json = |r| serde_json::to_value(r).unwrap();
+    assert_eq!(json(&first), json(&second));
+    assert_eq!(first.finished_at, second.finished_at);
+}
+
+#[test]
+fn the_reference_shape_reaches_every_user_of_a_small_organisation() {
+    let report = on_paused_clock(reference::simulate(&small(5, 0.0)));
+    assert_eq!(report.rotated, 40, "{}", report.text());
+    assert_eq!(report.unreached, 0);
+    assert_eq!(report.finished_at.len(), report.users);
+}
