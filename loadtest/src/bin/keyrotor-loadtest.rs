@@ -1,7 +1,6 @@
 //! `keyrotor-loadtest sim`: the scale simulator's command line.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use keyrotor_loadtest::sim::model::ModelConfig;
@@ -84,10 +83,32 @@ struct SimArgs {
     /// Writes an SVG chart of progress over time here.
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Logs keyrotor's own events (`RUST_LOG` filter, e.g. `info`) to
+    /// stderr, stamped with simulated seconds.
+    #[arg(long)]
+    trace: bool,
+}
+
+/// Simulated seconds since the first event (tokio's paused clock).
+struct SimTime(std::sync::OnceLock<tokio::time::Instant>);
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let start = *self.0.get_or_init(tokio::time::Instant::now);
+        write!(w, "{:>10.3}s", start.elapsed().as_secs_f64())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let Command::Sim(args) = Cli::parse().command;
+    if args.trace {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(SimTime(std::sync::OnceLock::new()))
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut settings = Vec::new();
     for s in &args.set {
         let (flag, value) = s
@@ -146,6 +167,5 @@ fn main() -> anyhow::Result<()> {
         let refs: Vec<_> = reports.iter().collect();
         std::fs::write(path, chart::svg(&title, &refs))?;
     }
-    let _ = Duration::ZERO;
     Ok(())
 }

@@ -95,7 +95,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     let as_of = Utc::now().trunc_subsecs(3);
     let model = Arc::new(Model::new(config.model.clone(), as_of));
     let world = World::build(&config.shape, as_of);
-    let users = world.users();
+    let users = (world.users(), world.due_users(as_of) as u64);
     let sim = Sim {
         model: model.clone(),
         world: Arc::new(Mutex::new(world)),

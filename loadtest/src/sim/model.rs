@@ -252,6 +252,7 @@ impl Model {
             attempt += 1;
             tokio::time::sleep(self.latency(service)).await;
             let answer = self.answer(service, op, account);
+            tracing::trace!(?service, op, ok = answer.is_ok(), "call");
             match answer {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < attempts => {

@@ -18,7 +18,6 @@ use super::model::{Model, Retry, Service};
 struct Message {
     id: u64,
     body: String,
-    account: String,
     receives: u32,
     visible_at: Duration,
     /// The receipt of the current delivery.
@@ -35,9 +34,6 @@ struct State {
     dedup: HashSet<String>,
     next_id: u64,
     dead: u64,
-    /// In flight per account now, and the peak seen.
-    in_flight: HashMap<String, u64>,
-    peak_in_flight: u64,
     /// Seconds from first receive to delete, per deleted message.
     user_seconds: Vec<f64>,
 }
@@ -56,8 +52,6 @@ pub struct SimQueue {
 pub struct QueueStats {
     /// Messages moved to the DLQ.
     pub dead: u64,
-    /// The most messages of one account in flight at once.
-    pub peak_in_flight_per_account: u64,
     /// Seconds from each message's first receive to its delete.
     pub user_seconds: Vec<f64>,
     /// Messages still on the queue.
@@ -84,7 +78,6 @@ impl SimQueue {
         let state = self.state();
         QueueStats {
             dead: state.dead,
-            peak_in_flight_per_account: state.peak_in_flight,
             user_seconds: state.user_seconds.clone(),
             left: state.groups.values().map(|g| g.len() as u64).sum(),
         }
@@ -97,11 +90,7 @@ impl SimQueue {
         let mut next_visible: Option<Duration> = None;
         let mut dead = Vec::new();
         let State {
-            groups,
-            receipts,
-            in_flight,
-            peak_in_flight,
-            ..
+            groups, receipts, ..
         } = &mut *state;
         for (group, messages) in groups.iter_mut() {
             if out.len() >= max {
@@ -131,9 +120,6 @@ impl SimQueue {
                 }
                 if let Some(old) = m.receipt.take() {
                     receipts.remove(&old);
-                    if let Some(n) = in_flight.get_mut(&m.account) {
-                        *n = n.saturating_sub(1);
-                    }
                 }
                 m.receives += 1;
                 m.visible_at = now + visibility;
@@ -141,9 +127,7 @@ impl SimQueue {
                 let receipt = format!("{}-{}", m.id, m.receives);
                 m.receipt = Some(receipt.clone());
                 receipts.insert(receipt.clone(), (group.clone(), m.id));
-                let n = in_flight.entry(m.account.clone()).or_default();
-                *n += 1;
-                *peak_in_flight = (*peak_in_flight).max(*n);
+                tracing::debug!(group = %group, id = m.id, receives = m.receives, "received");
                 out.push(Received {
                     message_id: m.id.to_string(),
                     receipt_handle: receipt,
@@ -178,11 +162,9 @@ impl SimQueue {
             return false;
         };
         let m = messages.remove(at).expect("found");
+        tracing::debug!(group = %group, id = m.id, "deleted");
         if messages.is_empty() {
             state.groups.remove(&group);
-        }
-        if let Some(n) = state.in_flight.get_mut(&m.account) {
-            *n = n.saturating_sub(1);
         }
         if let Some(first) = m.first_received {
             state.user_seconds.push((now - first).as_secs_f64());
@@ -272,10 +254,6 @@ impl QueuePort for SimQueue {
                 .and_then(|g| g.iter_mut().find(|m| m.id == id))
             {
                 m.receipt = None;
-                let account = m.account.clone();
-                if let Some(n) = state.in_flight.get_mut(&account) {
-                    *n = n.saturating_sub(1);
-                }
             }
             drop(state);
             self.notify.notify_waiters();
@@ -294,7 +272,6 @@ impl QueuePort for SimQueue {
                     continue;
                 }
                 state.next_id += 1;
-                let account = group.split('#').next().unwrap_or_default().to_string();
                 let id = state.next_id;
                 state
                     .groups
@@ -303,7 +280,6 @@ impl QueuePort for SimQueue {
                     .push_back(Message {
                         id,
                         body: m.body.clone(),
-                        account,
                         receives: 0,
                         visible_at: now,
                         receipt: None,

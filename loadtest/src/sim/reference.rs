@@ -93,6 +93,7 @@ pub async fn simulate(config: &SimConfig) -> Report {
     let model = Arc::new(Model::new(config.model.clone(), as_of));
     let world = World::build(&config.shape, as_of);
     let users = world.users();
+    let due = world.due_users(as_of) as u64;
     let accounts: Vec<String> = world.accounts.keys().cloned().collect();
     let sim = Sim {
         model,
@@ -124,6 +125,7 @@ pub async fn simulate(config: &SimConfig) -> Report {
         shape: "reference",
         config,
         users,
+        due,
         sim: &sim,
         rotated: t.rotated,
         user_seconds: t.user_seconds,

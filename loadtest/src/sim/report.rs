@@ -28,6 +28,8 @@ pub struct Report {
     pub lower_bound_seconds: f64,
     /// `sweep_seconds / lower_bound_seconds`.
     pub ratio: f64,
+    /// Users whose key was due for rotation.
+    pub due: u64,
     /// Users whose key was rotated.
     pub rotated: u64,
     /// Users whose processing failed.
@@ -50,6 +52,9 @@ pub struct Report {
     pub p99_user_seconds: f64,
     /// The most users of one account worked at once (holding their lock).
     pub peak_in_flight_per_account: u64,
+    /// Mean seconds a user's lock was held (the executor's share of a
+    /// message; keyrotor only).
+    pub mean_locked_seconds: f64,
     /// AWS calls per rotated user, SQS aside.
     pub calls_per_rotated_user: f64,
     /// IAM calls per rotated user.
@@ -100,6 +105,8 @@ pub struct Common<'a> {
     pub config: &'a SimConfig,
     /// Users in the Organization.
     pub users: usize,
+    /// Users due for rotation.
+    pub due: u64,
     /// The world and model after the run.
     pub sim: &'a Sim,
     /// Rotated users.
@@ -155,6 +162,7 @@ impl Report {
             shape: c.shape,
             accounts: world.accounts.len(),
             users: c.users,
+            due: c.due,
             sweep_seconds: sweep,
             lower_bound_seconds: lower,
             ratio: if lower > 0.0 { sweep / lower } else { 0.0 },
@@ -169,6 +177,7 @@ impl Report {
             p50_user_seconds: percentile(&user_seconds, 0.5),
             p99_user_seconds: percentile(&user_seconds, 0.99),
             peak_in_flight_per_account: 0,
+            mean_locked_seconds: 0.0,
             calls_per_rotated_user: per_rotated(besides_sqs),
             iam_calls_per_rotated_user: per_rotated(iam_calls),
             calls,
@@ -179,7 +188,7 @@ impl Report {
     /// The keyrotor shape's report.
     pub fn keyrotor(
         config: &SimConfig,
-        users: usize,
+        (users, due): (usize, u64),
         enqueued: usize,
         sim: &Sim,
         table: &SimTable,
@@ -193,6 +202,7 @@ impl Report {
             shape: "keyrotor",
             config,
             users,
+            due,
             sim,
             rotated: count("rotated"),
             user_seconds: queue.user_seconds.clone(),
@@ -205,6 +215,7 @@ impl Report {
         report.failed = count("failed");
         report.lost_results = (enqueued as u64).saturating_sub(recorded);
         report.peak_in_flight_per_account = table.peak_locked();
+        report.mean_locked_seconds = table.mean_hold().as_secs_f64();
         report
     }
 
@@ -213,15 +224,16 @@ impl Report {
         format!(
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
-             rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
+             due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
              IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}\n  \
-             per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}",
+             per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
             accounts = self.accounts,
             sweep = self.sweep_seconds,
             lower = self.lower_bound_seconds,
             ratio = self.ratio,
+            due = self.due,
             rotated = self.rotated,
             failed = self.failed,
             unreached = self.unreached,
@@ -235,6 +247,7 @@ impl Report {
             p50 = self.p50_user_seconds,
             p99 = self.p99_user_seconds,
             peak = self.peak_in_flight_per_account,
+            held = self.mean_locked_seconds,
         )
     }
 }

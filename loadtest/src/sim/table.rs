@@ -67,6 +67,10 @@ struct State {
     /// Users of each account under a lock now, and the most at once.
     locked: HashMap<String, u64>,
     peak_locked: u64,
+    /// When each held lock was taken, and the total and count of holds.
+    held_since: HashMap<(String, String), Duration>,
+    held_total: Duration,
+    holds: u64,
 }
 
 /// The whole table.
@@ -103,6 +107,13 @@ impl SimTable {
     /// The most users of one account worked (locked) at once.
     pub fn peak_locked(&self) -> u64 {
         self.state().peak_locked
+    }
+
+    /// The mean time a user's lock was held (the executor's part of a
+    /// message).
+    pub fn mean_hold(&self) -> Duration {
+        let state = self.state();
+        state.held_total / state.holds.max(1) as u32
     }
 
     /// Per-outcome counts of `run_id`.
@@ -155,6 +166,10 @@ impl LedgerPort for SimTable {
         item.lease_until = now + lease;
         item.fence += 1;
         let lock = (item.fence, item.record.clone());
+        tracing::debug!(user = user_name, "locked");
+        state
+            .held_since
+            .insert((account_id.to_string(), user_name.to_string()), now);
         if !was_held {
             let n = state.locked.entry(account_id.to_string()).or_default();
             *n += 1;
@@ -198,9 +213,7 @@ impl LedgerPort for SimTable {
         let item = ours(&mut state, lock, Some(now))?;
         item.record = record.clone();
         item.owner = None;
-        if let Some(n) = state.locked.get_mut(&lock.account_id) {
-            *n = n.saturating_sub(1);
-        }
+        released(&mut state, lock, now);
         Ok(())
     }
 
@@ -208,9 +221,8 @@ impl LedgerPort for SimTable {
         self.request("UpdateItem").await?;
         let mut state = self.state();
         ours(&mut state, lock, None)?.owner = None;
-        if let Some(n) = state.locked.get_mut(&lock.account_id) {
-            *n = n.saturating_sub(1);
-        }
+        let now = self.model.elapsed();
+        released(&mut state, lock, now);
         Ok(())
     }
 
@@ -225,6 +237,21 @@ impl LedgerPort for SimTable {
             .ledger
             .get(&(account_id.to_string(), user_name.to_string()))
             .map(|i| i.record.clone()))
+    }
+}
+
+/// Ends the accounting of a hold of `lock`.
+fn released(state: &mut State, lock: &Lock, now: Duration) {
+    if let Some(n) = state.locked.get_mut(&lock.account_id) {
+        *n = n.saturating_sub(1);
+    }
+    tracing::debug!(user = %lock.user_name, "unlocked");
+    if let Some(since) = state
+        .held_since
+        .remove(&(lock.account_id.clone(), lock.user_name.clone()))
+    {
+        state.held_total += now.saturating_sub(since);
+        state.holds += 1;
     }
 }
 

@@ -70,8 +70,8 @@ pub struct Shape {
 
 impl World {
     /// Builds `shape` at `as_of`: every user has one active key, used
-    /// yesterday; a `due` fraction of them (spread evenly) 95 days old, the
-    /// rest between 1 and 80 days.
+    /// yesterday; a `due` fraction of them (chosen by a fixed hash) 95 days
+    /// old, the rest between 1 and 80 days.
     pub fn build(shape: &Shape, as_of: DateTime<Utc>) -> World {
         let mut world = World::default();
         let mut n = 0u64;
@@ -87,8 +87,9 @@ impl World {
             };
             for u in 0..users {
                 n += 1;
-                // Evenly spread: user n is due when ⌊n·due⌋ steps up.
-                let due = ((n as f64) * shape.due).floor() > (((n - 1) as f64) * shape.due).floor();
+                // Scattered by a fixed hash, not evenly spaced: a regular
+                // pattern would line up with the round robin of the groups.
+                let due = (splitmix64(n) as f64 / u64::MAX as f64) < shape.due;
                 let age_days = if due { 95 } else { 1 + (n % 80) as i64 };
                 let key_id = world.new_key_id();
                 world
@@ -126,6 +127,24 @@ impl World {
     pub fn users(&self) -> usize {
         self.accounts.values().map(|a| a.users.len()).sum()
     }
+
+    /// Users whose key is due at `as_of` (90 days).
+    pub fn due_users(&self, as_of: DateTime<Utc>) -> usize {
+        let due_before = as_of - chrono::Duration::days(90);
+        self.accounts
+            .values()
+            .flat_map(|a| a.users.values())
+            .filter(|u| u.keys.iter().any(|k| k.created <= due_before))
+            .count()
+    }
+}
+
+/// SplitMix64: a fixed, well-mixed hash of `n`.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The id of the `a`-th account.
