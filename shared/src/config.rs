@@ -174,11 +174,11 @@ pub struct SettingsArgs {
     /// Role the producer assumes to list the Organization (`keyrotor-org-reader` in the management or delegated-administrator account); default: its own credentials.
     #[arg(long, env = "KEYROTOR_ORG_ROLE_ARN", global = true)]
     pub org_role_arn: Option<String>,
-    /// Accounts the producer enumerates at once.
+    /// Accounts the producer enumerates at once (each a few calls that mostly wait).
     #[arg(
         long,
         env = "KEYROTOR_ACCOUNT_CONCURRENCY",
-        default_value = "8",
+        default_value = "32",
         global = true
     )]
     pub account_concurrency: String,

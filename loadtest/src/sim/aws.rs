@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use keyrotor_producer::inventory::{AccountInfo, AccountInventory};
 use keyrotor_producer::users::{MemberDirectory, UserPage};
-use keyrotor_shared::aws::verify::{until_propagated, VERIFY_ATTEMPTS, VERIFY_FIRST_DELAY};
+use keyrotor_shared::aws::verify::{until_propagated, VERIFY_WAITS};
 use keyrotor_shared::aws::{
     IamPort, IamShare, KeyVerifier, Limits, NewKey, SecretInfo, SecretsPort, StoreSecret,
     StoredSecret, UserInfo,
@@ -292,31 +292,25 @@ impl KeyVerifier for SimVerifier {
         _secret: &SecretString,
         user_arn: &str,
     ) -> Result<(), AwsError> {
-        until_propagated(
-            VERIFY_ATTEMPTS,
-            VERIFY_FIRST_DELAY,
-            key_id,
-            user_arn,
-            || async {
-                self.sim
-                    .model
-                    .call(Service::Sts, "GetCallerIdentity", "hub", Retry::Sdk)
-                    .await?;
-                let world = self.sim.world();
-                let usable = world.key_index.get(key_id).and_then(|(account, user)| {
-                    let key = world.accounts[account].users[user]
-                        .keys
-                        .iter()
-                        .find(|k| k.key_id == key_id)?;
-                    (key.usable_from <= self.sim.model.elapsed())
-                        .then(|| format!("arn:aws:iam::{account}:user/{user}"))
-                });
-                usable.ok_or_else(|| AwsError::AccessDenied {
-                    op: "sts:GetCallerIdentity",
-                    message: "InvalidClientTokenId: the key has not propagated yet".into(),
-                })
-            },
-        )
+        until_propagated(&VERIFY_WAITS, key_id, user_arn, || async {
+            self.sim
+                .model
+                .call(Service::Sts, "GetCallerIdentity", "hub", Retry::Sdk)
+                .await?;
+            let world = self.sim.world();
+            let usable = world.key_index.get(key_id).and_then(|(account, user)| {
+                let key = world.accounts[account].users[user]
+                    .keys
+                    .iter()
+                    .find(|k| k.key_id == key_id)?;
+                (key.usable_from <= self.sim.model.elapsed())
+                    .then(|| format!("arn:aws:iam::{account}:user/{user}"))
+            });
+            usable.ok_or_else(|| AwsError::AccessDenied {
+                op: "sts:GetCallerIdentity",
+                message: "InvalidClientTokenId: the key has not propagated yet".into(),
+            })
+        })
         .await
     }
 }
