@@ -35,6 +35,22 @@ pub enum Service {
     Organizations,
 }
 
+impl Service {
+    /// The service's prefix in IAM action and error names (`iam`, `sts`, ...).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Service::Iam => "iam",
+            Service::Sts => "sts",
+            Service::Secrets => "secretsmanager",
+            Service::Dynamo => "dynamodb",
+            Service::Sqs => "sqs",
+            Service::Sns => "sns",
+            Service::Ses => "sesv2",
+            Service::Organizations => "organizations",
+        }
+    }
+}
+
 /// Median latencies, as the emulator's waiting-latency mode has them.
 #[derive(Debug, Clone)]
 pub struct Latency {
@@ -319,17 +335,7 @@ fn qualified(service: Service, op: &'static str) -> &'static str {
         .get_or_init(Default::default)
         .lock()
         .expect("not poisoned");
-    names.entry((service, op)).or_insert_with(|| {
-        let prefix = match service {
-            Service::Iam => "iam",
-            Service::Sts => "sts",
-            Service::Secrets => "secretsmanager",
-            Service::Dynamo => "dynamodb",
-            Service::Sqs => "sqs",
-            Service::Sns => "sns",
-            Service::Ses => "sesv2",
-            Service::Organizations => "organizations",
-        };
-        Box::leak(format!("{prefix}:{op}").into_boxed_str())
-    })
+    names
+        .entry((service, op))
+        .or_insert_with(|| Box::leak(format!("{}:{op}", service.prefix()).into_boxed_str()))
 }

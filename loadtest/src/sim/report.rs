@@ -84,19 +84,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn service_name(s: Service) -> &'static str {
-    match s {
-        Service::Iam => "iam",
-        Service::Sts => "sts",
-        Service::Secrets => "secretsmanager",
-        Service::Dynamo => "dynamodb",
-        Service::Sqs => "sqs",
-        Service::Sns => "sns",
-        Service::Ses => "sesv2",
-        Service::Organizations => "organizations",
-    }
-}
-
 /// The parts both shapes report the same way.
 pub struct Common<'a> {
     /// Shape name.
@@ -130,7 +117,7 @@ impl Report {
         let calls: BTreeMap<String, u64> = counters
             .calls
             .iter()
-            .map(|((s, op), n)| (format!("{}:{op}", service_name(*s)), *n))
+            .map(|((s, op), n)| (format!("{}:{op}", s.prefix()), *n))
             .collect();
         let iam_calls: u64 = counters
             .calls

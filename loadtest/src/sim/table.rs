@@ -99,6 +99,29 @@ impl SimTable {
         self.state.lock().expect("not poisoned")
     }
 
+    /// Ends `owner`'s claim of `notice` as `to` (sent, or given up); a
+    /// claim someone else holds is left alone, as the adapter's condition does.
+    async fn settle(
+        &self,
+        run_id: &str,
+        notice: Notice<'_>,
+        owner: &str,
+        to: ClaimState,
+    ) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        if let Some(claim) = state
+            .runs
+            .get_mut(run_id)
+            .and_then(|r| r.claims.get_mut(&notice_account(notice)))
+        {
+            if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
+                *claim = to;
+            }
+        }
+        Ok(())
+    }
+
     /// The simulated times at which results were recorded.
     pub fn recorded_at(&self) -> Vec<Duration> {
         self.state().recorded_at.clone()
@@ -442,33 +465,11 @@ impl ResultsPort for SimTable {
     }
 
     async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
-        self.request("UpdateItem").await?;
-        let mut state = self.state();
-        if let Some(claim) = state
-            .runs
-            .get_mut(run_id)
-            .and_then(|r| r.claims.get_mut(&notice_account(notice)))
-        {
-            if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
-                *claim = ClaimState::Sent;
-            }
-        }
-        Ok(())
+        self.settle(run_id, notice, owner, ClaimState::Sent).await
     }
 
     async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
-        self.request("UpdateItem").await?;
-        let mut state = self.state();
-        if let Some(claim) = state
-            .runs
-            .get_mut(run_id)
-            .and_then(|r| r.claims.get_mut(&notice_account(notice)))
-        {
-            if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
-                *claim = ClaimState::Free;
-            }
-        }
-        Ok(())
+        self.settle(run_id, notice, owner, ClaimState::Free).await
     }
 
     async fn account_results(
