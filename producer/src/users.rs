@@ -9,6 +9,10 @@ use async_trait::async_trait;
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::error::AwsError;
 
+/// Attempts of each producer IAM read (the SDK's backoff caps each wait at
+/// 20 s: about two minutes in all), against 5 for the workers' calls.
+pub const LISTING_ATTEMPTS: u32 = 10;
+
 /// A page of user names and the marker of the next page, if any.
 pub type UserPage = (Vec<String>, Option<String>);
 
@@ -45,8 +49,18 @@ impl SdkDirectory {
         SdkDirectory { aws }
     }
 
+    /// IAM of the account, with patient retries: the workers spend the
+    /// same account's IAM budget while the producer lists it, and a page
+    /// given up after the usual attempts would cut the account short (the
+    /// rest of its users not enqueued until the next run). Listing is
+    /// read-only, so waiting longer is always safe.
     async fn iam(&self, account_id: &str) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::new(&self.aws.for_account(account_id).await)
+        let config = aws_sdk_iam::config::Builder::from(&self.aws.for_account(account_id).await)
+            .retry_config(
+                aws_config::retry::RetryConfig::adaptive().with_max_attempts(LISTING_ATTEMPTS),
+            )
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
     }
 }
 

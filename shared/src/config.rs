@@ -941,14 +941,20 @@ impl Settings {
     /// How many FIFO groups an account's messages are spread over, given
     /// its user count when the producer knows it (an account listed in one
     /// page): the setting, or for `auto` the IAM rate (one group per call
-    /// a second, at most [`AUTO_SHARDS_MAX`]); never more than its users.
+    /// a second, at most the IAM burst and [`AUTO_SHARDS_MAX`]); never more
+    /// than its users.
     pub fn shards_for(&self, users: Option<usize>) -> u32 {
         // One group per IAM call a second: a group's chain of calls and
         // waits makes a few calls a second at most, so the groups together
-        // can use the whole rate; more would only spread it thinner.
-        let wanted = self
-            .shards_per_account
-            .unwrap_or_else(|| self.iam_rate.get().min(AUTO_SHARDS_MAX));
+        // can use the whole rate; more would only spread it thinner. Each
+        // group may burst one call, so more groups than the burst would
+        // let the groups together burst past the account's.
+        let wanted = self.shards_per_account.unwrap_or_else(|| {
+            self.iam_rate
+                .get()
+                .min(self.iam_burst.get())
+                .min(AUTO_SHARDS_MAX)
+        });
         match users {
             Some(users) => wanted.min(users.max(1) as u32),
             None => wanted,
@@ -1191,15 +1197,21 @@ mod tests {
     }
 
     #[test]
-    fn auto_shards_follow_the_iam_rate_and_the_user_count() {
+    fn auto_shards_follow_the_iam_rate_burst_and_user_count() {
         let settings = |args: &[&str]| parse(args);
         let auto = settings(&["--iam-rate", "10"]).unwrap();
         assert_eq!(auto.shards_per_account, None, "auto is the default");
         assert_eq!(auto.shards_for(None), 10, "one group per IAM call a second");
         assert_eq!(auto.shards_for(Some(3)), 3, "no more groups than users");
         assert_eq!(auto.shards_for(Some(0)), 1);
-        let fast = settings(&["--iam-rate", "500"]).unwrap();
+        let fast = settings(&["--iam-rate", "500", "--iam-burst", "500"]).unwrap();
         assert_eq!(fast.shards_for(None), AUTO_SHARDS_MAX);
+        let small_burst = settings(&["--iam-rate", "20", "--iam-burst", "6"]).unwrap();
+        assert_eq!(
+            small_burst.shards_for(None),
+            6,
+            "one call of burst per group at most"
+        );
         let fixed = settings(&["--shards-per-account", "4"]).unwrap();
         assert_eq!(fixed.shards_for(None), 4);
         let bad = settings(&["--shards-per-account", "many"]).unwrap_err();

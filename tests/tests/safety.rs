@@ -570,6 +570,41 @@ async fn a_message_still_failing_on_its_last_receive_records_a_failed_result() {
     );
 }
 
+/// A throttled `CreateAccessKey` made no key (IAM refused the call), so
+/// the IAM adapter retries it in place although the SDK's retries are off
+/// for that call: the user is rotated in the same delivery, with exactly
+/// one new key, and the group waits out no redelivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_create_access_key_is_retried_in_place_and_makes_one_key() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "create-throttled");
+    let old = acct.user("app").await.used_key_aged(95).await;
+    let summary = produce(&emu, &env, "enforce", &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+
+    emu.inject(&[keyrotor_e2e::Fault::new("iam", "Throttling")
+        .action("CreateAccessKey")
+        .count(2)
+        .every(1)]);
+    let (code, stderr) = work(&emu, &env, "enforce", &[]);
+    assert_eq!(
+        emu.faults_by_rule(),
+        [2],
+        "both throttling answers were sent"
+    );
+    emu.inject(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("retried 0"), "no redelivery: {stderr}");
+
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["counts"]["rotated"], 1, "{st}");
+    let keys = acct.keys("app").await;
+    assert_eq!(keys.len(), 2, "the old key and one new key: {keys:?}");
+    assert!(keys.iter().any(|k| k.id == old.id));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
     let emu = Emulator::start();

@@ -1,16 +1,16 @@
 //! The worker Lambda's handler: an SQS event from the event source mapping
 //! (with `ReportBatchItemFailures`). Each message is decoded and handled on
 //! its own; failures are returned as `batchItemFailures`. On a FIFO queue,
-//! the messages of one group are handled in order, and once one fails the
-//! rest of that group's messages in the batch fail too, so SQS redelivers
-//! them in order.
+//! the messages of one group are handled in order, two at a time (see
+//! `GROUP_WINDOW`), and once one fails the rest of that group's messages in
+//! the batch not started yet fail too, so SQS redelivers them.
 
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
-use crate::process::{MessageFailure, Worker};
+use crate::process::{MessageFailure, Worker, GROUP_WINDOW};
 
 /// Groups handled at once within one batch.
 const GROUPS_AT_ONCE: usize = 4;
@@ -42,44 +42,52 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
     response
 }
 
+/// One group's records in order, [`GROUP_WINDOW`] at a time; once one
+/// fails, the records not started yet fail too.
 async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> {
-    let mut failed = Vec::new();
-    for record in records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
-        // Behind a failure the rest of the group waits for its redelivery,
-        // unless a record is on its last receive: it is worked now rather
-        // than reaching the DLQ without ever being tried.
-        if !failed.is_empty() && receive_count < worker.max_receives() {
-            failed.push(id);
-            continue;
-        }
-        match worker
-            .handle(record.body.as_deref().unwrap_or(""), receive_count)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
-                if let (
-                    MessageFailure::Retry {
-                        not_before: Some(at),
-                        ..
-                    },
-                    Some(receipt),
-                ) = (&e, &record.receipt_handle)
-                {
-                    // A busy user: come back when the holder's lease ends,
-                    // not after the queue's whole visibility timeout.
-                    worker.postpone(receipt, *at).await;
-                }
-                failed.push(id);
+    let failed = std::sync::Mutex::new(Vec::new());
+    let failed_ref = &failed;
+    futures::stream::iter(records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let receive_count = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            // Behind a failure the rest of the group waits for its redelivery,
+            // unless a record is on its last receive: it is worked now rather
+            // than reaching the DLQ without ever being tried.
+            let behind = !failed_ref.lock().expect("not poisoned").is_empty();
+            if behind && receive_count < worker.max_receives() {
+                failed_ref.lock().expect("not poisoned").push(id);
+                return;
             }
-        }
-    }
-    failed
+            match worker
+                .handle(record.body.as_deref().unwrap_or(""), receive_count)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
+                    if let (
+                        MessageFailure::Retry {
+                            not_before: Some(at),
+                            ..
+                        },
+                        Some(receipt),
+                    ) = (&e, &record.receipt_handle)
+                    {
+                        // A busy user: come back when the holder's lease ends,
+                        // not after the queue's whole visibility timeout.
+                        worker.postpone(receipt, *at).await;
+                    }
+                    failed_ref.lock().expect("not poisoned").push(id);
+                }
+            }
+        })
+        .buffered(GROUP_WINDOW)
+        .collect::<Vec<()>>()
+        .await;
+    failed.into_inner().expect("not poisoned")
 }

@@ -9,3 +9,4 @@ pub mod lambda;
 pub mod pool;
 pub mod process;
 pub mod setup;
+pub mod shares;

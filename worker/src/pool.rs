@@ -1,5 +1,5 @@
 //! The long-running worker pool (`keyrotor work`): long-poll receives of up
-//! to 10 messages, at most `concurrency` in flight, a visibility heartbeat
+//! to 10 messages, at most `concurrency` groups worked at once, a visibility heartbeat
 //! per message (stopped before the delete, so a late extension cannot
 //! revive a deleted message's receipt), batched deletes whose every entry is
 //! checked, failed messages made visible again with backoff, and a clean
@@ -9,18 +9,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use keyrotor_shared::queue::{QueuePort, Received};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{Handled, MessageFailure, Worker};
+use crate::process::{Handled, MessageFailure, Worker, GROUP_WINDOW};
 
 /// How the pool runs.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Messages in flight at most.
+    /// FIFO groups worked at once at most (a standard queue's messages are
+    /// groups of one). A group's messages are worked in order,
+    /// [`GROUP_WINDOW`] at a time; a receive may hand over up to 10 of a
+    /// group's messages, which wait their turn (in flight, not worked).
     pub concurrency: usize,
     /// Stop once no message has arrived for this long and none is in flight.
     pub until_idle: Option<Duration>,
@@ -191,13 +195,13 @@ pub async fn run_pool(
                 None => groups.push((group, vec![message])),
             }
         }
+        // One permit per group: counting its waiting messages would idle
+        // the pool (a receive of 10 from one group would take 10 permits
+        // for the work of two).
+        // Never more groups than the messages asked for, so this never waits.
         for (_, group) in groups {
             let n = group.len() as u32;
-            let permit = permits
-                .clone()
-                .acquire_many_owned(n)
-                .await
-                .expect("never closed");
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
             let (worker, queue, config, stats, delete_tx) = (
                 worker.clone(),
                 queue.clone(),
@@ -220,8 +224,9 @@ pub async fn run_pool(
     Ok(())
 }
 
-/// A FIFO group's messages of one receive, in order. Once one fails, the
-/// rest are put back with the same delay, so that the group keeps its order.
+/// A FIFO group's messages of one receive, in order, [`GROUP_WINDOW`] at a
+/// time. Once one fails, the rest not started yet are put back with the
+/// same delay, so that the group keeps its order as far as it can.
 async fn handle_group(
     worker: &Worker,
     queue: &Arc<dyn QueuePort>,
@@ -242,26 +247,34 @@ async fn handle_group(
             ))
         })
         .collect();
-    let mut failed_delay: Option<Duration> = None;
-    for (message, heartbeat) in group.into_iter().zip(heartbeats) {
-        // Put back behind a failure, unless this is its last receive:
-        // then it is worked now (the order within an account does not
-        // matter to keyrotor; a result does), rather than reaching the DLQ
-        // without ever being tried.
-        let last = message.receive_count >= worker.max_receives();
-        match failed_delay {
-            Some(delay) if !last => {
-                stop(heartbeat).await;
-                set_visibility(queue.as_ref(), &message.receipt_handle, delay).await;
+    let failed_delay = std::sync::Mutex::new(None::<Duration>);
+    let failed_delay = &failed_delay;
+    futures::stream::iter(group.into_iter().zip(heartbeats))
+        .map(|(message, heartbeat)| async move {
+            // Put back behind a failure, unless this is its last receive:
+            // then it is worked now (the order within an account does not
+            // matter to keyrotor; a result does), rather than reaching the DLQ
+            // without ever being tried.
+            let last = message.receive_count >= worker.max_receives();
+            let behind = *failed_delay.lock().expect("not poisoned");
+            match behind {
+                Some(delay) if !last => {
+                    stop(heartbeat).await;
+                    set_visibility(queue.as_ref(), &message.receipt_handle, delay).await;
+                }
+                _ => {
+                    let failed =
+                        handle_one(worker, queue.as_ref(), stats, delete_tx, message, heartbeat)
+                            .await;
+                    let mut first = failed_delay.lock().expect("not poisoned");
+                    *first = first.or(failed);
+                }
             }
-            _ => {
-                let failed =
-                    handle_one(worker, queue.as_ref(), stats, delete_tx, message, heartbeat).await;
-                failed_delay = failed_delay.or(failed);
-            }
-        }
-        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        })
+        .buffered(GROUP_WINDOW)
+        .collect::<Vec<()>>()
+        .await;
 }
 
 /// Stops a message's visibility heartbeat before anything else touches it.

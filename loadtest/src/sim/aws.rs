@@ -41,6 +41,13 @@ impl Sim {
     async fn iam(&self, op: &'static str, account: &str) -> Result<(), AwsError> {
         self.model.call(Service::Iam, op, account, Retry::Sdk).await
     }
+
+    /// An IAM read of the producer's (patient retries).
+    async fn listing(&self, op: &'static str, account: &str) -> Result<(), AwsError> {
+        self.model
+            .call(Service::Iam, op, account, Retry::Listing)
+            .await
+    }
 }
 
 fn not_found(op: &'static str, what: &str) -> AwsError {
@@ -118,7 +125,12 @@ impl IamPort for SimIam {
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
         self.sim
             .model
-            .call(Service::Iam, "CreateAccessKey", &self.account, Retry::Never)
+            .call(
+                Service::Iam,
+                "CreateAccessKey",
+                &self.account,
+                Retry::ThrottlingOnly,
+            )
             .await?;
         let usable_from =
             self.sim.model.elapsed() + self.sim.model.between(self.sim.model.config().propagation);
@@ -352,11 +364,14 @@ impl SimPorts {
         }
     }
 
-    fn secrets(&self, account: &str) -> Arc<dyn SecretsPort> {
-        self.limits.secrets(Arc::new(SimSecrets {
-            sim: self.sim.clone(),
-            account: account.to_string(),
-        }))
+    fn secrets(&self, account: &str, member: Option<(&str, IamShare)>) -> Arc<dyn SecretsPort> {
+        self.limits.secrets(
+            member,
+            Arc::new(SimSecrets {
+                sim: self.sim.clone(),
+                account: account.to_string(),
+            }),
+        )
     }
 }
 
@@ -373,7 +388,7 @@ impl PortsFactory for SimPorts {
                     account: account_id.to_string(),
                 }),
             ),
-            secrets: self.secrets(account_id),
+            secrets: self.secrets(account_id, Some((account_id, share))),
             verifier: Arc::new(SimVerifier {
                 sim: self.sim.clone(),
             }),
@@ -385,7 +400,10 @@ impl PortsFactory for SimPorts {
         account_id: &str,
         secrets_account: Option<&str>,
     ) -> Arc<dyn SecretsPort> {
-        self.secrets(secrets_account.unwrap_or(account_id))
+        match secrets_account {
+            Some(central) => self.secrets(central, None),
+            None => self.secrets(account_id, Some((account_id, IamShare::WHOLE))),
+        }
     }
 }
 
@@ -454,7 +472,7 @@ impl MemberDirectory for SimDirectory {
         account_id: &str,
         _group: &str,
     ) -> Result<HashSet<String>, AwsError> {
-        self.sim.iam("GetGroup", account_id).await?;
+        self.sim.listing("GetGroup", account_id).await?;
         Ok(HashSet::new())
     }
 
@@ -463,7 +481,7 @@ impl MemberDirectory for SimDirectory {
         account_id: &str,
         marker: Option<String>,
     ) -> Result<UserPage, AwsError> {
-        self.sim.iam("ListUsers", account_id).await?;
+        self.sim.listing("ListUsers", account_id).await?;
         let world = self.sim.world();
         let users = &world.accounts[account_id].users;
         let page: Vec<String> = match &marker {

@@ -130,6 +130,8 @@ pub struct Counters {
     pub secret_writes: HashMap<String, u64>,
     /// Emails sent.
     pub emails: u64,
+    /// Simulated seconds at which the last email went out.
+    pub last_email_at: f64,
     /// Throttling answers.
     pub throttled: u64,
     /// Retries the SDK model made.
@@ -143,9 +145,15 @@ pub struct Counters {
 pub enum Retry {
     /// The SDK's standard retries (5 attempts, jittered exponential backoff).
     Sdk,
-    /// One attempt (keyrotor turns retries off for `CreateAccessKey`; the
-    /// reference pattern retries nothing).
+    /// One attempt (the reference pattern retries nothing).
     Never,
+    /// The producer's IAM reads: the SDK's retries with more attempts
+    /// (`keyrotor_producer::users::LISTING_ATTEMPTS`).
+    Listing,
+    /// keyrotor's `CreateAccessKey`: the SDK's retries are off, and the
+    /// adapter retries only a throttling answer, 5 attempts in all, waiting
+    /// 200 ms doubling (plus jitter) in between.
+    ThrottlingOnly,
 }
 
 /// The model: clock, RNG, buckets and counters.
@@ -260,7 +268,8 @@ impl Model {
         retry: Retry,
     ) -> Result<(), AwsError> {
         let attempts = match retry {
-            Retry::Sdk => SDK_ATTEMPTS,
+            Retry::Sdk | Retry::ThrottlingOnly => SDK_ATTEMPTS,
+            Retry::Listing => keyrotor_producer::users::LISTING_ATTEMPTS,
             Retry::Never => 1,
         };
         let mut attempt = 0;
@@ -271,7 +280,15 @@ impl Model {
             tracing::trace!(?service, op, ok = answer.is_ok(), "call");
             match answer {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < attempts => {
+                Err(AwsError::Throttled { .. })
+                    if retry == Retry::ThrottlingOnly && attempt < attempts =>
+                {
+                    self.counters.lock().expect("not poisoned").retries += 1;
+                    // The adapter's backoff: 200 ms doubling, plus up to as much again.
+                    let delay = Duration::from_millis(200 << (attempt - 1));
+                    tokio::time::sleep(delay.mul_f64(1.0 + self.uniform())).await;
+                }
+                Err(e) if matches!(retry, Retry::Sdk | Retry::Listing) && attempt < attempts => {
                     self.counters.lock().expect("not poisoned").retries += 1;
                     // The SDK's backoff: full jitter on 1 s doubling, 20 s at most.
                     let cap =
@@ -310,7 +327,10 @@ impl Model {
             Service::Secrets if is_secret_write(op) => {
                 *c.secret_writes.entry(account.to_string()).or_default() += 1
             }
-            Service::Ses => c.emails += 1,
+            Service::Ses => {
+                c.emails += 1;
+                c.last_email_at = self.elapsed().as_secs_f64();
+            }
             _ => {}
         }
         Ok(())

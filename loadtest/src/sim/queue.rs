@@ -170,8 +170,10 @@ impl SimQueue {
             state.user_seconds.push((now - first).as_secs_f64());
         }
         drop(state);
-        // The group may have its next message ready now.
-        self.notify.notify_waiters();
+        // The group may have its next message ready now: one receiver is
+        // enough to take it (waking every pool, each scanning every group,
+        // would cost the simulator quadratic time in pools and groups).
+        self.notify.notify_one();
         true
     }
 
@@ -256,7 +258,7 @@ impl QueuePort for SimQueue {
                 m.receipt = None;
             }
             drop(state);
-            self.notify.notify_waiters();
+            self.notify.notify_one();
         }
         Ok(())
     }

@@ -20,7 +20,8 @@ pub struct Report {
     pub accounts: usize,
     /// Users in the Organization.
     pub users: usize,
-    /// Seconds from the start to the last user's result.
+    /// Seconds from the start to the last user's result or the last email,
+    /// whichever came later.
     pub sweep_seconds: f64,
     /// DESIGN §9's bound from the calls actually made: the busiest
     /// account's IAM calls over its rate, its Secrets Manager writes over
@@ -34,7 +35,8 @@ pub struct Report {
     pub rotated: u64,
     /// Users whose processing failed.
     pub failed: u64,
-    /// Users never reached (the reference's time limit).
+    /// Users never reached: the reference's time limit, or users keyrotor's
+    /// producer did not enqueue (an account that failed part-way).
     pub unreached: u64,
     /// Keys created beyond one per rotated user.
     pub duplicated_keys: u64,
@@ -111,7 +113,13 @@ impl Report {
         let lower = lower_bound(&counters, &c.config.model);
         let mut finished_at = c.finished_at;
         finished_at.sort_by(f64::total_cmp);
-        let sweep = finished_at.last().copied().unwrap_or(0.0);
+        // The sweep ends with the last result or the last digest: the
+        // bound counts the emails too.
+        let sweep = finished_at
+            .last()
+            .copied()
+            .unwrap_or(0.0)
+            .max(counters.last_email_at);
         let mut user_seconds = c.user_seconds;
         user_seconds.sort_by(f64::total_cmp);
         let calls: BTreeMap<String, u64> = counters
@@ -200,6 +208,7 @@ impl Report {
                 .collect(),
         });
         report.failed = count("failed");
+        report.unreached = (users as u64).saturating_sub(enqueued as u64);
         report.lost_results = (enqueued as u64).saturating_sub(recorded);
         report.peak_in_flight_per_account = table.peak_locked();
         report.mean_locked_seconds = table.mean_hold().as_secs_f64();

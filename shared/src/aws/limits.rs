@@ -1,5 +1,7 @@
-//! Client-side rate limits (`governor` token buckets): IAM calls per member
-//! account, Secrets Manager writes and SES sends across the process. They
+//! Client-side rate limits (`governor` token buckets): IAM calls and
+//! Secrets Manager writes per member account (each FIFO group taking its
+//! share), writes to a central secrets account and SES sends across the
+//! process. They
 //! keep a worker fleet under AWS's quotas instead of relying on throttling
 //! answers; throttling that still happens is retried by the SDK (adaptive
 //! mode, jittered backoff) and, past that, by redelivering the message.
@@ -67,8 +69,22 @@ impl IamShare {
     pub const WHOLE: IamShare = IamShare { group: 0, of: 1 };
 }
 
-/// One IAM limiter per (account, share) in use.
-type IamLimiters = std::collections::HashMap<(String, IamShare), Arc<Direct>>;
+/// A per-account budget that FIFO groups share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Budget {
+    Iam,
+    SecretsWrites,
+}
+
+/// One limiter per (budget, account, share) in use.
+type ShareLimiters = std::collections::HashMap<(Budget, String, IamShare), Arc<Direct>>;
+
+/// The IAM shares this process holds now (a message of the group is being
+/// worked): per (account, groups it is spread over), per group, the share's
+/// limiter and how many of its messages hold it. A `BTreeMap` so that the
+/// order lenders are asked in, and so the load simulator, is deterministic.
+type HeldShares =
+    std::collections::HashMap<(String, u32), std::collections::BTreeMap<u32, (Arc<Direct>, usize)>>;
 
 /// The limiters of one process.
 #[derive(Clone)]
@@ -76,9 +92,14 @@ pub struct Limits {
     clock: TokioClock,
     iam_rate: NonZeroU32,
     iam_burst: NonZeroU32,
-    /// One limiter per (account, share) in use.
-    iam: Arc<std::sync::Mutex<IamLimiters>>,
-    secrets: Arc<Direct>,
+    secrets_rate: NonZeroU32,
+    /// One limiter per (budget, account, share) in use.
+    shares: Arc<std::sync::Mutex<ShareLimiters>>,
+    /// The IAM shares held now, which lend their unused calls.
+    held: Arc<std::sync::Mutex<HeldShares>>,
+    /// Writes to a central secrets account, which every account's
+    /// rotations share: limited per process.
+    central_secrets: Arc<Direct>,
     ses: Arc<Direct>,
 }
 
@@ -106,8 +127,10 @@ impl Limits {
         Limits {
             iam_rate: iam,
             iam_burst,
-            iam: Arc::default(),
-            secrets: Arc::new(RateLimiter::direct_with_clock(
+            secrets_rate: secrets,
+            shares: Arc::default(),
+            held: Arc::default(),
+            central_secrets: Arc::new(RateLimiter::direct_with_clock(
                 Quota::per_second(secrets),
                 clock.clone(),
             )),
@@ -119,42 +142,100 @@ impl Limits {
         }
     }
 
+    /// `share` of a per-account budget of `rate` calls a second with
+    /// `burst`: `rate / of` a second, a burst of `burst / of` (at least 1).
+    fn share_of(
+        &self,
+        budget: Budget,
+        account_id: &str,
+        share: IamShare,
+        rate: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Arc<Direct> {
+        self.shares
+            .lock()
+            .expect("not poisoned")
+            .entry((budget, account_id.to_string(), share))
+            .or_insert_with(|| {
+                let of = share.of.max(1);
+                // `rate / of` calls a second: one call every `of / rate` s.
+                let period = Duration::from_secs_f64(f64::from(of) / f64::from(rate.get()));
+                let burst = NonZeroU32::new(burst.get() / of).unwrap_or(NonZeroU32::MIN);
+                let quota = Quota::with_period(period)
+                    .expect("a positive period")
+                    .allow_burst(burst);
+                Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
+            })
+            .clone()
+    }
+
     /// IAM of `account_id`, limited to `share` of the account's budget.
+    ///
+    /// While the returned port lives, its share is held: when the share has
+    /// no call left, it borrows from the account's other shares this process
+    /// holds. A group whose message waits (for a new key to propagate, for
+    /// a lock) leaves its calls to the account's groups that work, instead
+    /// of idling them; every call still comes out of a share held here, and
+    /// FIFO gives each group to one worker at a time, so the fleet stays
+    /// within the account's budget.
     pub fn iam(
         &self,
         account_id: &str,
         share: IamShare,
         inner: Arc<dyn IamPort>,
     ) -> Arc<dyn IamPort> {
-        let limiter = self
-            .iam
+        let limiter = self.share_of(
+            Budget::Iam,
+            account_id,
+            share,
+            self.iam_rate,
+            self.iam_burst,
+        );
+        let account = (account_id.to_string(), share.of.max(1));
+        self.held
             .lock()
             .expect("not poisoned")
-            .entry((account_id.to_string(), share))
-            .or_insert_with(|| {
-                let of = share.of.max(1);
-                // `rate / of` calls a second: one call every `of / rate` s.
-                let period =
-                    Duration::from_secs_f64(f64::from(of) / f64::from(self.iam_rate.get()));
-                let burst = NonZeroU32::new(self.iam_burst.get() / of).unwrap_or(NonZeroU32::MIN);
-                let quota = Quota::with_period(period)
-                    .expect("a positive period")
-                    .allow_burst(burst);
-                Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
-            })
-            .clone();
+            .entry(account.clone())
+            .or_default()
+            .entry(share.group)
+            .or_insert_with(|| (limiter.clone(), 0))
+            .1 += 1;
         Arc::new(LimitedIam {
             inner,
             limiter,
+            lease: Lease {
+                held: self.held.clone(),
+                account,
+                group: share.group,
+            },
             clock: self.clock.clone(),
         })
     }
 
-    /// Secrets Manager with limited writes.
-    pub fn secrets(&self, inner: Arc<dyn SecretsPort>) -> Arc<dyn SecretsPort> {
+    /// Secrets Manager with limited writes: in the member account
+    /// `Some((account_id, share))`, `share` of that account's write budget
+    /// (AWS's quota is per account, and the secrets of different accounts
+    /// do not compete); in a central secrets account (`None`), the
+    /// process's own budget.
+    pub fn secrets(
+        &self,
+        member: Option<(&str, IamShare)>,
+        inner: Arc<dyn SecretsPort>,
+    ) -> Arc<dyn SecretsPort> {
+        let writes = match member {
+            Some((account_id, share)) => self.share_of(
+                Budget::SecretsWrites,
+                account_id,
+                share,
+                self.secrets_rate,
+                self.secrets_rate,
+            ),
+            None => self.central_secrets.clone(),
+        };
         Arc::new(LimitedSecrets {
             inner,
-            limits: self.clone(),
+            writes,
+            clock: self.clock.clone(),
         })
     }
 
@@ -162,21 +243,72 @@ impl Limits {
     pub async fn ses_ready(&self) {
         until_ready(&self.clock, || self.ses.check()).await;
     }
+}
 
-    async fn secrets_ready(&self) {
-        until_ready(&self.clock, || self.secrets.check()).await;
+/// A share held while a port lives (see [`Limits::iam`]).
+struct Lease {
+    held: Arc<std::sync::Mutex<HeldShares>>,
+    account: (String, u32),
+    group: u32,
+}
+
+impl Lease {
+    /// Takes a call from another held share of the account, if one has a
+    /// call to spare; otherwise how long until the first of them has.
+    fn borrow(&self, clock: &TokioClock) -> Result<(), Duration> {
+        let held = self.held.lock().expect("not poisoned");
+        let mut wait = Duration::MAX;
+        for (group, (limiter, _)) in held.get(&self.account).into_iter().flatten() {
+            if *group == self.group {
+                continue;
+            }
+            match limiter.check() {
+                Ok(()) => return Ok(()),
+                Err(not_until) => wait = wait.min(not_until.wait_time_from(clock.now())),
+            }
+        }
+        Err(wait)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().expect("not poisoned");
+        if let Some(groups) = held.get_mut(&self.account) {
+            if let Some((_, holders)) = groups.get_mut(&self.group) {
+                *holders -= 1;
+                if *holders == 0 {
+                    groups.remove(&self.group);
+                }
+            }
+            if groups.is_empty() {
+                held.remove(&self.account);
+            }
+        }
     }
 }
 
 struct LimitedIam {
     inner: Arc<dyn IamPort>,
     limiter: Arc<Direct>,
+    lease: Lease,
     clock: TokioClock,
 }
 
 impl LimitedIam {
+    /// Waits for a call from the group's own share or, failing that, one
+    /// borrowed from a share the process holds and does not use now.
     async fn ready(&self) {
-        until_ready(&self.clock, || self.limiter.check()).await;
+        loop {
+            let own = match self.limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => not_until.wait_time_from(self.clock.now()),
+            };
+            match self.lease.borrow(&self.clock) {
+                Ok(()) => return,
+                Err(lender) => tokio::time::sleep(own.min(lender)).await,
+            }
+        }
     }
 }
 
@@ -220,7 +352,14 @@ impl IamPort for LimitedIam {
 
 struct LimitedSecrets {
     inner: Arc<dyn SecretsPort>,
-    limits: Limits,
+    writes: Arc<Direct>,
+    clock: TokioClock,
+}
+
+impl LimitedSecrets {
+    async fn ready(&self) {
+        until_ready(&self.clock, || self.writes.check()).await;
+    }
 }
 
 #[async_trait]
@@ -230,11 +369,140 @@ impl SecretsPort for LimitedSecrets {
         self.inner.describe(name).await
     }
     async fn store(&self, req: StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
-        self.limits.secrets_ready().await;
+        self.ready().await;
         self.inner.store(req).await
     }
     async fn put_resource_policy(&self, arn: &str, document: &str) -> Result<(), AwsError> {
-        self.limits.secrets_ready().await;
+        self.ready().await;
         self.inner.put_resource_policy(arn, document).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IAM that answers every call at once (only the limits are under test).
+    struct Instant;
+
+    #[async_trait]
+    impl IamPort for Instant {
+        async fn get_user(&self, _: &str) -> Result<UserInfo, AwsError> {
+            unreachable!("not called")
+        }
+        async fn list_groups_for_user(&self, _: &str) -> Result<Vec<String>, AwsError> {
+            Ok(Vec::new())
+        }
+        async fn list_user_names(&self) -> Result<Vec<String>, AwsError> {
+            Ok(Vec::new())
+        }
+        async fn list_keys(&self, _: &str) -> Result<Vec<KeyState>, AwsError> {
+            Ok(Vec::new())
+        }
+        async fn create_key(&self, _: &str) -> Result<NewKey, AwsError> {
+            unreachable!("not called")
+        }
+        async fn deactivate_key(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn delete_key(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+        async fn attach_read_policy(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
+    }
+
+    /// An account budget of 2 calls a second (burst 2), over 2 groups:
+    /// each group's own share is 1 a second with a burst of 1.
+    fn limits() -> Limits {
+        let n = |v| NonZeroU32::new(v).expect("positive");
+        Limits::with(n(2), n(2), n(20), n(1))
+    }
+
+    fn group(g: u32) -> IamShare {
+        IamShare { group: g, of: 2 }
+    }
+
+    /// Seconds two back-to-back calls through `port` take.
+    async fn two_calls(port: &dyn IamPort) -> f64 {
+        let started = tokio::time::Instant::now();
+        port.delete_key("u", "k").await.expect("answered");
+        port.delete_key("u", "k").await.expect("answered");
+        started.elapsed().as_secs_f64()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_alone_is_paced_at_its_share() {
+        let limits = limits();
+        let port = limits.iam("111111111111", group(0), Arc::new(Instant));
+        let took = two_calls(port.as_ref()).await;
+        assert!((0.9..1.1).contains(&took), "took {took} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_idle_share_lends_its_calls_to_the_accounts_other_group() {
+        let limits = limits();
+        let working = limits.iam("111111111111", group(0), Arc::new(Instant));
+        let _waiting = limits.iam("111111111111", group(1), Arc::new(Instant));
+        let took = two_calls(working.as_ref()).await;
+        assert!(took < 0.01, "the second call borrowed, yet took {took} s");
+        // Both shares spent: the next call waits for the first new token.
+        let started = tokio::time::Instant::now();
+        working.delete_key("u", "k").await.expect("answered");
+        let waited = started.elapsed().as_secs_f64();
+        assert!((0.4..1.1).contains(&waited), "waited {waited} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_no_longer_held_or_of_another_account_lends_nothing() {
+        let limits = limits();
+        let working = limits.iam("111111111111", group(0), Arc::new(Instant));
+        drop(limits.iam("111111111111", group(1), Arc::new(Instant)));
+        let _other_account = limits.iam("222222222222", group(1), Arc::new(Instant));
+        let took = two_calls(working.as_ref()).await;
+        assert!((0.9..1.1).contains(&took), "took {took} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn secret_writes_are_limited_per_member_account() {
+        let n = |v| NonZeroU32::new(v).expect("positive");
+        let limits = Limits::with(n(10), n(10), n(1), n(1));
+        let policy =
+            |account: Option<(&str, IamShare)>| limits.secrets(account, Arc::new(NoSecrets));
+        let started = tokio::time::Instant::now();
+        for account in ["111111111111", "222222222222", "333333333333"] {
+            policy(Some((account, IamShare::WHOLE)))
+                .put_resource_policy("arn", "{}")
+                .await
+                .expect("answered");
+        }
+        assert!(started.elapsed() < Duration::from_millis(10));
+        // A central secrets account is one budget for the process.
+        let central = policy(None);
+        central
+            .put_resource_policy("arn", "{}")
+            .await
+            .expect("answered");
+        central
+            .put_resource_policy("arn", "{}")
+            .await
+            .expect("answered");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    struct NoSecrets;
+
+    #[async_trait]
+    impl SecretsPort for NoSecrets {
+        async fn describe(&self, _: &str) -> Result<Option<SecretInfo>, AwsError> {
+            Ok(None)
+        }
+        async fn store(&self, _: StoreSecret<'_>) -> Result<StoredSecret, AwsError> {
+            unreachable!("not called")
+        }
+        async fn put_resource_policy(&self, _: &str, _: &str) -> Result<(), AwsError> {
+            Ok(())
+        }
     }
 }

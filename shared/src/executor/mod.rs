@@ -92,7 +92,16 @@ impl PortsFactory for SdkPorts {
             aws_sdk_secretsmanager::Client::new(&secrets_config),
         ));
         let (iam, secrets) = match &self.limits {
-            Some(limits) => (limits.iam(account_id, share, iam), limits.secrets(secrets)),
+            Some(limits) => {
+                let member = match self.secrets_account {
+                    Some(_) => None,
+                    None => Some((account_id, share)),
+                };
+                (
+                    limits.iam(account_id, share, iam),
+                    limits.secrets(member, secrets),
+                )
+            }
             None => (iam, secrets),
         };
         AccountPorts {
@@ -114,8 +123,14 @@ impl PortsFactory for SdkPorts {
         let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(
             aws_sdk_secretsmanager::Client::new(&config),
         ));
+        // A rare path (the secrets account changed mid-rotation): the
+        // member account's whole write budget, not a group's share.
+        let member = match secrets_account {
+            Some(_) => None,
+            None => Some((account_id, IamShare::WHOLE)),
+        };
         match &self.limits {
-            Some(limits) => limits.secrets(secrets),
+            Some(limits) => limits.secrets(member, secrets),
             None => secrets,
         }
     }
