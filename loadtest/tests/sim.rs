@@ -1,6 +1,7 @@
 //! The simulator's own checks: a small simulation of the real producer,
 //! pools and executor loses and duplicates nothing, even with injected 5xx
-//! answers, and a seed gives the same run twice. Correctness only: no test
+//! answers or worker processes crashing mid-work, and a seed gives the
+//! same run twice. Correctness only: no test
 //! here asserts a time.
 
 use keyrotor_loadtest::sim::model::ModelConfig;
@@ -23,6 +24,7 @@ fn small(seed: u64, fault_rate: f64) -> SimConfig {
         workers: 2,
         concurrency: 16,
         settings: Vec::new(),
+        crash_every: None,
     }
 }
 
@@ -41,6 +43,21 @@ fn a_small_sweep_rotates_every_due_user_once_and_loses_no_result() {
         "an account's users are worked in parallel: {}",
         report.text()
     );
+}
+
+#[test]
+fn worker_processes_crashing_mid_work_lose_and_duplicate_nothing() {
+    let config = SimConfig {
+        // Each of the two processes lives 30 s: many crash mid-rotation.
+        crash_every: Some(std::time::Duration::from_secs(15)),
+        ..small(7, 0.0)
+    };
+    let report = on_paused_clock(simulate(&config)).unwrap();
+    assert!(report.crashes >= 3, "processes crashed: {}", report.text());
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(report.duplicated_keys, 0, "{}", report.text());
 }
 
 #[test]

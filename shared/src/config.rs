@@ -197,7 +197,7 @@ pub struct SettingsArgs {
     /// IAM calls one account may burst above its rate.
     #[arg(long, env = "KEYROTOR_IAM_BURST", default_value = "10", global = true)]
     pub iam_burst: String,
-    /// Secrets Manager writes per second across the worker (AWS allows 50 per account and region).
+    /// Secrets Manager writes per second per member account, fleet-wide (per process into a central secrets account; AWS allows 50 per account and region).
     #[arg(
         long,
         env = "KEYROTOR_SECRETS_RATE",

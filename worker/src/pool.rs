@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::process::{Handled, MessageFailure, Worker, GROUP_WINDOW};
 
@@ -129,7 +130,12 @@ pub async fn run_pool(
 ) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(config.concurrency));
     let (delete_tx, delete_rx) = mpsc::channel::<String>(config.concurrency * 2 + 10);
-    let deleter = tokio::spawn(deleter(queue.clone(), delete_rx, stats.clone()));
+    // Aborted with the pool if the pool itself is dropped mid-way.
+    let mut deleter = AbortOnDropHandle::new(tokio::spawn(deleter(
+        queue.clone(),
+        delete_rx,
+        stats.clone(),
+    )));
     let mut tasks = JoinSet::new();
     // When the queue was first seen empty with nothing in flight.
     let mut idle_since: Option<Instant> = None;
@@ -220,7 +226,7 @@ pub async fn run_pool(
     // is bounded by its lock lease), then flush the deletes.
     while tasks.join_next().await.is_some() {}
     drop(delete_tx);
-    deleter.await?;
+    (&mut deleter).await?;
     Ok(())
 }
 
@@ -237,14 +243,16 @@ async fn handle_group(
 ) {
     // Every message of the group is ours from the receive on: each keeps
     // its visibility while it waits its turn, or another pool would get it.
+    // A heartbeat dies with its work (aborted on drop), as it would with the
+    // process, so that dropped work is redelivered.
     let heartbeats: Vec<_> = group
         .iter()
         .map(|m| {
-            tokio::spawn(visibility_heartbeat(
+            AbortOnDropHandle::new(tokio::spawn(visibility_heartbeat(
                 queue.clone(),
                 m.receipt_handle.clone(),
                 config.visibility,
-            ))
+            )))
         })
         .collect();
     let failed_delay = std::sync::Mutex::new(None::<Duration>);
@@ -278,9 +286,9 @@ async fn handle_group(
 }
 
 /// Stops a message's visibility heartbeat before anything else touches it.
-async fn stop(heartbeat: tokio::task::JoinHandle<()>) {
+async fn stop(mut heartbeat: AbortOnDropHandle<()>) {
     heartbeat.abort();
-    let _ = heartbeat.await;
+    let _ = (&mut heartbeat).await;
 }
 
 async fn set_visibility(queue: &dyn QueuePort, receipt: &str, delay: Duration) {
@@ -296,7 +304,7 @@ async fn handle_one(
     stats: &PoolStats,
     delete_tx: &mpsc::Sender<String>,
     message: Received,
-    heartbeat: tokio::task::JoinHandle<()>,
+    heartbeat: AbortOnDropHandle<()>,
 ) -> Option<Duration> {
     let Received {
         message_id,

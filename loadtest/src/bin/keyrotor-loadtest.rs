@@ -64,7 +64,7 @@ struct SimArgs {
     /// Worker processes (pools).
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Messages in flight per worker.
+    /// FIFO groups worked at once per worker (`keyrotor work --concurrency`).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Probability that a call answers a 5xx (the SDK retries it).
@@ -73,6 +73,13 @@ struct SimArgs {
     /// SES sends per second for the hub.
     #[arg(long, default_value_t = 14.0)]
     ses_rps: f64,
+    /// SQS API calls per second per action on the work queue.
+    #[arg(long, default_value_t = 3000.0)]
+    sqs_rps: f64,
+    /// Crash one worker process this often (seconds, round robin) and start
+    /// a fresh one in its place.
+    #[arg(long)]
+    crash_every: Option<u64>,
     /// A `KEYROTOR_*` setting for every simulated process, as
     /// `--set iam-rate=10` (the flag's name without `--`); repeatable.
     #[arg(long = "set", value_name = "FLAG=VALUE")]
@@ -127,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         model: ModelConfig {
             iam_rps: args.iam_rps,
             ses_rps: args.ses_rps,
+            sqs_api_rps: args.sqs_rps,
             fault_rate: args.fault_rate,
             seed: args.seed,
             ..ModelConfig::default()
@@ -134,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         workers: args.workers,
         concurrency: args.concurrency,
         settings,
+        crash_every: args.crash_every.map(std::time::Duration::from_secs),
     };
     let started = std::time::Instant::now();
     let mut reports = Vec::new();

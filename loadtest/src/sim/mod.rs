@@ -51,6 +51,8 @@ pub struct SimConfig {
     /// `KEYROTOR_*` settings on top of the simulator's own (as
     /// `--flag value` pairs; the environment applies too).
     pub settings: Vec<String>,
+    /// Crash one worker process (round robin) this often, replacing it.
+    pub crash_every: Option<Duration>,
 }
 
 /// The settings every simulated process runs with: the IAM rate is the
@@ -128,44 +130,45 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     };
 
     let shutdown = CancellationToken::new();
+    let process = Process {
+        settings: settings.clone(),
+        sim: sim.clone(),
+        table: table.clone(),
+        queue: queue.clone(),
+        events: events.clone(),
+        templates,
+        concurrency: config.concurrency,
+        shutdown: shutdown.clone(),
+    };
     let mut pools = tokio::task::JoinSet::new();
-    for _ in 0..config.workers {
-        let limits = Limits::new(&settings);
-        let executor = Arc::new(Executor::new(
-            settings.clone(),
-            Arc::new(SimPorts::new(sim.clone(), limits.clone())),
-            Arc::new(table.clone()),
-            Executor::process_owner_id(),
-        ));
-        let worker = Worker::new(
-            settings.clone(),
-            executor,
-            Arc::new(table.clone()),
-            Arc::new(table.clone()),
-            Some(events.clone() as Arc<dyn EventSink>),
-            Some(Email {
-                sender: "keyrotor@example.com".into(),
-                mailer: Arc::new(LimitedMailer::new(
-                    Arc::new(SimMailer { sim: sim.clone() }),
-                    limits,
-                )),
-                templates: templates.clone(),
-            }),
-        )
-        .with_queue(Arc::new(queue.clone()));
-        let pool = PoolConfig {
-            concurrency: config.concurrency,
-            until_idle: None,
-            visibility: Duration::from_secs(120),
-        };
-        pools.spawn(run_pool(
-            Arc::new(worker),
-            Arc::new(queue.clone()),
-            pool,
-            shutdown.clone(),
-            Arc::new(PoolStats::default()),
-        ));
-    }
+    let mut handles: Vec<tokio::task::AbortHandle> = (0..config.workers)
+        .map(|_| pools.spawn(process.run()))
+        .collect();
+    // A crash: one process dies at once (its tasks, heartbeats and unsent
+    // deletes with it) and a fresh one takes its place, as an instance
+    // replaced by Lambda or an orchestrator would.
+    let crashed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let crashes = config.crash_every.map(|every| {
+        let process = process.clone();
+        let count = crashed.clone();
+        tokio::spawn(async move {
+            let mut replacements = tokio::task::JoinSet::new();
+            let mut crashed = 0usize;
+            loop {
+                tokio::time::sleep(every).await;
+                let victim = crashed % handles.len();
+                handles[victim].abort();
+                handles[victim] = replacements.spawn(process.run());
+                crashed += 1;
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    process = victim,
+                    crashed,
+                    "a worker process crashed and was replaced"
+                );
+            }
+        })
+    });
     let produced = producer.produce(&request, &|_, _| {}).await?;
     // Done when nothing is left on the queue: a message leaves it once its
     // result is recorded and the digest or summary it owed went out (or
@@ -173,11 +176,18 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     while queue.stats().left > 0 {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if let Some(crashes) = crashes {
+        crashes.abort();
+    }
     shutdown.cancel();
     while let Some(pool) = pools.join_next().await {
-        pool??;
+        match pool {
+            Ok(result) => result?,
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(Report::keyrotor(
+    let mut report = Report::keyrotor(
         config,
         users,
         produced.enqueued,
@@ -185,7 +195,65 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
         &table,
         &run_id,
         &queue.stats(),
-    ))
+    );
+    report.crashes = crashed.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(report)
+}
+
+/// What a simulated worker process is made of: each run of it is a fresh
+/// process (its own limits, sessions and lock owner id).
+#[derive(Clone)]
+struct Process {
+    settings: Arc<Settings>,
+    sim: Sim,
+    table: SimTable,
+    queue: SimQueue,
+    events: Arc<SimEvents>,
+    templates: Arc<Templates>,
+    concurrency: usize,
+    shutdown: CancellationToken,
+}
+
+impl Process {
+    /// Starts the process: its pool, until shutdown.
+    fn run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+        let p = self.clone();
+        let limits = Limits::new(&p.settings);
+        let executor = Arc::new(Executor::new(
+            p.settings.clone(),
+            Arc::new(SimPorts::new(p.sim.clone(), limits.clone())),
+            Arc::new(p.table.clone()),
+            Executor::process_owner_id(),
+        ));
+        let worker = Worker::new(
+            p.settings.clone(),
+            executor,
+            Arc::new(p.table.clone()),
+            Arc::new(p.table.clone()),
+            Some(p.events.clone() as Arc<dyn EventSink>),
+            Some(Email {
+                sender: "keyrotor@example.com".into(),
+                mailer: Arc::new(LimitedMailer::new(
+                    Arc::new(SimMailer { sim: p.sim.clone() }),
+                    limits,
+                )),
+                templates: p.templates.clone(),
+            }),
+        )
+        .with_queue(Arc::new(p.queue.clone()));
+        let pool = PoolConfig {
+            concurrency: p.concurrency,
+            until_idle: None,
+            visibility: Duration::from_secs(120),
+        };
+        run_pool(
+            Arc::new(worker),
+            Arc::new(p.queue.clone()),
+            pool,
+            p.shutdown.clone(),
+            Arc::new(PoolStats::default()),
+        )
+    }
 }
 
 /// Runs `f` on a single-threaded runtime whose clock starts paused: time

@@ -88,6 +88,17 @@ pub struct ModelConfig {
     pub secrets_write_rps: f64,
     /// SES sends per second for the hub account.
     pub ses_rps: f64,
+    /// SQS API calls per second per action on the work queue (DESIGN §9:
+    /// 300 per FIFO partition; the hub template's high-throughput FIFO
+    /// spreads a busy queue over partitions, modelled as 10).
+    pub sqs_api_rps: f64,
+    /// Result transactions per second that a run's counter item takes:
+    /// one item's partition writes 1,000 WCU a second, and a transactional
+    /// write of it costs 2.
+    pub run_item_tps: f64,
+    /// How long a transaction holds an item: another transaction on it
+    /// meanwhile is cancelled (`TransactionConflict`).
+    pub transaction_hold: Duration,
     /// Latencies.
     pub latency: Latency,
     /// How long a new key fails STS: uniform in this range.
@@ -104,6 +115,9 @@ impl Default for ModelConfig {
             iam_rps: 10.0,
             secrets_write_rps: 50.0,
             ses_rps: 14.0,
+            sqs_api_rps: 3000.0,
+            run_item_tps: 500.0,
+            transaction_hold: Duration::from_millis(5),
             latency: Latency::default(),
             propagation: (Duration::from_secs(1), Duration::from_secs(6)),
             fault_rate: 0.0,
@@ -138,6 +152,8 @@ pub struct Counters {
     pub retries: u64,
     /// Injected 5xx answers.
     pub faults: u64,
+    /// Result transactions cancelled by another on the run's counter item.
+    pub conflicts: u64,
 }
 
 /// How the SDK would treat an operation's failures.
@@ -224,6 +240,7 @@ impl Model {
             Service::Iam => Some(self.config.iam_rps),
             Service::Secrets if is_secret_write(op) => Some(self.config.secrets_write_rps),
             Service::Ses => Some(self.config.ses_rps),
+            Service::Sqs => Some(self.config.sqs_api_rps),
             _ => None,
         }
     }
@@ -234,11 +251,12 @@ impl Model {
             return true;
         };
         let now = self.elapsed();
-        // SES's send rate is the sending (hub) account's, whoever asks.
-        let account = if service == Service::Ses {
-            "hub"
-        } else {
-            account
+        // SES's send rate is the sending (hub) account's, whoever asks;
+        // SQS's is the queue's, per action.
+        let account = match service {
+            Service::Ses => "hub",
+            Service::Sqs => op,
+            _ => account,
         };
         let mut buckets = self.buckets.lock().expect("not poisoned");
         let bucket = buckets
@@ -334,6 +352,39 @@ impl Model {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Takes one transaction's write of `item` from its own bucket (an
+    /// item's partition has a write rate of its own); false when empty.
+    pub fn take_item_write(&self, item: &str) -> bool {
+        let rate = self.config.run_item_tps;
+        let now = self.elapsed();
+        let mut buckets = self.buckets.lock().expect("not poisoned");
+        let bucket = buckets
+            .entry((Service::Dynamo, item.to_string()))
+            .or_insert(Bucket {
+                tokens: rate,
+                at: now,
+            });
+        bucket.tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * rate).min(rate);
+        bucket.at = now;
+        let admitted = bucket.tokens >= 1.0;
+        if admitted {
+            bucket.tokens -= 1.0;
+        } else {
+            self.counters.lock().expect("not poisoned").throttled += 1;
+        }
+        admitted
+    }
+
+    /// Counts a cancelled transaction.
+    pub fn count_conflict(&self) {
+        self.counters.lock().expect("not poisoned").conflicts += 1;
+    }
+
+    /// Counts a retry the adapter made.
+    pub fn count_retry(&self) {
+        self.counters.lock().expect("not poisoned").retries += 1;
     }
 
     /// A snapshot of the counters.

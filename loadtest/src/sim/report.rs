@@ -48,6 +48,11 @@ pub struct Report {
     pub throttled: u64,
     /// Retries (the SDK's).
     pub retries: u64,
+    /// Result transactions cancelled by another on the run's counter item
+    /// (each retried by the adapter).
+    pub conflicts: u64,
+    /// Worker processes that crashed (and were replaced).
+    pub crashes: u64,
     /// Median seconds per user (keyrotor: first receive to delete).
     pub p50_user_seconds: f64,
     /// 99th percentile of the same.
@@ -169,6 +174,8 @@ impl Report {
             iam_calls,
             throttled: counters.throttled,
             retries: counters.retries,
+            conflicts: counters.conflicts,
+            crashes: 0,
             p50_user_seconds: percentile(&user_seconds, 0.5),
             p99_user_seconds: percentile(&user_seconds, 0.99),
             peak_in_flight_per_account: 0,
@@ -221,7 +228,7 @@ impl Report {
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
              due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
-             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}\n  \
+             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, crashes {crashes}\n  \
              per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
@@ -234,6 +241,8 @@ impl Report {
             failed = self.failed,
             unreached = self.unreached,
             dup = self.duplicated_keys,
+            conflicts = self.conflicts,
+            crashes = self.crashes,
             lost = self.lost_results,
             iam = self.iam_calls,
             iam_per = self.iam_calls_per_rotated_user,

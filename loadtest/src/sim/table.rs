@@ -71,6 +71,8 @@ struct State {
     held_since: HashMap<(String, String), Duration>,
     held_total: Duration,
     holds: u64,
+    /// Until when a transaction holds each contended item.
+    item_busy_until: HashMap<String, Duration>,
 }
 
 /// The whole table.
@@ -120,6 +122,63 @@ impl SimTable {
             }
         }
         Ok(())
+    }
+
+    /// The result transaction, as the adapter runs it: every result of a
+    /// run also counts on the run's one counter item, so transactions meet
+    /// there. One that arrives while another holds the item is cancelled
+    /// (`TransactionConflict`, which the SDK does not retry) and the adapter
+    /// retries it (25 ms doubling to 1 s, jittered, 8 times); one beyond the
+    /// item's write rate is throttled and the SDK retries it.
+    async fn transact_on_run_item(&self, run_id: &str) -> Result<(), AwsError> {
+        let item = format!("RUN#{run_id}");
+        let mut delay = Duration::from_millis(25);
+        for attempt in 0..=8 {
+            let mut sdk_attempt = 0;
+            let conflicted = loop {
+                sdk_attempt += 1;
+                self.request("TransactWriteItems").await?;
+                let now = self.model.elapsed();
+                let conflicted = {
+                    let mut state = self.state();
+                    let busy = state.item_busy_until.entry(item.clone()).or_default();
+                    if *busy > now {
+                        true
+                    } else {
+                        *busy = now + self.model.config().transaction_hold;
+                        false
+                    }
+                };
+                if conflicted || self.model.take_item_write(&item) {
+                    break conflicted;
+                }
+                if sdk_attempt >= 5 {
+                    return Err(AwsError::Throttled {
+                        op: "dynamodb:TransactWriteItems",
+                        message: "the run's counter item is at its write rate".into(),
+                    });
+                }
+                self.model.count_retry();
+                let cap = Duration::from_secs(1 << (sdk_attempt - 1).min(4));
+                tokio::time::sleep(cap.mul_f64(self.model.uniform())).await;
+            };
+            if !conflicted {
+                return Ok(());
+            }
+            self.model.count_conflict();
+            if attempt == 8 {
+                break;
+            }
+            self.model.count_retry();
+            // backon's jitter: the delay plus up to as much again.
+            tokio::time::sleep(delay.mul_f64(1.0 + self.model.uniform())).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+        Err(AwsError::Service {
+            op: "dynamodb:TransactWriteItems",
+            code: "TransactionCanceledException".into(),
+            message: "TransactionConflict".into(),
+        })
     }
 
     /// The simulated times at which results were recorded.
@@ -347,7 +406,7 @@ impl ResultsPort for SimTable {
     }
 
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
-        self.request("TransactWriteItems").await?;
+        self.transact_on_run_item(&r.run_id).await?;
         let now = self.model.elapsed();
         let mut state = self.state();
         let run = state.runs.entry(r.run_id.clone()).or_default();

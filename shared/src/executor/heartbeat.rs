@@ -68,9 +68,18 @@ impl Heartbeat {
     }
 
     /// Stops renewing (before the lock is released).
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.task.abort();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Heartbeat {
+    /// Work dropped half-way (its task cancelled, a process stopping) must
+    /// not renew its lock for ever: the lease then ends, and the user's
+    /// next delivery takes over.
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
