@@ -1,9 +1,12 @@
 //! The user lock's condition expressions, against the emulator's DynamoDB,
-//! with two contenders.
+//! with two contenders; the run's counters rolled up per account.
 
 use std::time::Duration;
 
 use keyrotor_e2e::Emulator;
+use keyrotor_shared::config::Mode;
+use keyrotor_shared::store::results::{Recorded, ResultItem, ResultStore};
+use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::{ensure_table, DynamoLedger, LedgerPort, StoreError};
 
 async fn ledger(emu: &Emulator) -> DynamoLedger {
@@ -143,4 +146,115 @@ async fn the_last_write_and_the_release_are_one_fenced_request() {
         .unwrap()
         .new_key_id
         .is_none());
+}
+
+/// A result of `user` in `account`, recorded by a worker.
+fn result(run_id: &str, account: &str, user: &str, outcome: &str) -> ResultItem {
+    ResultItem {
+        run_id: run_id.into(),
+        account_id: account.into(),
+        account_name: format!("name-{account}"),
+        account_email: None,
+        user_name: user.into(),
+        outcome: outcome.into(),
+        mode: "audit".into(),
+        reason: "test".into(),
+        actions: Vec::new(),
+        new_key_id: None,
+        secret_arn: None,
+        owner_email: None,
+        at: keyrotor_e2e::today(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts() {
+    let emu = Emulator::start();
+    let config = emu.hub_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    ensure_table(&client, "keyrotor-store").await.unwrap();
+    let runs = RunStore::new(client.clone(), "keyrotor-store");
+    let results = ResultStore::new(client, "keyrotor-store");
+    let run = "2026-06-01T00:00:00Z-rollup";
+    runs.start(run, keyrotor_e2e::today(), Mode::Audit, &[])
+        .await
+        .unwrap();
+    for account in ["111111111111", "222222222222"] {
+        runs.account_enqueued(run, account, &format!("name-{account}"), 2)
+            .await
+            .unwrap();
+    }
+    runs.finish_enqueue(run, 2, 4).await.unwrap();
+
+    let first = results
+        .record(&result(run, "111111111111", "a", "rotated"))
+        .await
+        .unwrap();
+    let Recorded::New {
+        account,
+        run: whole,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!((account.done, account.expected), (1, 2));
+    assert_eq!(whole, None, "an incomplete account does not read the run");
+    let live = runs.get(run).await.unwrap().unwrap();
+    assert_eq!(live.done, 1, "status sums the accounts while the run goes");
+
+    let second = results
+        .record(&result(run, "111111111111", "b", "noop"))
+        .await
+        .unwrap();
+    let Recorded::New {
+        run: Some(whole), ..
+    } = second
+    else {
+        panic!("{second:?}")
+    };
+    assert_eq!((whole.done, whole.expected), (2, 4));
+    assert!(!whole.complete());
+    // Redeliveries ask again: the account is rolled up once only.
+    for _ in 0..3 {
+        let (_, again) = results.progress(run, "111111111111").await.unwrap();
+        assert_eq!(again.map(|r| r.done), Some(2));
+    }
+    assert_eq!(
+        results
+            .record(&result(run, "111111111111", "b", "noop"))
+            .await
+            .unwrap(),
+        Recorded::Duplicate
+    );
+
+    results
+        .record(&result(run, "222222222222", "a", "rotated"))
+        .await
+        .unwrap();
+    let last = results
+        .record(&result(run, "222222222222", "b", "failed"))
+        .await
+        .unwrap();
+    let Recorded::New {
+        run: Some(whole), ..
+    } = last
+    else {
+        panic!("{last:?}")
+    };
+    assert!(whole.complete(), "{whole:?}");
+    let summary = results.run_summary(run).await.unwrap();
+    assert_eq!(summary.done, 4);
+    assert_eq!(
+        summary
+            .counts
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        [("failed", 1), ("noop", 1), ("rotated", 2)]
+    );
+    let status = runs.get(run).await.unwrap().unwrap();
+    assert_eq!(
+        (status.done, status.counts.clone()),
+        (4, summary.counts.into_iter().collect())
+    );
 }

@@ -499,7 +499,7 @@ impl Worker {
     async fn after_record(
         &self,
         m: &WorkMessage,
-        progress: Option<(Progress, Progress)>,
+        progress: Option<(Progress, Option<Progress>)>,
     ) -> Result<(), MessageFailure> {
         let (account, run) = match progress {
             Some(p) => p,
@@ -516,7 +516,7 @@ impl Worker {
                 owed.push(e);
             }
         }
-        if run.complete() {
+        if run.is_some_and(|r| r.complete()) {
             if let Err(e) = self.summary(m).await {
                 tracing::warn!(run_id = %m.run_id, error = %e, "run summary not sent yet; the message will be retried");
                 owed.push(e);

@@ -34,6 +34,8 @@ struct Counted {
     enqueued: bool,
     done: i64,
     counts: BTreeMap<String, i64>,
+    /// An account's counts were added to the run's.
+    rolled_up: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -124,14 +126,13 @@ impl SimTable {
         Ok(())
     }
 
-    /// The result transaction, as the adapter runs it: every result of a
-    /// run also counts on the run's one counter item, so transactions meet
-    /// there. One that arrives while another holds the item is cancelled
+    /// A transaction on a counter item, as the adapter runs it: the result
+    /// transaction counts on its account's item, the roll-up on the run's.
+    /// One that arrives while another holds the item is cancelled
     /// (`TransactionConflict`, which the SDK does not retry) and the adapter
     /// retries it (25 ms doubling to 1 s, jittered, 8 times); one beyond the
     /// item's write rate is throttled and the SDK retries it.
-    async fn transact_on_run_item(&self, run_id: &str) -> Result<(), AwsError> {
-        let item = format!("RUN#{run_id}");
+    async fn transact_on(&self, item: String) -> Result<(), AwsError> {
         let mut delay = Duration::from_millis(25);
         for attempt in 0..=8 {
             let mut sdk_attempt = 0;
@@ -155,7 +156,7 @@ impl SimTable {
                 if sdk_attempt >= 5 {
                     return Err(AwsError::Throttled {
                         op: "dynamodb:TransactWriteItems",
-                        message: "the run's counter item is at its write rate".into(),
+                        message: "the counter item is at its write rate".into(),
                     });
                 }
                 self.model.count_retry();
@@ -198,12 +199,19 @@ impl SimTable {
         state.held_total / state.holds.max(1) as u32
     }
 
-    /// Per-outcome counts of `run_id`.
+    /// Per-outcome counts of `run_id`, summed over its accounts (as
+    /// `keyrotor status` does: the run's item lags until accounts complete).
     pub fn outcomes(&self, run_id: &str) -> BTreeMap<String, i64> {
         self.state()
             .runs
             .get(run_id)
-            .map(|r| r.run.counts.clone())
+            .map(|r| {
+                let mut counts = BTreeMap::new();
+                for (outcome, n) in r.accounts.values().flat_map(|a| &a.counts) {
+                    *counts.entry(outcome.clone()).or_default() += n;
+                }
+                counts
+            })
             .unwrap_or_default()
     }
 
@@ -212,7 +220,9 @@ impl SimTable {
         let state = self.state();
         let run = state.runs.get(run_id);
         Progress {
-            done: run.map(|r| r.run.done).unwrap_or(0),
+            done: run
+                .map(|r| r.accounts.values().map(|a| a.done).sum())
+                .unwrap_or(0),
             expected: run.map(|r| r.run.expected).unwrap_or(0),
             enqueued: run.map(|r| r.run.enqueued).unwrap_or(false),
         }
@@ -406,46 +416,61 @@ impl ResultsPort for SimTable {
     }
 
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
-        self.transact_on_run_item(&r.run_id).await?;
+        self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
+            .await?;
         let now = self.model.elapsed();
-        let mut state = self.state();
-        let run = state.runs.entry(r.run_id.clone()).or_default();
-        let key = (r.account_id.clone(), r.user_name.clone());
-        if run.results.contains_key(&key) {
-            return Ok(Recorded::Duplicate);
+        {
+            let mut state = self.state();
+            let run = state.runs.entry(r.run_id.clone()).or_default();
+            let key = (r.account_id.clone(), r.user_name.clone());
+            if run.results.contains_key(&key) {
+                return Ok(Recorded::Duplicate);
+            }
+            run.results.insert(key, (r.clone(), false));
+            let account = run.accounts.entry(r.account_id.clone()).or_default();
+            account.done += 1;
+            *account.counts.entry(r.outcome.clone()).or_default() += 1;
+            state.recorded_at.push(now);
         }
-        run.results.insert(key, (r.clone(), false));
-        for counted in [
-            &mut run.run,
-            run.accounts.entry(r.account_id.clone()).or_default(),
-        ] {
-            counted.done += 1;
-            *counted.counts.entry(r.outcome.clone()).or_default() += 1;
-        }
-        let recorded = Recorded::New {
-            account: progress(&run.accounts[&r.account_id]),
-            run: progress(&run.run),
-        };
-        state.recorded_at.push(now);
-        Ok(recorded)
+        let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
+        Ok(Recorded::New { account, run })
     }
 
     async fn progress(
         &self,
         run_id: &str,
         account_id: &str,
-    ) -> Result<(Progress, Progress), AwsError> {
+    ) -> Result<(Progress, Option<Progress>), AwsError> {
         self.request("GetItem").await?;
+        let (account, rolled_up) = {
+            let state = self.state();
+            let run = state
+                .runs
+                .get(run_id)
+                .ok_or_else(|| no_run("dynamodb:GetItem"))?;
+            let account = run.accounts.get(account_id).cloned().unwrap_or_default();
+            (progress(&account), account.rolled_up)
+        };
+        if !account.complete() {
+            return Ok((account, None));
+        }
+        if !rolled_up {
+            self.transact_on(format!("RUN#{run_id}")).await?;
+            let mut state = self.state();
+            let run = state.runs.get_mut(run_id).expect("read above");
+            let account = run.accounts.get_mut(account_id).expect("complete");
+            if !account.rolled_up {
+                account.rolled_up = true;
+                let (done, counts) = (account.done, account.counts.clone());
+                run.run.done += done;
+                for (outcome, n) in counts {
+                    *run.run.counts.entry(outcome).or_default() += n;
+                }
+            }
+        }
         self.request("GetItem").await?;
         let state = self.state();
-        let run = state
-            .runs
-            .get(run_id)
-            .ok_or_else(|| no_run("dynamodb:GetItem"))?;
-        Ok((
-            progress(&run.accounts.get(account_id).cloned().unwrap_or_default()),
-            progress(&run.run),
-        ))
+        Ok((account, Some(progress(&state.runs[run_id].run))))
     }
 
     async fn run_summary(&self, run_id: &str) -> Result<RunEvent, AwsError> {

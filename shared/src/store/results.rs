@@ -1,8 +1,13 @@
 //! Result items (DESIGN §6) and the run counters, written exactly once per
 //! (run, account, user): one DynamoDB transaction puts the result with
-//! `attribute_not_exists(sk)` and adds to the run's and the account's
-//! counters, so a duplicate delivery changes nothing and no count is ever
-//! added twice. Also the once-only claims for the account digest and the
+//! `attribute_not_exists(sk)` and adds to the account's counters, so a
+//! duplicate delivery changes nothing and no count is ever added twice.
+//! The run's counters take an account's counts once, when the account
+//! completes (a second transaction that also marks the account
+//! `rolled_up`): a run's one `RUN` item sees one write per account rather
+//! than one per user, since real DynamoDB cancels transactions that meet on
+//! an item and a thousand accounts' results would meet there hundreds of
+//! times a second. Also the once-only claims for the account digest and the
 //! run summary.
 
 use std::collections::HashMap;
@@ -74,8 +79,9 @@ pub enum Recorded {
     New {
         /// The account's progress.
         account: Progress,
-        /// The run's progress.
-        run: Progress,
+        /// The run's progress; `None` while the account is incomplete (the
+        /// run cannot be complete then, and its item is not read).
+        run: Option<Progress>,
     },
     /// A result already existed: a duplicate delivery; nothing changed.
     Duplicate,
@@ -104,8 +110,7 @@ impl RecordFailure {
             RecordFailure::Conflict => AwsError::Service {
                 op: "dynamodb:TransactWriteItems",
                 code: "TransactionConflict".into(),
-                message: "the transaction kept conflicting with others on the run's counters"
-                    .into(),
+                message: "the transaction kept conflicting with others on the same counters".into(),
             },
             RecordFailure::Aws(e) => e,
         }
@@ -309,39 +314,23 @@ impl ResultStore {
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .expect("table and item are set");
-        let count = |sk: String, extra: &str| {
-            let mut update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(&r.run_id, sk)))
-                .update_expression(format!(
-                    "ADD done :one, {} :one{extra}",
-                    counter(&r.outcome)
-                ))
-                .expression_attribute_values(":one", n(1));
-            if !extra.is_empty() {
-                update = update.expression_attribute_values(
-                    ":email",
-                    s(r.account_email.clone().unwrap_or_default()),
-                );
-            }
-            update.build().expect("table, key and expression are set")
-        };
-        let account_sk = format!("ACCOUNT#{}", r.account_id);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&r.run_id, format!("ACCOUNT#{}", r.account_id))))
+            .update_expression(format!(
+                "ADD done :one, {} :one SET owner_email = :email",
+                counter(&r.outcome)
+            ))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":email", s(r.account_email.clone().unwrap_or_default()))
+            .build()
+            .expect("table, key and expression are set");
         let attempt = || async {
             let transaction = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(count("RUN".into(), ""))
-                        .build(),
-                )
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(count(account_sk.clone(), " SET owner_email = :email"))
-                        .build(),
-                )
+                .transact_items(TransactWriteItem::builder().update(count.clone()).build())
                 .send()
                 .await;
             match transaction {
@@ -365,8 +354,8 @@ impl ResultStore {
             }
         };
         // Real DynamoDB cancels a transaction that meets another on the same
-        // item (every result of a run counts on its one RUN item), and the
-        // SDK does not retry that; nor has it retried a 5xx for ever.
+        // item (an account's results count on its one item), and the SDK
+        // does not retry that; nor has it retried a 5xx for ever.
         let duplicate = super::retry_transient(attempt, RecordFailure::is_transient)
             .await
             .map_err(RecordFailure::into_aws)?;
@@ -377,26 +366,109 @@ impl ResultStore {
         Ok(Recorded::New { account, run })
     }
 
-    /// The account's and the run's progress (two item reads).
+    /// The account's progress, and the run's once the account is complete
+    /// (then the account's counts are rolled up into the run's first, if
+    /// no one has yet). One item read while the account is incomplete.
     pub async fn progress(
         &self,
         run_id: &str,
         account_id: &str,
-    ) -> Result<(Progress, Progress), AwsError> {
-        let account = self.get(run_id, format!("ACCOUNT#{account_id}")).await?;
+    ) -> Result<(Progress, Option<Progress>), AwsError> {
+        let account_sk = format!("ACCOUNT#{account_id}");
+        let item = self.get(run_id, account_sk.clone()).await?;
+        let account = Progress {
+            done: num(&item, "done"),
+            expected: num(&item, "expected"),
+            enqueued: flag(&item, "enqueued"),
+        };
+        if !account.complete() {
+            return Ok((account, None));
+        }
+        if !flag(&item, "rolled_up") {
+            self.roll_up(run_id, &account_sk, &item).await?;
+        }
         let run = self.get(run_id, "RUN".into()).await?;
         Ok((
-            Progress {
-                done: num(&account, "done"),
-                expected: num(&account, "expected"),
-                enqueued: flag(&account, "enqueued"),
-            },
-            Progress {
+            account,
+            Some(Progress {
                 done: num(&run, "done"),
                 expected: num(&run, "expected"),
                 enqueued: flag(&run, "enqueue_done"),
-            },
+            }),
         ))
+    }
+
+    /// Adds a complete account's counters to the run's, exactly once: the
+    /// account is marked `rolled_up` in the same transaction, conditioned
+    /// on not being marked yet and on the counts read being current.
+    async fn roll_up(
+        &self,
+        run_id: &str,
+        account_sk: &str,
+        account: &HashMap<String, AttributeValue>,
+    ) -> Result<(), AwsError> {
+        let mut counters: Vec<(String, i64)> = account
+            .keys()
+            .filter(|k| k.starts_with("count_"))
+            .map(|k| (k.clone(), num(account, k)))
+            .collect();
+        counters.sort();
+        counters.push(("done".into(), num(account, "done")));
+        let mut add = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, "RUN".into())));
+        let mut terms = Vec::new();
+        for (i, (name, value)) in counters.iter().enumerate() {
+            terms.push(format!("#c{i} :c{i}"));
+            add = add
+                .expression_attribute_names(format!("#c{i}"), name)
+                .expression_attribute_values(format!(":c{i}"), n(*value));
+        }
+        let add = add
+            .update_expression(format!("ADD {}", terms.join(", ")))
+            .build()
+            .expect("table, key and expression are set");
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(run_id, account_sk.to_string())))
+            .update_expression("SET rolled_up = :true")
+            .condition_expression("attribute_not_exists(rolled_up) AND done = :done")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":done", n(num(account, "done")))
+            .build()
+            .expect("table, key and expression are set");
+        let attempt = || async {
+            let transaction = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(mark.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(add.clone()).build())
+                .send()
+                .await;
+            match transaction {
+                Ok(_) => Ok(()),
+                Err(e) => match cancellation(&e) {
+                    // Rolled up by another worker meanwhile. (Its counts
+                    // cannot have moved: the account was complete.)
+                    Some(reasons)
+                        if reasons.first().map(String::as_str)
+                            == Some("ConditionalCheckFailed") =>
+                    {
+                        Ok(())
+                    }
+                    Some(reasons) if reasons.iter().any(|c| c == "TransactionConflict") => {
+                        Err(RecordFailure::Conflict)
+                    }
+                    _ => Err(RecordFailure::Aws(AwsError::from_sdk(
+                        "dynamodb:TransactWriteItems",
+                        e,
+                    ))),
+                },
+            }
+        };
+        super::retry_transient(attempt, RecordFailure::is_transient)
+            .await
+            .map_err(RecordFailure::into_aws)
     }
 
     /// The run's summary from its `RUN` item alone (not its results).
@@ -647,12 +719,13 @@ pub trait ResultsPort: Send + Sync {
     ) -> Result<(), AwsError>;
     /// Records a result and its counters exactly once.
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError>;
-    /// The account's and the run's progress.
+    /// The account's progress, and the run's once the account is complete
+    /// (see [`ResultStore::progress`]).
     async fn progress(
         &self,
         run_id: &str,
         account_id: &str,
-    ) -> Result<(Progress, Progress), AwsError>;
+    ) -> Result<(Progress, Option<Progress>), AwsError>;
     /// The run's summary event, from its counters.
     async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError>;
     /// Records one digest recipient as sent.
@@ -708,7 +781,7 @@ impl ResultsPort for ResultStore {
         &self,
         run_id: &str,
         account_id: &str,
-    ) -> Result<(Progress, Progress), AwsError> {
+    ) -> Result<(Progress, Option<Progress>), AwsError> {
         self.progress(run_id, account_id).await
     }
     async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {

@@ -84,10 +84,11 @@ pub struct RunRecord {
     pub expected: i64,
     /// Whether the producer has finished enqueueing.
     pub enqueue_done: bool,
-    /// Messages done (results recorded by workers).
+    /// Messages done (results recorded by workers), summed over the
+    /// accounts.
     pub done: i64,
-    /// Results per outcome (`rotated` -> 3), from the `count_<outcome>`
-    /// attributes.
+    /// Results per outcome (`rotated` -> 3), from the accounts'
+    /// `count_<outcome>` attributes.
     pub counts: BTreeMap<String, i64>,
     /// Whether the run's summary event was sent.
     pub summary_sent: bool,
@@ -191,6 +192,13 @@ fn decode_run(
         .unwrap_or_default();
     failed_accounts.sort();
     per_account.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    // The RUN item takes an account's counts only once the account is
+    // complete; the accounts' own counters are current while the run goes.
+    let done = per_account.iter().map(|a| a.done).sum();
+    let mut counts = BTreeMap::new();
+    for (outcome, n) in per_account.iter().flat_map(|a| &a.counts) {
+        *counts.entry(outcome.clone()).or_default() += n;
+    }
     RunRecord {
         run_id: run_id.to_string(),
         as_of: get_s(run, "as_of").unwrap_or_default(),
@@ -199,8 +207,8 @@ fn decode_run(
         accounts: get_n(run, "accounts"),
         expected: get_n(run, "expected"),
         enqueue_done: get_bool(run, "enqueue_done"),
-        done: get_n(run, "done"),
-        counts: get_counts(run),
+        done,
+        counts,
         summary_sent: get_bool(run, "summary_sent"),
         failed_accounts,
         per_account,
@@ -636,23 +644,39 @@ mod tests {
             ("accounts", n(2)),
             ("expected", n(6)),
             ("enqueue_done", AttributeValue::Bool(true)),
-            ("done", n(5)),
-            ("count_rotated", n(4)),
-            ("count_failed", n(1)),
+            // Only account 2, complete, is rolled up into the run's counters.
+            ("done", n(3)),
+            ("count_rotated", n(3)),
             (
                 "failed_accounts",
                 AttributeValue::Ss(vec!["b".into(), "a".into()]),
             ),
         ]);
         let accounts = vec![
-            decode_account(&item(&[("account_id", s("2")), ("expected", n(3))])),
-            decode_account(&item(&[("account_id", s("1")), ("expected", n(3))])),
+            decode_account(&item(&[
+                ("account_id", s("2")),
+                ("expected", n(3)),
+                ("done", n(3)),
+                ("count_rotated", n(3)),
+            ])),
+            decode_account(&item(&[
+                ("account_id", s("1")),
+                ("expected", n(3)),
+                ("done", n(2)),
+                ("count_rotated", n(1)),
+                ("count_failed", n(1)),
+            ])),
         ];
         let mut r = decode_run("r1", &run, accounts);
         assert_eq!(r.run_id, "r1");
         assert_eq!(r.mode, "enforce");
-        assert_eq!((r.done, r.expected, r.accounts), (5, 6, 2));
+        assert_eq!(
+            (r.done, r.expected, r.accounts),
+            (5, 6, 2),
+            "summed over accounts"
+        );
         assert_eq!(r.counts.values().sum::<i64>(), 5);
+        assert_eq!(r.counts["failed"], 1);
         assert_eq!(r.failed_accounts, ["a", "b"]);
         assert_eq!(
             r.per_account
