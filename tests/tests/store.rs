@@ -258,3 +258,38 @@ async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts(
         (4, summary.counts.into_iter().collect())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_producer() {
+    let emu = Emulator::start();
+    let config = emu.hub_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    ensure_table(&client, "keyrotor-store").await.unwrap();
+    let runs = RunStore::new(client.clone(), "keyrotor-store");
+    let results = ResultStore::new(client, "keyrotor-store");
+    let run = "2026-06-01T00:00:00Z-early";
+    runs.start(run, keyrotor_e2e::today(), Mode::Audit, &[])
+        .await
+        .unwrap();
+    // The workers were quicker than the producer's mark.
+    for user in ["a", "b"] {
+        let recorded = results
+            .record(&result(run, "111111111111", user, "noop"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(recorded, Recorded::New { run: None, .. }),
+            "{recorded:?}"
+        );
+    }
+    runs.account_enqueued(run, "111111111111", "name", 2)
+        .await
+        .unwrap();
+    runs.finish_enqueue(run, 1, 2).await.unwrap();
+    let summary = results.run_summary(run).await.unwrap();
+    assert_eq!((summary.done, summary.expected), (2, 2));
+    assert_eq!(summary.counts.get("noop"), Some(&2));
+    // A later look (a redelivery) does not add it again.
+    let (_, whole) = results.progress(run, "111111111111").await.unwrap();
+    assert_eq!(whole.map(|r| (r.done, r.complete())), Some((2, true)));
+}

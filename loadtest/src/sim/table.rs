@@ -368,6 +368,21 @@ fn ours<'a>(
     }
 }
 
+/// Adds a complete account's counts to the run's, once.
+fn roll_up(run: &mut Run, account_id: &str) {
+    let Some(account) = run.accounts.get_mut(account_id) else {
+        return;
+    };
+    if account.rolled_up || !progress(account).complete() {
+        return;
+    }
+    account.rolled_up = true;
+    run.run.done += account.done;
+    for (outcome, n) in &account.counts {
+        *run.run.counts.entry(outcome.clone()).or_default() += n;
+    }
+}
+
 fn progress(c: &Counted) -> Progress {
     Progress {
         done: c.done,
@@ -456,17 +471,10 @@ impl ResultsPort for SimTable {
         }
         if !rolled_up {
             self.transact_on(format!("RUN#{run_id}")).await?;
-            let mut state = self.state();
-            let run = state.runs.get_mut(run_id).expect("read above");
-            let account = run.accounts.get_mut(account_id).expect("complete");
-            if !account.rolled_up {
-                account.rolled_up = true;
-                let (done, counts) = (account.done, account.counts.clone());
-                run.run.done += done;
-                for (outcome, n) in counts {
-                    *run.run.counts.entry(outcome).or_default() += n;
-                }
-            }
+            roll_up(
+                self.state().runs.get_mut(run_id).expect("read above"),
+                account_id,
+            );
         }
         self.request("GetItem").await?;
         let state = self.state();
@@ -641,6 +649,8 @@ impl RunsPort for SimTable {
             .or_default();
         account.expected = expected;
         account.enqueued = true;
+        // As the adapter does: an account whose results all came first.
+        roll_up(state.runs.get_mut(run_id).expect("just made"), account_id);
         Ok(())
     }
 
@@ -659,6 +669,7 @@ impl RunsPort for SimTable {
         let account = run.accounts.entry(account_id.to_string()).or_default();
         account.expected = enqueued;
         account.enqueued = true;
+        roll_up(run, account_id);
         Ok(())
     }
 

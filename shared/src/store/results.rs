@@ -374,8 +374,7 @@ impl ResultStore {
         run_id: &str,
         account_id: &str,
     ) -> Result<(Progress, Option<Progress>), AwsError> {
-        let account_sk = format!("ACCOUNT#{account_id}");
-        let item = self.get(run_id, account_sk.clone()).await?;
+        let item = self.get(run_id, format!("ACCOUNT#{account_id}")).await?;
         let account = Progress {
             done: num(&item, "done"),
             expected: num(&item, "expected"),
@@ -384,9 +383,7 @@ impl ResultStore {
         if !account.complete() {
             return Ok((account, None));
         }
-        if !flag(&item, "rolled_up") {
-            self.roll_up(run_id, &account_sk, &item).await?;
-        }
+        self.roll_up_if_complete(run_id, account_id, &item).await?;
         let run = self.get(run_id, "RUN".into()).await?;
         Ok((
             account,
@@ -396,6 +393,30 @@ impl ResultStore {
                 enqueued: flag(&run, "enqueue_done"),
             }),
         ))
+    }
+
+    /// Rolls an account up into the run's counters if `item` (its
+    /// `ACCOUNT#` item, read consistently or returned by a write) says it
+    /// is complete and not rolled up yet. The producer calls it too: an
+    /// account whose last result was recorded before the producer marked it
+    /// enqueued was complete when no worker looked.
+    pub(crate) async fn roll_up_if_complete(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<(), AwsError> {
+        let complete = Progress {
+            done: num(item, "done"),
+            expected: num(item, "expected"),
+            enqueued: flag(item, "enqueued"),
+        }
+        .complete();
+        if complete && !flag(item, "rolled_up") {
+            self.roll_up(run_id, &format!("ACCOUNT#{account_id}"), item)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Adds a complete account's counters to the run's, exactly once: the

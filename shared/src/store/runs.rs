@@ -353,6 +353,8 @@ impl RunStore {
     }
 
     /// Records that all of an account's `expected` messages are enqueued.
+    /// Workers may have recorded them all already: then the account is
+    /// rolled up into the run's counters here.
     pub async fn account_enqueued(
         &self,
         run_id: &str,
@@ -360,7 +362,7 @@ impl RunStore {
         account_name: &str,
         expected: i64,
     ) -> Result<(), AwsError> {
-        super::retry::send_update(
+        let written = super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -376,10 +378,24 @@ impl RunStore {
                 .expression_attribute_values(":n", n(expected))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .expression_attribute_values(":ok", s("ok"))
-                .expression_attribute_values(":zero", n(0)),
+                .expression_attribute_values(":zero", n(0))
+                .return_values(ReturnValue::AllNew),
         )
         .await?;
-        Ok(())
+        self.roll_up_if_complete(run_id, account_id, written.attributes())
+            .await
+    }
+
+    async fn roll_up_if_complete(
+        &self,
+        run_id: &str,
+        account_id: &str,
+        item: Option<&HashMap<String, AttributeValue>>,
+    ) -> Result<(), AwsError> {
+        let Some(item) = item else { return Ok(()) };
+        super::results::ResultStore::new(self.client.clone(), self.table.clone())
+            .roll_up_if_complete(run_id, account_id, item)
+            .await
     }
 
     /// Records that an account could not be enumerated, on the account and
@@ -393,7 +409,7 @@ impl RunStore {
         error: &str,
         enqueued: i64,
     ) -> Result<(), AwsError> {
-        super::retry::send_update(self.client.update_item()
+        let written = super::retry::send_update(self.client.update_item()
             .table_name(&self.table)
             .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
             .update_expression(
@@ -408,8 +424,11 @@ impl RunStore {
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":sent", n(enqueued))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":true", AttributeValue::Bool(true)))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .return_values(ReturnValue::AllNew))
         .await?;
+        self.roll_up_if_complete(run_id, account_id, written.attributes())
+            .await?;
         super::retry::send_update(
             self.client
                 .update_item()
