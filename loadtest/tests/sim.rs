@@ -1,6 +1,7 @@
 //! The simulator's own checks: a small simulation of the real producer,
 //! pools and executor loses and duplicates nothing, even with injected 5xx
-//! answers or worker processes crashing mid-work, and a seed gives the
+//! answers, lost `CreateAccessKey` answers, throttling bursts or worker
+//! processes crashing mid-work, and a seed gives the
 //! same run twice. Correctness only: no test
 //! here asserts a time.
 
@@ -58,6 +59,30 @@ fn worker_processes_crashing_mid_work_lose_and_duplicate_nothing() {
     assert_eq!(report.failed, 0, "{}", report.text());
     assert_eq!(report.lost_results, 0, "{}", report.text());
     assert_eq!(report.duplicated_keys, 0, "{}", report.text());
+}
+
+#[test]
+fn lost_create_answers_and_throttling_bursts_lose_and_duplicate_nothing() {
+    let mut config = small(13, 0.0);
+    // One CreateAccessKey in five makes its key and loses the answer; every
+    // account's IAM refuses everything for 3 s of every 10.
+    config.model.lost_create_rate = 0.2;
+    config.model.throttle_bursts = Some((
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(3),
+    ));
+    let report = on_paused_clock(simulate(&config)).unwrap();
+    assert!(report.lost_answers >= 3, "answers lost: {}", report.text());
+    assert!(report.throttled > 50, "bursts throttled: {}", report.text());
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(
+        report.duplicated_keys,
+        0,
+        "every key of a lost answer was found and deleted: {}",
+        report.text()
+    );
 }
 
 #[test]

@@ -70,6 +70,15 @@ struct SimArgs {
     /// Probability that a call answers a 5xx (the SDK retries it).
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// Throttling bursts, as `EVERY:LENGTH` in seconds: every EVERY s,
+    /// each account's IAM answers every call `Throttling` for LENGTH s (at
+    /// an offset of its own), as when another tool spends its budget.
+    #[arg(long, value_parser = parse_bursts)]
+    throttle_bursts: Option<(std::time::Duration, std::time::Duration)>,
+    /// Probability that `CreateAccessKey` makes the key and its answer is
+    /// lost (a timeout).
+    #[arg(long, default_value_t = 0.0)]
+    lost_create_rate: f64,
     /// SES sends per second for the hub.
     #[arg(long, default_value_t = 14.0)]
     ses_rps: f64,
@@ -94,6 +103,25 @@ struct SimArgs {
     /// stderr, stamped with simulated seconds.
     #[arg(long)]
     trace: bool,
+}
+
+/// `EVERY:LENGTH` seconds, LENGTH shorter than EVERY.
+fn parse_bursts(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (every, length) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s}: expected EVERY:LENGTH (seconds)"))?;
+    let secs = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| format!("{v}: expected a positive number of seconds"))
+    };
+    let (every, length) = (secs(every)?, secs(length)?);
+    if length >= every {
+        return Err(format!("{s}: a burst must be shorter than its period"));
+    }
+    Ok((every, length))
 }
 
 /// Simulated seconds since the first event (tokio's paused clock).
@@ -136,6 +164,8 @@ fn main() -> anyhow::Result<()> {
             ses_rps: args.ses_rps,
             sqs_api_rps: args.sqs_rps,
             fault_rate: args.fault_rate,
+            throttle_bursts: args.throttle_bursts,
+            lost_create_rate: args.lost_create_rate,
             seed: args.seed,
             ..ModelConfig::default()
         },

@@ -153,6 +153,7 @@ impl IamPort for SimIam {
             });
         }
         user.keys_created += 1;
+        user.created_ids.insert(key_id.clone());
         user.keys.push(Key {
             key_id: key_id.clone(),
             status: KeyStatus::Active,
@@ -160,6 +161,13 @@ impl IamPort for SimIam {
             last_used: None,
             usable_from,
         });
+        drop(world);
+        if self.sim.model.lose_create_answer() {
+            return Err(AwsError::Transport {
+                op: "iam:CreateAccessKey",
+                message: "operation timed out (the key was created)".into(),
+            });
+        }
         Ok(NewKey {
             key_id,
             // Not a credential: the simulator never checks it.
@@ -191,6 +199,9 @@ impl IamPort for SimIam {
             .and_then(|a| a.users.get_mut(user_name))
         {
             user.keys.retain(|k| k.key_id != key_id);
+            if user.created_ids.contains(key_id) {
+                user.orphans_deleted += 1;
+            }
         }
         Ok(())
     }

@@ -105,6 +105,13 @@ pub struct ModelConfig {
     pub propagation: (Duration, Duration),
     /// Probability that a call answers a 5xx (retried by the SDK).
     pub fault_rate: f64,
+    /// Throttling bursts: every `.0`, each account's IAM answers every
+    /// call `Throttling` for `.1` (another tool spending the account's
+    /// budget), at an offset of its own within the period.
+    pub throttle_bursts: Option<(Duration, Duration)>,
+    /// Probability that `CreateAccessKey` creates the key and its answer
+    /// is lost (a timeout): the worker never learns the key's id.
+    pub lost_create_rate: f64,
     /// The RNG seed.
     pub seed: u64,
 }
@@ -121,6 +128,8 @@ impl Default for ModelConfig {
             latency: Latency::default(),
             propagation: (Duration::from_secs(1), Duration::from_secs(6)),
             fault_rate: 0.0,
+            throttle_bursts: None,
+            lost_create_rate: 0.0,
             seed: 1,
         }
     }
@@ -152,8 +161,10 @@ pub struct Counters {
     pub retries: u64,
     /// Injected 5xx answers.
     pub faults: u64,
-    /// Result transactions cancelled by another on the run's counter item.
+    /// Transactions cancelled by another on a counter item.
     pub conflicts: u64,
+    /// `CreateAccessKey` answers lost after the key was made.
+    pub lost_answers: u64,
 }
 
 /// How the SDK would treat an operation's failures.
@@ -245,6 +256,33 @@ impl Model {
         }
     }
 
+    /// Whether `account`'s IAM is in a throttling burst at `now`: its
+    /// offset within the period comes from its id, not the RNG, so that
+    /// bursts do not change the draws of a seed.
+    fn in_burst(&self, account: &str, now: Duration) -> bool {
+        let Some((every, length)) = self.config.throttle_bursts else {
+            return false;
+        };
+        let offset = account
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % every.as_millis().max(1) as u64;
+        let into = (now.as_millis() as u64 + every.as_millis() as u64 - offset)
+            % every.as_millis().max(1) as u64;
+        Duration::from_millis(into) < length
+    }
+
+    /// Whether this `CreateAccessKey` answer is lost (see
+    /// [`ModelConfig::lost_create_rate`]); counted.
+    pub fn lose_create_answer(&self) -> bool {
+        let lost =
+            self.config.lost_create_rate > 0.0 && self.uniform() < self.config.lost_create_rate;
+        if lost {
+            self.counters.lock().expect("not poisoned").lost_answers += 1;
+        }
+        lost
+    }
+
     /// Takes a token from `account`'s bucket for `service`; false when empty.
     fn take(&self, service: Service, op: &str, account: &str) -> bool {
         let Some(rate) = self.rate(service, op) else {
@@ -258,6 +296,7 @@ impl Model {
             Service::Sqs => op,
             _ => account,
         };
+        let bursting = service == Service::Iam && self.in_burst(account, now);
         let mut buckets = self.buckets.lock().expect("not poisoned");
         let bucket = buckets
             .entry((service, account.to_string()))
@@ -267,6 +306,9 @@ impl Model {
             });
         bucket.tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * rate).min(rate);
         bucket.at = now;
+        if bursting {
+            bucket.tokens = 0.0;
+        }
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             true

@@ -48,9 +48,11 @@ pub struct Report {
     pub throttled: u64,
     /// Retries (the SDK's).
     pub retries: u64,
-    /// Result transactions cancelled by another on the run's counter item
-    /// (each retried by the adapter).
+    /// Transactions cancelled by another on a counter item (each retried
+    /// by the adapter).
     pub conflicts: u64,
+    /// `CreateAccessKey` answers lost after the key was made (injected).
+    pub lost_answers: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
     /// Median seconds per user (keyrotor: first receive to delete).
@@ -149,7 +151,7 @@ impl Report {
             .accounts
             .values()
             .flat_map(|a| a.users.values())
-            .map(|u| u64::from(u.keys_created.saturating_sub(1)))
+            .map(|u| u64::from((u.keys_created - u.orphans_deleted).saturating_sub(1)))
             .sum();
         let per_rotated = |n: u64| {
             if c.rotated == 0 {
@@ -175,6 +177,7 @@ impl Report {
             throttled: counters.throttled,
             retries: counters.retries,
             conflicts: counters.conflicts,
+            lost_answers: counters.lost_answers,
             crashes: 0,
             p50_user_seconds: percentile(&user_seconds, 0.5),
             p99_user_seconds: percentile(&user_seconds, 0.99),
@@ -228,7 +231,7 @@ impl Report {
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
              due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
-             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, crashes {crashes}\n  \
+             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}\n  \
              per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
@@ -242,6 +245,7 @@ impl Report {
             unreached = self.unreached,
             dup = self.duplicated_keys,
             conflicts = self.conflicts,
+            lost_answers = self.lost_answers,
             crashes = self.crashes,
             lost = self.lost_results,
             iam = self.iam_calls,

@@ -32,6 +32,11 @@ pub struct User {
     pub policies: BTreeSet<String>,
     /// `CreateAccessKey` answers during the simulation.
     pub keys_created: u32,
+    /// The ids of the keys created during the simulation.
+    pub created_ids: BTreeSet<String>,
+    /// Keys created during the simulation and deleted again (orphans of a
+    /// lost answer, cleaned up by recovery).
+    pub orphans_deleted: u32,
 }
 
 /// One member account.

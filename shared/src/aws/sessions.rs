@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -33,12 +34,30 @@ pub fn retry_config() -> RetryConfig {
     RetryConfig::adaptive().with_max_attempts(5)
 }
 
+/// How long one attempt of any call may take before the SDK gives it up
+/// (and retries it, as a transient error). The SDK sets none by default, so
+/// a connection that stalls without closing would hold a worker slot until
+/// the Lambda timeout or the message's visibility ran out. Longer than
+/// SQS's longest long poll (20 s), which is one attempt too.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The SDK's timeouts: [`ATTEMPT_TIMEOUT`] per attempt, and the SDK's own
+/// connect timeout.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .connect_timeout(std::time::Duration::from_millis(3100))
+        .build()
+}
+
 impl AwsContext {
     /// Loads the standard AWS configuration (region, profile, credentials,
-    /// `AWS_ENDPOINT_URL`, ...) as the SDK does.
+    /// `AWS_ENDPOINT_URL`, ...) as the SDK does, with keyrotor's retry and
+    /// timeout settings.
     pub async fn load(role_name: &str) -> AwsContext {
         let base = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config())
+            .timeout_config(timeout_config())
             .load()
             .await;
         AwsContext::from_config(base, role_name)
@@ -166,5 +185,21 @@ mod tests {
             "arn:aws:iam::111122223333:role/keyrotor-member"
         );
         assert_eq!(producer.base().region(), worker.base().region());
+    }
+
+    #[tokio::test]
+    async fn every_attempt_has_a_timeout_longer_than_a_long_poll() {
+        let context = AwsContext::load("keyrotor-member").await;
+        let timeouts = context.base().timeout_config().expect("set");
+        assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert!(ATTEMPT_TIMEOUT > std::time::Duration::from_secs(20));
+        // Member sessions are built from the base: they keep it.
+        let member = context.for_account("111122223333").await;
+        assert_eq!(
+            member
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout()),
+            Some(ATTEMPT_TIMEOUT)
+        );
     }
 }
