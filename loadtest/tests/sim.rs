@@ -5,6 +5,7 @@
 //! same run twice. Correctness only: no test
 //! here asserts a time.
 
+use keyrotor_loadtest::sim::lambda::LambdaConfig;
 use keyrotor_loadtest::sim::model::ModelConfig;
 use keyrotor_loadtest::sim::world::Shape;
 use keyrotor_loadtest::sim::{on_paused_clock, reference, simulate, SimConfig};
@@ -26,6 +27,7 @@ fn small(seed: u64, fault_rate: f64) -> SimConfig {
         concurrency: 16,
         settings: Vec::new(),
         crash_every: None,
+        lambda: None,
     }
 }
 
@@ -83,6 +85,48 @@ fn lost_create_answers_and_throttling_bursts_lose_and_duplicate_nothing() {
         "every key of a lost answer was found and deleted: {}",
         report.text()
     );
+}
+
+#[test]
+fn the_lambda_shape_at_its_minimum_concurrency_loses_and_duplicates_nothing() {
+    let config = SimConfig {
+        lambda: Some(LambdaConfig::with_max_concurrency(2)),
+        ..small(17, 0.02)
+    };
+    let report = on_paused_clock(simulate(&config)).unwrap();
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(report.duplicated_keys, 0, "{}", report.text());
+    assert!(
+        report.peak_in_flight_per_account > 1,
+        "two messages of a group at a time: {}",
+        report.text()
+    );
+}
+
+#[test]
+fn lambda_invocations_killed_at_their_timeout_lose_and_duplicate_nothing() {
+    // A 6 s timeout kills invocations mid-rotation (a rotation waits 1-6 s
+    // for its key to reach STS); their batches come back after 60 s.
+    let config = SimConfig {
+        lambda: Some(LambdaConfig {
+            timeout: std::time::Duration::from_secs(6),
+            visibility: std::time::Duration::from_secs(60),
+            ..LambdaConfig::with_max_concurrency(4)
+        }),
+        ..small(19, 0.0)
+    };
+    let report = on_paused_clock(simulate(&config)).unwrap();
+    assert!(
+        report.timeouts >= 1,
+        "invocations timed out: {}",
+        report.text()
+    );
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(report.duplicated_keys, 0, "{}", report.text());
 }
 
 #[test]

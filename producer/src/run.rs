@@ -241,7 +241,7 @@ impl Producer {
         tracing::info!(run_id = %run_id, accounts = total, "producing");
 
         let outcomes: Vec<AccountOutcome> = futures::stream::iter(accounts)
-            .map(|account| self.account(&run_id, key, req, account))
+            .map(|account| self.account(&run_id, key, req, account, total))
             .buffer_unordered(self.settings.account_concurrency)
             .inspect(|outcome| on_account(outcome, total))
             .collect()
@@ -311,6 +311,7 @@ impl Producer {
         key: &str,
         req: &ProduceRequest,
         account: AccountInfo,
+        accounts: usize,
     ) -> AccountOutcome {
         if let Some(why) = self.out_of_scope(req, &account) {
             return AccountOutcome::Skipped {
@@ -320,7 +321,7 @@ impl Producer {
         }
         let mut sent = 0usize;
         match self
-            .enqueue_account(run_id, key, req, &account, &mut sent)
+            .enqueue_account(run_id, key, req, (&account, accounts), &mut sent)
             .await
         {
             Ok(Some(users)) => AccountOutcome::Enqueued {
@@ -368,13 +369,14 @@ impl Producer {
         }
     }
 
-    /// Enqueues one account's users; `None` when the account is tagged out.
+    /// Enqueues one account's users (one of `accounts` in the run); `None`
+    /// when the account is tagged out.
     async fn enqueue_account(
         &self,
         run_id: &str,
         key: &str,
         req: &ProduceRequest,
-        account: &AccountInfo,
+        (account, accounts): (&AccountInfo, usize),
         sent: &mut usize,
     ) -> Result<Option<usize>, AwsError> {
         if self.inventory.excluded(account).await? {
@@ -398,7 +400,7 @@ impl Producer {
                 // gets no more groups than it has users.
                 let shards = *shards.get_or_insert_with(|| {
                     self.settings
-                        .shards_for(next.is_none().then_some(names.len()))
+                        .shards_for(next.is_none().then_some(names.len()), accounts)
                 });
                 let messages: Vec<WorkMessage> = names
                     .into_iter()

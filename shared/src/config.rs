@@ -191,6 +191,11 @@ pub struct SettingsArgs {
         global = true
     )]
     pub shards_per_account: String,
+    /// FIFO message groups the whole worker fleet works at once (the worker Lambda's
+    /// MaximumConcurrency; pools x --concurrency); with `auto` shards, an account gets no
+    /// more groups than its share of them (this / the run's accounts, at least 1).
+    #[arg(long, env = "KEYROTOR_FLEET_GROUPS", global = true)]
+    pub fleet_groups: Option<String>,
     /// IAM calls per second per member account (IAM's own limit is unpublished).
     #[arg(long, env = "KEYROTOR_IAM_RATE", default_value = "5", global = true)]
     pub iam_rate: String,
@@ -418,6 +423,9 @@ pub struct Settings {
     /// FIFO message groups per account; `None` for `auto` (see
     /// [`Settings::shards_for`]).
     pub shards_per_account: Option<u32>,
+    /// Groups the worker fleet works at once, if set (see
+    /// [`Settings::shards_for`]).
+    pub fleet_groups: Option<u32>,
     /// IAM calls per second per account.
     pub iam_rate: std::num::NonZeroU32,
     /// IAM burst per account.
@@ -849,6 +857,14 @@ impl Settings {
                 1..=100,
             )? as u32),
         };
+        let fleet_groups = a
+            .fleet_groups
+            .as_deref()
+            .map(str::trim)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| bounded("KEYROTOR_FLEET_GROUPS", "fleet-groups", raw, 1..=100_000))
+            .transpose()?
+            .map(|v| v as u32);
 
         let rate = |env, flag, raw: &str, max| -> Result<std::num::NonZeroU32, ConfigError> {
             let v = bounded(env, flag, raw, 1..=max)? as u32;
@@ -913,6 +929,7 @@ impl Settings {
             template_dir,
             account_concurrency,
             shards_per_account,
+            fleet_groups,
             queue_url,
             table,
             topic_arn,
@@ -940,20 +957,32 @@ impl Settings {
 
     /// How many FIFO groups an account's messages are spread over, given
     /// its user count when the producer knows it (an account listed in one
-    /// page): the setting, or for `auto` the IAM rate (one group per call
-    /// a second, at most the IAM burst and [`AUTO_SHARDS_MAX`]); never more
-    /// than its users.
-    pub fn shards_for(&self, users: Option<usize>) -> u32 {
+    /// page) and the run's account count: the setting, or for `auto` the
+    /// IAM rate (one group per call a second, at most the IAM burst and
+    /// [`AUTO_SHARDS_MAX`]) and, with `KEYROTOR_FLEET_GROUPS`, at most the
+    /// account's share of the fleet's groups; never more than its users.
+    pub fn shards_for(&self, users: Option<usize>, accounts: usize) -> u32 {
         // One group per IAM call a second: a group's chain of calls and
         // waits makes a few calls a second at most, so the groups together
         // can use the whole rate; more would only spread it thinner. Each
         // group may burst one call, so more groups than the burst would
         // let the groups together burst past the account's.
         let wanted = self.shards_per_account.unwrap_or_else(|| {
-            self.iam_rate
+            let by_rate = self
+                .iam_rate
                 .get()
                 .min(self.iam_burst.get())
-                .min(AUTO_SHARDS_MAX)
+                .min(AUTO_SHARDS_MAX);
+            // Groups beyond what the fleet works at once wait in the queue
+            // with their share of the account's rate unspent: a worker
+            // Lambda's invocation mostly holds one group (SQS gives a FIFO
+            // receive one group's messages), so 1,000 accounts of 10 groups
+            // behind a MaximumConcurrency of 1,000 used a tenth of their
+            // budgets.
+            match self.fleet_groups {
+                Some(fleet) => by_rate.min((fleet / accounts.max(1) as u32).max(1)),
+                None => by_rate,
+            }
         });
         match users {
             Some(users) => wanted.min(users.max(1) as u32),
@@ -1197,23 +1226,42 @@ mod tests {
     }
 
     #[test]
-    fn auto_shards_follow_the_iam_rate_burst_and_user_count() {
+    fn auto_shards_follow_the_iam_rate_burst_user_count_and_fleet() {
         let settings = |args: &[&str]| parse(args);
         let auto = settings(&["--iam-rate", "10"]).unwrap();
         assert_eq!(auto.shards_per_account, None, "auto is the default");
-        assert_eq!(auto.shards_for(None), 10, "one group per IAM call a second");
-        assert_eq!(auto.shards_for(Some(3)), 3, "no more groups than users");
-        assert_eq!(auto.shards_for(Some(0)), 1);
+        assert_eq!(
+            auto.shards_for(None, 1000),
+            10,
+            "one group per IAM call a second"
+        );
+        assert_eq!(auto.shards_for(Some(3), 1), 3, "no more groups than users");
+        assert_eq!(auto.shards_for(Some(0), 1), 1);
         let fast = settings(&["--iam-rate", "500", "--iam-burst", "500"]).unwrap();
-        assert_eq!(fast.shards_for(None), AUTO_SHARDS_MAX);
+        assert_eq!(fast.shards_for(None, 1), AUTO_SHARDS_MAX);
         let small_burst = settings(&["--iam-rate", "20", "--iam-burst", "6"]).unwrap();
         assert_eq!(
-            small_burst.shards_for(None),
+            small_burst.shards_for(None, 1),
             6,
             "one call of burst per group at most"
         );
         let fixed = settings(&["--shards-per-account", "4"]).unwrap();
-        assert_eq!(fixed.shards_for(None), 4);
+        assert_eq!(fixed.shards_for(None, 1), 4);
+        let fleet = settings(&["--iam-rate", "10", "--fleet-groups", "1000"]).unwrap();
+        assert_eq!(fleet.fleet_groups, Some(1000));
+        assert_eq!(
+            fleet.shards_for(None, 1000),
+            1,
+            "one group each for 1,000 accounts"
+        );
+        assert_eq!(fleet.shards_for(None, 250), 4, "the fleet shared out");
+        assert_eq!(fleet.shards_for(None, 3), 10, "never more than auto");
+        assert_eq!(fleet.shards_for(None, 5000), 1, "at least one");
+        let fixed_in_fleet =
+            settings(&["--shards-per-account", "4", "--fleet-groups", "10"]).unwrap();
+        assert_eq!(fixed_in_fleet.shards_for(None, 1000), 4, "a number is kept");
+        let bad = settings(&["--fleet-groups", "0"]).unwrap_err();
+        assert_eq!(bad.env, "KEYROTOR_FLEET_GROUPS");
         let bad = settings(&["--shards-per-account", "many"]).unwrap_err();
         assert_eq!(bad.env, "KEYROTOR_SHARDS_PER_ACCOUNT");
     }

@@ -1,16 +1,19 @@
 //! The worker Lambda's handler: an SQS event from the event source mapping
 //! (with `ReportBatchItemFailures`). Each message is decoded and handled on
-//! its own; failures are returned as `batchItemFailures`. On a FIFO queue,
-//! the messages of one group are handled in order, two at a time (see
-//! `GROUP_WINDOW`), and once one fails the rest of that group's messages in
-//! the batch not started yet fail too, so SQS redelivers them.
+//! its own; failures are returned as `batchItemFailures`, each made visible
+//! again after its retry delay (the pool's: a busy user's lease end, or 10 s
+//! doubling to 15 minutes) rather than the queue's visibility timeout, half
+//! an hour in the hub stack, which one throttled call would otherwise add to
+//! a whole run. On a FIFO queue, the messages of one group (a batch is
+//! mostly one group) are handled together (see `LAMBDA_GROUP_WINDOW`).
 
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 
-use crate::process::{MessageFailure, Worker, GROUP_WINDOW};
+use crate::pool::delay_for;
+use crate::process::{Worker, LAMBDA_GROUP_WINDOW};
 
 /// Groups handled at once within one batch.
 const GROUPS_AT_ONCE: usize = 4;
@@ -42,7 +45,7 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
     response
 }
 
-/// One group's records in order, [`GROUP_WINDOW`] at a time; once one
+/// One group's records, [`LAMBDA_GROUP_WINDOW`] at a time; once one
 /// fails, the records not started yet fail too.
 async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> {
     let failed = std::sync::Mutex::new(Vec::new());
@@ -70,23 +73,16 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
-                    if let (
-                        MessageFailure::Retry {
-                            not_before: Some(at),
-                            ..
-                        },
-                        Some(receipt),
-                    ) = (&e, &record.receipt_handle)
-                    {
-                        // A busy user: come back when the holder's lease ends,
-                        // not after the queue's whole visibility timeout.
-                        worker.postpone(receipt, *at).await;
+                    if let Some(receipt) = &record.receipt_handle {
+                        worker
+                            .retry_after(receipt, delay_for(&e, receive_count))
+                            .await;
                     }
                     failed_ref.lock().expect("not poisoned").push(id);
                 }
             }
         })
-        .buffered(GROUP_WINDOW)
+        .buffered(LAMBDA_GROUP_WINDOW)
         .collect::<Vec<()>>()
         .await;
     failed.into_inner().expect("not poisoned")

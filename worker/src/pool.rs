@@ -83,8 +83,9 @@ pub fn retry_delay(receive_count: u32) -> Duration {
 
 /// The retry delay of a failed message: none for a malformed body (it goes
 /// to the DLQ after its last receive); until the time the failure named (a
-/// busy user's lease end, plus a second); or else the backoff ladder.
-fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
+/// busy user's lease end, plus a second); or else the backoff ladder. The
+/// pool and the Lambda handler both time retries with it.
+pub fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
     match failure {
         // It will never decode: let redrive move it to the DLQ soon.
         MessageFailure::Malformed(_) => Duration::ZERO,

@@ -104,6 +104,15 @@ enum Verdict {
 /// little in the load simulator and throttled more.
 pub const GROUP_WINDOW: usize = 2;
 
+/// Messages of one FIFO group worked at once by the Lambda handler: a whole
+/// batch. SQS gives a FIFO receive as many messages of one group as it can,
+/// so an invocation mostly holds one group; with two at a time its
+/// execution environment sat idle while the group's share of the IAM budget
+/// went unspent (the load simulator: 164 s against 95 s for 100 accounts at
+/// `MaximumConcurrency` 100, one group per account). The environment's rate
+/// limiter still bounds the group to its share.
+pub const LAMBDA_GROUP_WINDOW: usize = 10;
+
 /// Runs remembered per worker; each message needs its run's record, which
 /// does not change after the producer's start.
 const RUNS_REMEMBERED: usize = 64;
@@ -157,18 +166,18 @@ impl Worker {
         self
     }
 
-    /// Makes a failed message visible again at `at` (a busy user's lease
-    /// end) instead of after the queue's visibility timeout. Best effort: a
-    /// failure only means the message comes back later.
-    pub async fn postpone(&self, receipt_handle: &str, at: DateTime<Utc>) {
+    /// Makes a failed message visible again after `delay` (a busy user's
+    /// lease end, or the backoff ladder) instead of after the queue's
+    /// visibility timeout, which the hub stack sets to 6 × the function's
+    /// timeout: half an hour by default. Best effort: a failure only means
+    /// the message comes back later.
+    pub async fn retry_after(&self, receipt_handle: &str, delay: std::time::Duration) {
         let Some(queue) = &self.queue else {
             return;
         };
-        let wait = (at - Utc::now()).num_seconds().clamp(0, 43_199) as u64 + 1;
-        if let Err(e) = queue
-            .set_visibility(receipt_handle, std::time::Duration::from_secs(wait))
-            .await
-        {
+        // SQS's limit is 12 hours.
+        let delay = delay.min(std::time::Duration::from_secs(43_199));
+        if let Err(e) = queue.set_visibility(receipt_handle, delay).await {
             tracing::warn!(error = %e, "could not time the retry");
         }
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use keyrotor_loadtest::sim::lambda::LambdaConfig;
 use keyrotor_loadtest::sim::model::ModelConfig;
 use keyrotor_loadtest::sim::world::Shape;
 use keyrotor_loadtest::sim::{self, chart, on_paused_clock, SimConfig};
@@ -89,6 +90,12 @@ struct SimArgs {
     /// a fresh one in its place.
     #[arg(long)]
     crash_every: Option<u64>,
+    /// Run the worker as the hub stack deploys it, a Lambda function behind
+    /// an SQS event source mapping with this `MaximumConcurrency` (batches
+    /// of 10, a 300 s timeout, visibility 1,800 s), instead of `--workers`
+    /// pools of `--concurrency`.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=1000))]
+    lambda_max_concurrency: Option<u16>,
     /// A `KEYROTOR_*` setting for every simulated process, as
     /// `--set iam-rate=10` (the flag's name without `--`); repeatable.
     #[arg(long = "set", value_name = "FLAG=VALUE")]
@@ -173,6 +180,9 @@ fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         settings,
         crash_every: args.crash_every.map(std::time::Duration::from_secs),
+        lambda: args
+            .lambda_max_concurrency
+            .map(|n| LambdaConfig::with_max_concurrency(usize::from(n))),
     };
     let started = std::time::Instant::now();
     let mut reports = Vec::new();

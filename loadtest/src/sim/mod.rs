@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod chart;
+pub mod lambda;
 pub mod model;
 pub mod queue;
 pub mod reference;
@@ -31,6 +32,7 @@ use keyrotor_worker::setup::LimitedMailer;
 use tokio_util::sync::CancellationToken;
 
 use self::aws::{Sim, SimDirectory, SimEvents, SimInventory, SimMailer, SimPorts};
+use self::lambda::LambdaConfig;
 use self::model::{Model, ModelConfig};
 use self::queue::SimQueue;
 use self::report::Report;
@@ -53,6 +55,10 @@ pub struct SimConfig {
     pub settings: Vec<String>,
     /// Crash one worker process (round robin) this often, replacing it.
     pub crash_every: Option<Duration>,
+    /// Run the worker as the Lambda function behind its event source
+    /// mapping instead of `workers` pools (`workers`, `concurrency` and
+    /// `crash_every` do not apply then).
+    pub lambda: Option<LambdaConfig>,
 }
 
 /// The settings every simulated process runs with: the IAM rate is the
@@ -93,7 +99,17 @@ fn settings(model: &ModelConfig, extra: &[String]) -> anyhow::Result<Settings> {
 /// Runs the keyrotor shape: the producer and `workers` pools at once,
 /// until every message has a result (or went to the DLQ).
 pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
-    let settings = Arc::new(settings(&config.model, &config.settings)?);
+    if config.lambda.is_some() && config.crash_every.is_some() {
+        anyhow::bail!("crashes are simulated for worker pools only, not the Lambda shape");
+    }
+    let mut extra = config.settings.clone();
+    if let Some(lambda) = config.lambda {
+        // As the hub stack sets it for the producer.
+        if !extra.iter().any(|e| e == "--fleet-groups") {
+            extra.extend(["--fleet-groups".into(), lambda.max_concurrency.to_string()]);
+        }
+    }
+    let settings = Arc::new(settings(&config.model, &extra)?);
     let as_of = Utc::now().trunc_subsecs(3);
     let model = Arc::new(Model::new(config.model.clone(), as_of));
     let world = World::build(&config.shape, as_of);
@@ -141,9 +157,23 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
         shutdown: shutdown.clone(),
     };
     let mut pools = tokio::task::JoinSet::new();
-    let mut handles: Vec<tokio::task::AbortHandle> = (0..config.workers)
-        .map(|_| pools.spawn(process.run()))
-        .collect();
+    let timeouts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut handles: Vec<tokio::task::AbortHandle> = match config.lambda {
+        Some(lambda) => {
+            let environments = process.clone();
+            pools.spawn(lambda::run_mapping(
+                lambda,
+                queue.clone(),
+                move || environments.worker(),
+                timeouts.clone(),
+                shutdown.clone(),
+            ));
+            Vec::new()
+        }
+        None => (0..config.workers)
+            .map(|_| pools.spawn(process.run()))
+            .collect(),
+    };
     // A crash: one process dies at once (its tasks, heartbeats and unsent
     // deletes with it) and a fresh one takes its place, as an instance
     // replaced by Lambda or an orchestrator would.
@@ -197,6 +227,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
         &queue.stats(),
     );
     report.crashes = crashed.load(std::sync::atomic::Ordering::Relaxed);
+    report.timeouts = timeouts.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 
@@ -215,9 +246,9 @@ struct Process {
 }
 
 impl Process {
-    /// Starts the process: its pool, until shutdown.
-    fn run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
-        let p = self.clone();
+    /// A fresh process's worker: its own limits, sessions and owner id.
+    fn worker(&self) -> Worker {
+        let p = self;
         let limits = Limits::new(&p.settings);
         let executor = Arc::new(Executor::new(
             p.settings.clone(),
@@ -225,7 +256,7 @@ impl Process {
             Arc::new(p.table.clone()),
             Executor::process_owner_id(),
         ));
-        let worker = Worker::new(
+        Worker::new(
             p.settings.clone(),
             executor,
             Arc::new(p.table.clone()),
@@ -240,7 +271,13 @@ impl Process {
                 templates: p.templates.clone(),
             }),
         )
-        .with_queue(Arc::new(p.queue.clone()));
+        .with_queue(Arc::new(p.queue.clone()))
+    }
+
+    /// Starts the process: its pool, until shutdown.
+    fn run(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+        let p = self.clone();
+        let worker = p.worker();
         let pool = PoolConfig {
             concurrency: p.concurrency,
             until_idle: None,

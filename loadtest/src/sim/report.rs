@@ -55,6 +55,8 @@ pub struct Report {
     pub lost_answers: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
+    /// Lambda invocations killed at the function's timeout (Lambda shape).
+    pub timeouts: u64,
     /// Median seconds per user (keyrotor: first receive to delete).
     pub p50_user_seconds: f64,
     /// 99th percentile of the same.
@@ -179,6 +181,7 @@ impl Report {
             conflicts: counters.conflicts,
             lost_answers: counters.lost_answers,
             crashes: 0,
+            timeouts: 0,
             p50_user_seconds: percentile(&user_seconds, 0.5),
             p99_user_seconds: percentile(&user_seconds, 0.99),
             peak_in_flight_per_account: 0,
@@ -231,7 +234,7 @@ impl Report {
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
              due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
-             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}\n  \
+             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}, timeouts {timeouts}\n  \
              per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
@@ -247,6 +250,7 @@ impl Report {
             conflicts = self.conflicts,
             lost_answers = self.lost_answers,
             crashes = self.crashes,
+            timeouts = self.timeouts,
             lost = self.lost_results,
             iam = self.iam_calls,
             iam_per = self.iam_calls_per_rotated_user,
