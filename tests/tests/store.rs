@@ -167,18 +167,24 @@ fn result(run_id: &str, account: &str, user: &str, outcome: &str) -> ResultItem 
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts() {
-    let emu = Emulator::start();
+/// The run and result stores over a fresh table, with `run` started.
+async fn started_run(emu: &Emulator, run: &str) -> (RunStore, ResultStore) {
     let config = emu.hub_config().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     ensure_table(&client, "keyrotor-store").await.unwrap();
     let runs = RunStore::new(client.clone(), "keyrotor-store");
     let results = ResultStore::new(client, "keyrotor-store");
-    let run = "2026-06-01T00:00:00Z-rollup";
     runs.start(run, keyrotor_e2e::today(), Mode::Audit, &[])
         .await
         .unwrap();
+    (runs, results)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts() {
+    let emu = Emulator::start();
+    let run = "2026-06-01T00:00:00Z-rollup";
+    let (runs, results) = started_run(&emu, run).await;
     for account in ["111111111111", "222222222222"] {
         runs.account_enqueued(run, account, &format!("name-{account}"), 2)
             .await
@@ -262,15 +268,8 @@ async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_producer() {
     let emu = Emulator::start();
-    let config = emu.hub_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    ensure_table(&client, "keyrotor-store").await.unwrap();
-    let runs = RunStore::new(client.clone(), "keyrotor-store");
-    let results = ResultStore::new(client, "keyrotor-store");
     let run = "2026-06-01T00:00:00Z-early";
-    runs.start(run, keyrotor_e2e::today(), Mode::Audit, &[])
-        .await
-        .unwrap();
+    let (runs, results) = started_run(&emu, run).await;
     // The workers were quicker than the producer's mark.
     for user in ["a", "b"] {
         let recorded = results

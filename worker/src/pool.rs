@@ -204,8 +204,8 @@ pub async fn run_pool(
         }
         // One permit per group: counting its waiting messages would idle
         // the pool (a receive of 10 from one group would take 10 permits
-        // for the work of two).
-        // Never more groups than the messages asked for, so this never waits.
+        // for the work of two). The receive asked for no more messages than
+        // there were free permits, so this never waits.
         for (_, group) in groups {
             let n = group.len() as u32;
             let permit = permits.clone().acquire_owned().await.expect("never closed");

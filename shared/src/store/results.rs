@@ -325,40 +325,12 @@ impl ResultStore {
             .expression_attribute_values(":email", s(r.account_email.clone().unwrap_or_default()))
             .build()
             .expect("table, key and expression are set");
-        let attempt = || async {
-            let transaction = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(count.clone()).build())
-                .send()
-                .await;
-            match transaction {
-                Ok(_) => Ok(false),
-                Err(e) => match cancellation(&e) {
-                    // The put's own condition: the result exists already.
-                    Some(reasons)
-                        if reasons.first().map(String::as_str)
-                            == Some("ConditionalCheckFailed") =>
-                    {
-                        Ok(true)
-                    }
-                    Some(reasons) if reasons.iter().any(|c| c == "TransactionConflict") => {
-                        Err(RecordFailure::Conflict)
-                    }
-                    _ => Err(RecordFailure::Aws(AwsError::from_sdk(
-                        "dynamodb:TransactWriteItems",
-                        e,
-                    ))),
-                },
-            }
-        };
-        // Real DynamoDB cancels a transaction that meets another on the same
-        // item (an account's results count on its one item), and the SDK
-        // does not retry that; nor has it retried a 5xx for ever.
-        let duplicate = super::retry_transient(attempt, RecordFailure::is_transient)
-            .await
-            .map_err(RecordFailure::into_aws)?;
+        let duplicate = self
+            .transact_once([
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(count).build(),
+            ])
+            .await?;
         if duplicate {
             return Ok(Recorded::Duplicate);
         }
@@ -458,24 +430,38 @@ impl ResultStore {
             .expression_attribute_values(":done", n(num(account, "done")))
             .build()
             .expect("table, key and expression are set");
+        // A failed condition: rolled up by another worker meanwhile (its
+        // counts cannot have moved: the account was complete).
+        self.transact_once([
+            TransactWriteItem::builder().update(mark).build(),
+            TransactWriteItem::builder().update(add).build(),
+        ])
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a transaction whose first item carries the condition that makes
+    /// it happen once: `Ok(true)` when that condition failed (done already),
+    /// `Ok(false)` when applied. Real DynamoDB cancels a transaction that
+    /// meets another on the same item (an account's results count on its
+    /// one item), and the SDK does not retry that; nor has it retried a 5xx
+    /// for ever: both are retried here.
+    async fn transact_once(&self, items: [TransactWriteItem; 2]) -> Result<bool, AwsError> {
         let attempt = || async {
             let transaction = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(mark.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(add.clone()).build())
+                .set_transact_items(Some(items.to_vec()))
                 .send()
                 .await;
             match transaction {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(false),
                 Err(e) => match cancellation(&e) {
-                    // Rolled up by another worker meanwhile. (Its counts
-                    // cannot have moved: the account was complete.)
                     Some(reasons)
                         if reasons.first().map(String::as_str)
                             == Some("ConditionalCheckFailed") =>
                     {
-                        Ok(())
+                        Ok(true)
                     }
                     Some(reasons) if reasons.iter().any(|c| c == "TransactionConflict") => {
                         Err(RecordFailure::Conflict)
