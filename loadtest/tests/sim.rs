@@ -139,6 +139,25 @@ fn a_seed_gives_the_same_run() {
 }
 
 #[test]
+fn a_seed_with_crashes_gives_the_same_run_on_busy_threads() {
+    // Crashes make busy users retry at their lease's end, a time the product
+    // computes from its clock: two runs at once on two threads must still
+    // agree, so that clock follows the simulation's, not the machine's.
+    let crashing = || SimConfig {
+        crash_every: Some(std::time::Duration::from_secs(15)),
+        ..small(7, 0.0)
+    };
+    let runs: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || on_paused_clock(simulate(&crashing())).unwrap()))
+        .collect();
+    let runs: Vec<_> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    let json = |r| serde_json::to_value(r).unwrap();
+    assert!(runs[0].crashes >= 3, "{}", runs[0].text());
+    assert_eq!(json(&runs[0]), json(&runs[1]));
+    assert_eq!(runs[0].finished_at, runs[1].finished_at);
+}
+
+#[test]
 fn the_reference_shape_reaches_every_user_of_a_small_organisation() {
     let report = on_paused_clock(reference::simulate(&small(5, 0.0)));
     assert_eq!(report.rotated, report.due, "{}", report.text());

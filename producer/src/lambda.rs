@@ -7,7 +7,6 @@
 //! ```
 //! Every field is optional; `{}` runs with the function's settings.
 
-use chrono::Utc;
 use keyrotor_shared::config::{AccountId, Mode, Settings};
 use keyrotor_shared::time::parse_as_of;
 use serde::Deserialize;
@@ -52,7 +51,7 @@ impl ScheduleEvent {
         };
         let as_of = match &self.as_of {
             Some(t) => parse_as_of(t)?,
-            None => Utc::now(),
+            None => keyrotor_shared::time::now(),
         };
         let accounts = match &self.accounts {
             Some(list) => Some(

@@ -199,7 +199,7 @@ impl Producer {
             req.as_of,
             req.mode == Mode::Enforce,
             self.settings.allow_future_as_of,
-            Utc::now(),
+            keyrotor_shared::time::now(),
         )?;
         // The run record keeps milliseconds; the messages carry exactly that.
         let req = &ProduceRequest {
@@ -473,7 +473,11 @@ impl Producer {
 /// A new run id: sortable by time, unique by a random suffix.
 pub fn new_run_id() -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &suffix[..8])
+    format!(
+        "{}-{}",
+        keyrotor_shared::time::now().format("%Y%m%dT%H%M%SZ"),
+        &suffix[..8]
+    )
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ impl ResultEvent {
             new_key_id: None,
             secret_arn: None,
             as_of,
-            at: Utc::now(),
+            at: crate::time::now(),
         }
     }
 }

@@ -1,7 +1,39 @@
 //! The evaluation time (`--as-of`, a run's `as_of`): an RFC 3339 time or a
 //! `YYYY-MM-DD` date (midnight UTC). One parser for the CLI and the Lambdas.
 
+use std::cell::Cell;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+thread_local! {
+    /// The load simulator's clock on this thread: a start time and the tokio
+    /// instant it was taken at. `None` (always, outside the simulator) means
+    /// the system clock.
+    static SIMULATED_CLOCK: Cell<Option<(DateTime<Utc>, tokio::time::Instant)>> =
+        const { Cell::new(None) };
+}
+
+/// The current time. keyrotor's code reads the clock only here, so that the
+/// load simulator, which runs it on tokio's paused clock, can make wall
+/// time and timers agree (and a run repeat exactly); everywhere else this
+/// is the system clock.
+pub fn now() -> DateTime<Utc> {
+    match SIMULATED_CLOCK.with(Cell::get) {
+        Some((start, taken)) => {
+            start
+                + Duration::from_std(tokio::time::Instant::now() - taken)
+                    .expect("a simulated run lasts less than centuries")
+        }
+        None => Utc::now(),
+    }
+}
+
+/// Makes [`now`] on this thread read `start` at this moment and then follow
+/// tokio's clock (paused in the load simulator, where every task runs on
+/// one thread). For the simulator only.
+pub fn simulate_clock_on_this_thread(start: DateTime<Utc>) {
+    SIMULATED_CLOCK.with(|clock| clock.set(Some((start, tokio::time::Instant::now()))));
+}
 
 /// How far ahead of this machine's clock an enforce evaluation time may be
 /// before it counts as "in the future": clock skew between the machine that
@@ -45,7 +77,7 @@ pub fn ledger_time(as_of: DateTime<Utc>, trust_as_of: bool) -> DateTime<Utc> {
     if trust_as_of {
         as_of
     } else {
-        as_of.max(Utc::now())
+        as_of.max(now())
     }
 }
 

@@ -93,7 +93,9 @@ pub fn delay_for(failure: &MessageFailure, receive_count: u32) -> Duration {
             not_before: Some(at),
             ..
         } => {
-            let wait = (*at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
+            let wait = (*at - keyrotor_shared::time::now())
+                .num_milliseconds()
+                .max(0) as u64;
             Duration::from_millis(wait + 1_000).min(Duration::from_secs(900))
         }
         _ => retry_delay(receive_count),
@@ -420,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_busy_user_is_retried_when_the_holders_lease_ends() {
-        let at = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let at = keyrotor_shared::time::now() + chrono::Duration::seconds(30);
         let busy = MessageFailure::Retry {
             reason: "busy".into(),
             not_before: Some(at),
@@ -432,7 +434,7 @@ mod tests {
         );
         let past = MessageFailure::Retry {
             reason: "busy".into(),
-            not_before: Some(chrono::Utc::now() - chrono::Duration::seconds(5)),
+            not_before: Some(keyrotor_shared::time::now() - chrono::Duration::seconds(5)),
         };
         assert_eq!(
             delay_for(&past, 3),

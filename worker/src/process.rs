@@ -431,7 +431,7 @@ impl Worker {
             Mode::Audit
         };
         if mode == Mode::Enforce {
-            let now = Utc::now();
+            let now = keyrotor_shared::time::now();
             if let Err(e) =
                 keyrotor_shared::time::check_enforce_as_of(m.as_of, true, s.allow_future_as_of, now)
             {
@@ -701,7 +701,7 @@ fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> R
         new_key_id: None,
         secret_arn: None,
         owner_email: None,
-        at: Utc::now(),
+        at: keyrotor_shared::time::now(),
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> Result<ExitCode, CliError> {
     let producer = Producer::new(settings.clone(), aws).await?;
     let req = ProduceRequest {
         run_id: args.run_id.clone(),
-        as_of: args.as_of.unwrap_or_else(Utc::now),
+        as_of: args.as_of.unwrap_or_else(keyrotor_shared::time::now),
         mode: settings.mode,
         accounts: None,
         force_users: args.force_users.clone(),

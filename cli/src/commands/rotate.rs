@@ -42,7 +42,7 @@ fn manual_run_id() -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!(
         "{}-manual-{}",
-        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        keyrotor_shared::time::now().format("%Y%m%dT%H%M%SZ"),
         &suffix[..8]
     )
 }
@@ -50,13 +50,16 @@ fn manual_run_id() -> String {
 /// Runs `rotate`.
 pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
     let ctx = context(cli).await?;
-    let as_of = args.as_of.unwrap_or_else(Utc::now).trunc_subsecs(3);
+    let as_of = args
+        .as_of
+        .unwrap_or_else(keyrotor_shared::time::now)
+        .trunc_subsecs(3);
     let enforce = ctx.settings.mode == Mode::Enforce;
     keyrotor_shared::time::check_enforce_as_of(
         as_of,
         enforce,
         ctx.settings.allow_future_as_of,
-        Utc::now(),
+        keyrotor_shared::time::now(),
     )
     .map_err(|e| CliError::Usage(e.to_string()))?;
     let who = format!("{}/{}", args.account, args.user);

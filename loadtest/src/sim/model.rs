@@ -197,8 +197,12 @@ pub struct Model {
 const SDK_ATTEMPTS: u32 = 5;
 
 impl Model {
-    /// A model starting now (on tokio's clock) at `origin_utc`.
+    /// A model starting now (on tokio's clock) at `origin_utc`. keyrotor's
+    /// own clock on this thread follows it from here, so that the times the
+    /// product computes (a busy user's retry, a lease's end) agree with the
+    /// model's, and a seed repeats its run exactly.
     pub fn new(config: ModelConfig, origin_utc: DateTime<Utc>) -> Model {
+        keyrotor_shared::time::simulate_clock_on_this_thread(origin_utc);
         Model {
             rng: Mutex::new(SmallRng::seed_from_u64(config.seed)),
             config,

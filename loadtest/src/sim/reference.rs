@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 use super::aws::Sim;
 use super::model::{Model, Retry, Service};
@@ -89,7 +89,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
 
 /// Runs the reference shape on a fresh world of the same shape and seed.
 pub async fn simulate(config: &SimConfig) -> Report {
-    let as_of = Utc::now();
+    let as_of = Utc::now().trunc_subsecs(3);
     let model = Arc::new(Model::new(config.model.clone(), as_of));
     let world = World::build(&config.shape, as_of);
     let users = world.users();

@@ -129,7 +129,7 @@ impl SdkIam {
                 .create_date
                 .as_ref()
                 .map(to_chrono)
-                .unwrap_or_else(Utc::now),
+                .unwrap_or_else(crate::time::now),
         })
     }
 }
@@ -143,7 +143,7 @@ fn jittered(d: std::time::Duration) -> std::time::Duration {
 }
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_else(Utc::now)
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_else(crate::time::now)
 }
 
 #[async_trait]

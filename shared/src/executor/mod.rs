@@ -464,7 +464,7 @@ impl Executor {
         changed |= before != history.deactivated_at.len() + history.reactivated_at.len();
         // An audit run evaluated in the future (a forecast) must not record
         // warnings or first-seen dates that have not happened yet.
-        let forecast = req.mode == Mode::Audit && req.as_of > Utc::now();
+        let forecast = req.mode == Mode::Audit && req.as_of > crate::time::now();
         if changed && !forecast {
             // Written with the lock's release.
             run.save_later();

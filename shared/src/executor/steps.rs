@@ -437,7 +437,7 @@ impl LockedRun<'_> {
         self.rotation_unwritten = true;
         tracing::info!(
             account_id = %self.req.account_id, user = %user, old_key_id = %old.key_id,
-            new_key_id = %new_key_id, secret_arn = %stored.arn, at = %Utc::now(), "rotated"
+            new_key_id = %new_key_id, secret_arn = %stored.arn, at = %crate::time::now(), "rotated"
         );
         Ok(KeyState {
             key_id: new_key_id,
@@ -591,7 +591,7 @@ fn rotation_written() {
 /// compares it with IAM's LastUsed (which is real time): never earlier than
 /// the real clock, even when the evaluation time lies in the past.
 fn verification_time(as_of: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
-    as_of.max(Utc::now())
+    as_of.max(crate::time::now())
 }
 
 /// Secrets Manager names: ASCII letters, digits and `/_+=.@-`, 1–512 long.

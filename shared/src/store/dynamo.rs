@@ -89,7 +89,7 @@ impl DynamoLedger {
 
 /// Lock leases use the real clock, never the evaluation time.
 fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    crate::time::now().timestamp_millis()
 }
 
 fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
@@ -287,7 +287,7 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
                 .collect(),
         )),
     );
-    opt("updated_at", Some(time(&Utc::now())));
+    opt("updated_at", Some(time(&crate::time::now())));
     (set, remove)
 }
 

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use chrono::Utc;
 
 use super::account_pk;
 use crate::config::AccountId;
@@ -72,7 +71,7 @@ impl AccountRegistry {
     /// writing again is safe). If an account appears more than once, the
     /// last occurrence wins (DynamoDB refuses duplicate keys in one batch).
     pub async fn put_all(&self, accounts: &[RegistryAccount]) -> Result<(), AwsError> {
-        let updated_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let updated_at = crate::time::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut last: HashMap<&AccountId, usize> = HashMap::new();
         for (i, a) in accounts.iter().enumerate() {
             last.insert(&a.account_id, i);
@@ -164,7 +163,7 @@ fn backoff(attempt: u32) -> Duration {
     let exp = BASE_BACKOFF.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let ceiling = exp.min(MAX_BACKOFF);
     // Jitter in [ceiling/2, ceiling], from the clock's sub-second digits.
-    let frac = f64::from(Utc::now().timestamp_subsec_nanos() % 1000) / 1000.0;
+    let frac = f64::from(crate::time::now().timestamp_subsec_nanos() % 1000) / 1000.0;
     ceiling.mul_f64(0.5 + frac / 2.0)
 }
 

@@ -504,7 +504,7 @@ impl ResultStore {
             done: num(&run, "done"),
             counts,
             failed_accounts,
-            at: Utc::now(),
+            at: crate::time::now(),
         })
     }
 
@@ -555,7 +555,7 @@ impl ResultStore {
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
         let (sk, what) = notice.item();
-        let now = Utc::now().timestamp_millis();
+        let now = crate::time::now().timestamp_millis();
         let takeover_ms = takeover.as_millis() as i64;
         let claim = self
             .client
@@ -596,7 +596,7 @@ impl ResultStore {
                 let claimed_at = num(&item, what.claimed_at);
                 Ok(Claim::Busy {
                     stale_at: DateTime::from_timestamp_millis(claimed_at + takeover_ms)
-                        .unwrap_or_else(Utc::now),
+                        .unwrap_or_else(crate::time::now),
                 })
             }
             Err(e) => Err(e),

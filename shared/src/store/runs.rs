@@ -236,7 +236,7 @@ impl RunStore {
         mode: Mode,
         forced: &[(String, String)],
     ) -> Result<String, AwsError> {
-        let now = Utc::now();
+        let now = crate::time::now();
         let set = "SET as_of = if_not_exists(as_of, :as_of), #mode = if_not_exists(#mode, :mode), \
                    started_at = if_not_exists(started_at, :now), enqueue_done = :false, \
                    msg_key = if_not_exists(msg_key, :key)";
@@ -462,7 +462,7 @@ impl RunStore {
                 .expression_attribute_values(":a", n(accounts))
                 .expression_attribute_values(":e", n(expected))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":now", time(&Utc::now())),
+                .expression_attribute_values(":now", time(&crate::time::now())),
         )
         .await?;
         Ok(())
