@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{init_queue, keyrotor_bin, today, Emulator};
 use keyrotor_loadtest::{measure, Stats};
-use keyrotor_shared::config::Mode;
+use keyrotor_shared::domain::Mode;
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use serde_json::Value;
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use keyrotor_shared::config::AccountId;
+use keyrotor_shared::domain::AccountId;
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::store::registry::{AccountRegistry, RegistryAccount};
 use serde::Serialize;

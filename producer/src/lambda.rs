@@ -7,7 +7,8 @@
 //! ```
 //! Every field is optional; `{}` runs with the function's settings.
 
-use keyrotor_shared::config::{AccountId, Mode, Settings};
+use keyrotor_shared::config::Settings;
+use keyrotor_shared::domain::{AccountId, Mode};
 use keyrotor_shared::time::parse_as_of;
 use serde::Deserialize;
 

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
-use keyrotor_shared::config::Mode;
+use keyrotor_shared::domain::Mode;
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 
 fn bench(c: &mut Criterion) {

@@ -8,13 +8,10 @@
 //! names the environment variable (clap's own errors would name only the flag).
 //! The README's configuration table is checked against this module by a test.
 
-use std::fmt;
-use std::str::FromStr;
-
 use chrono::Duration;
 use clap::{Args, Parser};
-use serde::{Deserialize, Serialize};
 
+use crate::domain::{AccountId, AccountSource, Mode};
 use crate::policy::{PolicyConfig, UnusedKeys};
 
 /// The most groups `KEYROTOR_SHARDS_PER_ACCOUNT=auto` spreads an account over.
@@ -256,97 +253,6 @@ pub struct SettingsArgs {
         global = true
     )]
     pub max_receives: String,
-}
-
-/// The audit/enforce switch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Report what is due; change nothing in IAM or Secrets Manager.
-    #[default]
-    Audit,
-    /// Perform what is due.
-    Enforce,
-}
-
-impl Mode {
-    /// The mode as it is spelled in settings, messages and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Audit => "audit",
-            Mode::Enforce => "enforce",
-        }
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "audit" => Ok(Mode::Audit),
-            "enforce" => Ok(Mode::Enforce),
-            other => Err(format!("expected `audit` or `enforce`, got `{other}`")),
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where the producer finds accounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccountSource {
-    /// AWS Organizations `ListAccounts` (or the chosen OUs).
-    Organizations,
-    /// The DynamoDB account registry filled by `keyrotor import-accounts`.
-    Table,
-}
-
-/// A 12-digit AWS account id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AccountId(String);
-
-impl AccountId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for AccountId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(AccountId(s.to_string()))
-        } else {
-            Err(format!("`{s}` is not a 12-digit account id"))
-        }
-    }
-}
-
-impl TryFrom<String> for AccountId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl From<AccountId> for String {
-    fn from(a: AccountId) -> String {
-        a.0
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A setting that could not be used; names the environment variable and the flag.

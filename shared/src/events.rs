@@ -8,17 +8,8 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Mode;
+use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
-
-/// One action in an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventAction {
-    /// `rotate`, `deactivate`, `delete`, `retire`, `delete-orphan`.
-    pub action: String,
-    /// The key acted on.
-    pub key_id: String,
-}
 
 /// `keyrotor.result.v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,10 +25,10 @@ pub struct ResultEvent {
     pub user_name: Option<String>,
     /// Audit or enforce.
     pub mode: Mode,
-    /// `rotated | deactivated | deleted | retired | warned | held | skipped | planned | noop | failed`.
-    pub outcome: String,
+    /// What happened.
+    pub outcome: Outcome,
     /// What was done.
-    pub actions: Vec<EventAction>,
+    pub actions: Vec<KeyAction>,
     /// Why.
     pub reason: String,
     /// The new key, when one was created.
@@ -68,7 +59,7 @@ impl ResultEvent {
             account_id: account_id.to_string(),
             user_name: None,
             mode,
-            outcome: "failed".into(),
+            outcome: Outcome::Failed,
             actions: Vec::new(),
             reason,
             new_key_id: None,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::limits::IamShare;
-use crate::config::Mode;
+use crate::domain::Mode;
 
 /// The version this code writes and reads.
 pub const MESSAGE_VERSION: u8 = 1;

@@ -10,7 +10,8 @@ use clap::Parser;
 use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{run, today, Emulator};
 use keyrotor_shared::aws::AwsContext;
-use keyrotor_shared::config::{Mode, Settings, SettingsArgs};
+use keyrotor_shared::config::{Settings, SettingsArgs};
+use keyrotor_shared::domain::Mode;
 use keyrotor_shared::message::WorkMessage;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
@@ -100,7 +101,7 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
                 .find("lambda-run", &acct, user)
                 .await
                 .unwrap()
-                .map(|(r, _)| r.outcome)
+                .map(|(r, _)| r.outcome.to_string())
         }
     };
     assert_eq!(done(a.id.clone(), "a1").await.as_deref(), Some("rotated"));

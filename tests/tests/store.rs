@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use keyrotor_e2e::Emulator;
-use keyrotor_shared::config::Mode;
+use keyrotor_shared::domain::{Action, KeyAction, Mode};
 use keyrotor_shared::store::results::{Recorded, ResultItem, ResultStore};
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::{ensure_table, DynamoLedger, LedgerPort, StoreError};
@@ -156,10 +156,11 @@ fn result(run_id: &str, account: &str, user: &str, outcome: &str) -> ResultItem 
         account_name: format!("name-{account}"),
         account_email: None,
         user_name: user.into(),
-        outcome: outcome.into(),
-        mode: "audit".into(),
+        outcome: outcome.parse().unwrap(),
+        mode: Mode::Audit,
         reason: "test".into(),
         actions: Vec::new(),
+        due: Vec::new(),
         new_key_id: None,
         secret_arn: None,
         owner_email: None,
@@ -291,4 +292,45 @@ async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_pro
     // A later look (a redelivery) does not add it again.
     let (_, whole) = results.progress(run, "111111111111").await.unwrap();
     assert_eq!(whole.map(|r| (r.done, r.complete())), Some((2, true)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_item_reads_back_as_it_was_written() {
+    let emu = Emulator::start();
+    let run = "2026-06-01T00:00:00Z-roundtrip";
+    let (runs, results) = started_run(&emu, run).await;
+    runs.account_enqueued(run, "111111111111", "name-111111111111", 2)
+        .await
+        .unwrap();
+    let rotated = ResultItem {
+        mode: Mode::Enforce,
+        actions: vec![
+            KeyAction::new(Action::DeleteOrphan, "AKIAORPHAN"),
+            KeyAction::new(Action::Rotate, "AKIAOLD"),
+        ],
+        new_key_id: Some("AKIANEW".into()),
+        secret_arn: Some("arn:aws:secretsmanager:us-east-1:111111111111:secret:k".into()),
+        owner_email: Some("owner@example.com".into()),
+        account_email: Some("account@example.com".into()),
+        ..result(run, "111111111111", "a", "rotated")
+    };
+    let planned = ResultItem {
+        due: vec![
+            KeyAction::new(Action::Rotate, "AKIA1"),
+            KeyAction::new(Action::Delete, "AKIA2"),
+        ],
+        ..result(run, "111111111111", "b", "planned")
+    };
+    for item in [&rotated, &planned] {
+        results.record(item).await.unwrap();
+        let (back, published) = results
+            .find(run, &item.account_id, &item.user_name)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&back, item);
+        assert!(!published);
+    }
+    let listed = results.account_results(run, "111111111111").await.unwrap();
+    assert_eq!(listed, vec![rotated, planned]);
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use keyrotor_shared::domain::Outcome;
 use keyrotor_shared::queue::{QueuePort, Received};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -322,7 +323,7 @@ async fn handle_one(
         Ok(handled) => {
             match handled {
                 Handled::Done(outcome) => {
-                    if outcome == "failed" {
+                    if outcome == Outcome::Failed {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
                     }
                     stats.done.fetch_add(1, Ordering::Relaxed)

@@ -11,10 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use keyrotor_shared::config::{Mode, Settings};
+use keyrotor_shared::config::Settings;
+use keyrotor_shared::domain::{KeyAction, Mode, Outcome};
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventAction, EventSink, ResultEvent, RESULT_EVENT_TYPE};
-use keyrotor_shared::executor::{ExecError, Executor, Outcome, UserRequest, UserResult};
+use keyrotor_shared::events::{EventSink, ResultEvent, RESULT_EVENT_TYPE};
+use keyrotor_shared::executor::{ExecError, Executor, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
 use keyrotor_shared::queue::QueuePort;
 use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
@@ -27,7 +28,7 @@ use crate::shares::MessagesLeft;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
     /// Processed; its outcome.
-    Done(String),
+    Done(Outcome),
     /// Its result was already recorded (a duplicate delivery): nothing done.
     Duplicate,
     /// Not acted on and not recorded: it does not match the run record it
@@ -274,7 +275,7 @@ impl Worker {
         fail::fail_point!("worker-after-publish");
         self.after_record(m, progress).await?;
         Ok(Processed {
-            handled: Handled::Done(item.outcome.clone()),
+            handled: Handled::Done(item.outcome),
             result,
             item: Some(item),
         })
@@ -321,18 +322,10 @@ impl Worker {
                 None
             }
         };
-        let Some(work) = work else {
+        let Some((work, outcome)) =
+            work.and_then(|w| Outcome::of_changes(&w.performed).map(|o| (w, o)))
+        else {
             return failed_item(m, mode, &reason);
-        };
-        let did = |a: &str| work.performed.iter().any(|(action, _)| action == a);
-        let outcome = if did("rotate") {
-            Outcome::Rotated
-        } else if did("retire") {
-            Outcome::Retired
-        } else if did("deactivate") {
-            Outcome::Deactivated
-        } else {
-            Outcome::Deleted
         };
         tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %reason, "user failed after changes were made; reporting them");
         ResultItem {
@@ -488,7 +481,7 @@ impl Worker {
     /// published), then marks it published.
     async fn publish(&self, m: &WorkMessage, item: &ResultItem) -> Result<(), AwsError> {
         if let Some(events) = &self.events {
-            if item.outcome != "noop" || self.settings.publish_noop {
+            if item.outcome != Outcome::Noop || self.settings.publish_noop {
                 events.publish_result(&event_of(m, item)).await?;
                 // Between the event and its mark: the one place a crash
                 // publishes an event twice (SNS itself is at-least-once).
@@ -625,6 +618,7 @@ impl Worker {
                         outcome: r.outcome,
                         reason: r.reason,
                         actions: r.actions,
+                        due: r.due,
                         new_key_id: r.new_key_id,
                         secret_arn: r.secret_arn,
                         owner_email: r.owner_email,
@@ -694,10 +688,11 @@ fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> R
         account_name: m.account_name.clone(),
         account_email: m.owner_email.clone(),
         user_name: m.user_name.clone(),
-        outcome: outcome.as_str().to_string(),
-        mode: mode.as_str().to_string(),
+        outcome,
+        mode,
         reason,
         actions: Vec::new(),
+        due: Vec::new(),
         new_key_id: None,
         secret_arn: None,
         owner_email: None,
@@ -707,11 +702,16 @@ fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> R
 
 fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
     ResultItem {
-        actions: r
-            .performed
-            .iter()
-            .map(|p| (p.action.clone(), p.key_id.clone()))
-            .collect(),
+        actions: r.performed.clone(),
+        due: if r.outcome == Outcome::Planned {
+            r.plan
+                .actions
+                .iter()
+                .filter_map(|a| a.action.change().map(|c| KeyAction::new(c, &a.key_id)))
+                .collect()
+        } else {
+            Vec::new()
+        },
         new_key_id: r.new_key_id.clone(),
         secret_arn: r.secret_arn.clone(),
         owner_email: r.owner_email.clone(),
@@ -730,16 +730,9 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
         run_id: m.run_id.clone(),
         account_id: m.account_id.clone(),
         user_name: Some(m.user_name.clone()),
-        mode: item.mode.parse().unwrap_or(m.mode),
-        outcome: item.outcome.clone(),
-        actions: item
-            .actions
-            .iter()
-            .map(|(action, key_id)| EventAction {
-                action: action.clone(),
-                key_id: key_id.clone(),
-            })
-            .collect(),
+        mode: item.mode,
+        outcome: item.outcome,
+        actions: item.actions.clone(),
         reason: item.reason.clone(),
         new_key_id: item.new_key_id.clone(),
         secret_arn: item.secret_arn.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use keyrotor_shared::config::AccountId;
+use keyrotor_shared::domain::AccountId;
 use keyrotor_shared::executor::UserRequest;
 use tokio::task::JoinSet;
 

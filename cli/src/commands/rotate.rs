@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use clap::Args;
-use keyrotor_shared::config::{AccountId, Mode};
+use keyrotor_shared::domain::{AccountId, Mode, Outcome};
 use keyrotor_shared::executor::UserRequest;
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use keyrotor_shared::store::runs::RunStore;
@@ -137,12 +137,11 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
             output::print(cli.output, &result, output::result_text);
             Ok(ExitCode::SUCCESS)
         }
-        (None, Some(item)) if item.outcome == "failed" => Err(CliError::Failed(anyhow::anyhow!(
-            "{who}: {} (run {run_id})",
-            item.reason
-        ))),
+        (None, Some(item)) if item.outcome == Outcome::Failed => Err(CliError::Failed(
+            anyhow::anyhow!("{who}: {} (run {run_id})", item.reason),
+        )),
         (None, item) => {
-            let outcome = item.map(|i| i.outcome).unwrap_or_default();
+            let outcome = item.map(|i| i.outcome.as_str()).unwrap_or_default();
             output::print(
                 cli.output,
                 &serde_json::json!({"run_id": run_id, "account_id": account, "user_name": args.user, "outcome": outcome}),

@@ -533,7 +533,7 @@ impl EventSink for SimEvents {
             .published
             .lock()
             .expect("not poisoned")
-            .entry(event.outcome.clone())
+            .entry(event.outcome.as_str().to_string())
             .or_default() += 1;
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use keyrotor_shared::config::Mode;
+use keyrotor_shared::domain::Mode;
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{RunEvent, RUN_EVENT_TYPE};
 use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
@@ -444,7 +444,10 @@ impl ResultsPort for SimTable {
             run.results.insert(key, (r.clone(), false));
             let account = run.accounts.entry(r.account_id.clone()).or_default();
             account.done += 1;
-            *account.counts.entry(r.outcome.clone()).or_default() += 1;
+            *account
+                .counts
+                .entry(r.outcome.as_str().to_string())
+                .or_default() += 1;
             state.recorded_at.push(now);
         }
         let (account, run) = self.progress(&r.run_id, &r.account_id).await?;

@@ -18,14 +18,14 @@ use crate::aws::{
     AwsContext, IamPort, IamShare, KeyVerifier, Limits, SdkIam, SdkSecrets, SecretsPort,
     StsVerifier,
 };
-use crate::config::{Mode, Settings};
-use crate::domain::{KeyState, KeyStatus};
+use crate::config::Settings;
+use crate::domain::{KeyAction, KeyState, KeyStatus, Mode, Outcome};
 use crate::error::AwsError;
 use crate::policy::{self, ActionKind, Evaluation, UserFacts};
 use crate::store::{LedgerPort, RunWork, StoreError, UserRecord};
 
 pub use exemption::exemption;
-pub use report::{ActionView, KeyView, Outcome, Performed, UserPlan, UserResult};
+pub use report::{ActionView, KeyView, UserPlan, UserResult};
 
 /// The AWS ports for one account.
 #[derive(Clone)]
@@ -332,11 +332,7 @@ impl Executor {
             user: &user,
             req,
             record,
-            performed: earlier
-                .performed
-                .into_iter()
-                .map(|(action, key_id)| Performed { action, key_id })
-                .collect(),
+            performed: earlier.performed,
             new_key_id: earlier.new_key_id,
             secret_arn: earlier.secret_arn,
             notes: Vec::new(),
@@ -375,7 +371,7 @@ impl Executor {
     async fn run_locked(
         &self,
         run: &mut steps::LockedRun<'_>,
-        announced: Option<(String, String)>,
+        announced: Option<KeyAction>,
     ) -> Result<UserResult, ExecError> {
         let req = run.req;
         let mut keys = run.ports.iam.list_keys(&req.user_name).await?;
@@ -541,20 +537,13 @@ fn plan_view(req: &UserRequest, keys: &[KeyState], evaluation: &Evaluation) -> U
 /// about: a new key first, then switches off, deletions, then what is pending.
 fn outcome_of(
     mode: Mode,
-    performed: &[Performed],
+    performed: &[KeyAction],
     due: &[policy::PlannedAction],
     evaluation: &Evaluation,
     warned: bool,
 ) -> Outcome {
-    let did = |a: &str| performed.iter().any(|p| p.action == a);
-    if did("rotate") {
-        Outcome::Rotated
-    } else if did("retire") {
-        Outcome::Retired
-    } else if did("deactivate") {
-        Outcome::Deactivated
-    } else if did("delete") || did("delete-orphan") {
-        Outcome::Deleted
+    if let Some(changed) = Outcome::of_changes(performed) {
+        changed
     } else if mode == Mode::Audit && !due.is_empty() {
         Outcome::Planned
     } else if evaluation

@@ -4,52 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::KeyState;
+use crate::domain::{KeyAction, KeyState, Outcome};
 use crate::policy::{ActionKind, PlannedAction};
-
-/// The result of one user's processing, as SNS events and the CLI name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// A new key was created and stored.
-    Rotated,
-    /// An old key was switched off.
-    Deactivated,
-    /// An inactive key was deleted.
-    Deleted,
-    /// A never-used key was switched off without a replacement.
-    Retired,
-    /// A warning of an upcoming action was recorded.
-    Warned,
-    /// A due action is held back (adoption check, or a full key slot).
-    Held,
-    /// The user is exempt.
-    Skipped,
-    /// Audit mode: actions are due but nothing was changed.
-    Planned,
-    /// Nothing due.
-    Noop,
-    /// Processing failed.
-    Failed,
-}
-
-impl Outcome {
-    /// The outcome as events spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Rotated => "rotated",
-            Outcome::Deactivated => "deactivated",
-            Outcome::Deleted => "deleted",
-            Outcome::Retired => "retired",
-            Outcome::Warned => "warned",
-            Outcome::Held => "held",
-            Outcome::Skipped => "skipped",
-            Outcome::Planned => "planned",
-            Outcome::Noop => "noop",
-            Outcome::Failed => "failed",
-        }
-    }
-}
 
 /// One key as `plan` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,16 +55,6 @@ impl From<&PlannedAction> for ActionView {
     }
 }
 
-/// An action that was carried out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Performed {
-    /// What was done (`rotate`, `deactivate`, `delete`, `retire`, or
-    /// `delete-orphan` for a key left behind by an interrupted rotation).
-    pub action: String,
-    /// The key it was done to (for `rotate`, the key that was replaced).
-    pub key_id: String,
-}
-
 /// `plan` for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserPlan {
@@ -139,7 +85,7 @@ pub struct UserResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_arn: Option<String>,
     /// What was carried out, in order.
-    pub performed: Vec<Performed>,
+    pub performed: Vec<KeyAction>,
     /// The user's owner (the owner-tag email), if tagged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,

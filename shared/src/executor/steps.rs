@@ -20,10 +20,10 @@ use super::documents::{
     READ_OWN_SECRET_POLICY,
 };
 use super::heartbeat::Heartbeat;
-use super::{AccountPorts, ExecError, Performed, UserRequest};
+use super::{AccountPorts, ExecError, UserRequest};
 use crate::aws::{StoreSecret, UserInfo};
-use crate::config::{Mode, Settings};
-use crate::domain::{KeyState, KeyStatus, Verification};
+use crate::config::Settings;
+use crate::domain::{Action, KeyAction, KeyState, KeyStatus, Mode, Verification};
 use crate::policy::{ActionKind, PlannedAction};
 use crate::store::{Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
 
@@ -38,12 +38,12 @@ pub(super) struct LockedRun<'a> {
     pub user: &'a UserInfo,
     pub req: &'a UserRequest,
     pub record: UserRecord,
-    pub performed: Vec<Performed>,
+    pub performed: Vec<KeyAction>,
     pub new_key_id: Option<String>,
     pub secret_arn: Option<String>,
     pub notes: Vec<String>,
     /// The IAM change about to be made (see [`RunWork::pending`]).
-    pub pending: Option<(String, String)>,
+    pub pending: Option<KeyAction>,
     /// The ledger as it is to be written once the next write goes out, when
     /// a step's record is waiting for it: what an immediate write would
     /// have written at that moment (see [`LockedRun::save_later`]).
@@ -80,11 +80,7 @@ impl LockedRun<'_> {
         if let (Some(run_id), true) = (&self.req.run_id, has_work) {
             self.record.last_run = Some(RunWork {
                 run_id: run_id.clone(),
-                performed: self
-                    .performed
-                    .iter()
-                    .map(|p| (p.action.clone(), p.key_id.clone()))
-                    .collect(),
+                performed: self.performed.clone(),
                 new_key_id: self.new_key_id.clone(),
                 secret_arn: self.secret_arn.clone(),
                 pending: self.pending.clone(),
@@ -189,10 +185,10 @@ impl LockedRun<'_> {
                     }
                     self.new_key_id = Some(key.key_id.clone());
                     self.secret_arn = Some(info.arn.clone());
-                    self.performed.push(Performed {
-                        action: "rotate".into(),
-                        key_id: self.record.old_key_id.clone().unwrap_or_default(),
-                    });
+                    self.performed.push(KeyAction::new(
+                        Action::Rotate,
+                        self.record.old_key_id.clone().unwrap_or_default(),
+                    ));
                 }
                 // A key someone has signed with is not ours to delete: an
                 // orphan was never stored, so nobody can have used it.
@@ -203,17 +199,15 @@ impl LockedRun<'_> {
                     ));
                 }
                 _ => {
-                    self.announce("delete-orphan", &key.key_id).await?;
+                    self.announce(Action::DeleteOrphan, &key.key_id).await?;
                     tracing::warn!(key_id = %key.key_id, "deleting an orphan key: created by an interrupted rotation, never stored");
                     self.ports
                         .iam
                         .delete_key(&self.req.user_name, &key.key_id)
                         .await?;
                     deleted.push(key.key_id.clone());
-                    self.performed.push(Performed {
-                        action: "delete-orphan".into(),
-                        key_id: key.key_id.clone(),
-                    });
+                    self.performed
+                        .push(KeyAction::new(Action::DeleteOrphan, key.key_id.clone()));
                 }
             }
         }
@@ -227,9 +221,9 @@ impl LockedRun<'_> {
     }
 
     /// Records the IAM change about to be made, before making it.
-    async fn announce(&mut self, action: &str, key_id: &str) -> Result<(), ExecError> {
+    async fn announce(&mut self, action: Action, key_id: &str) -> Result<(), ExecError> {
         if self.req.run_id.is_some() {
-            self.pending = Some((action.to_string(), key_id.to_string()));
+            self.pending = Some(KeyAction::new(action, key_id));
             self.save().await?;
             self.pending = None;
         }
@@ -239,15 +233,18 @@ impl LockedRun<'_> {
     /// Whether the IAM change an earlier delivery of this run announced,
     /// but did not record, happened (a crash in between): IAM tells. If it
     /// did, it is reported as this run's work.
-    pub fn confirm_announced(&mut self, announced: (String, String), keys: &[KeyState]) {
-        let (action, key_id) = announced;
-        let key = keys.iter().find(|k| k.key_id == key_id);
-        let happened = match action.as_str() {
-            "delete" | "delete-orphan" => key.is_none(),
-            _ => key.is_some_and(|k| k.status == KeyStatus::Inactive),
+    pub fn confirm_announced(&mut self, announced: KeyAction, keys: &[KeyState]) {
+        let key = keys.iter().find(|k| k.key_id == announced.key_id);
+        let happened = match announced.action {
+            Action::Delete | Action::DeleteOrphan => key.is_none(),
+            Action::Deactivate | Action::Retire => {
+                key.is_some_and(|k| k.status == KeyStatus::Inactive)
+            }
+            // A rotation is never announced: its intent covers it.
+            Action::Rotate => false,
         };
         if happened {
-            self.performed.push(Performed { action, key_id });
+            self.performed.push(announced);
         }
     }
 
@@ -272,21 +269,24 @@ impl LockedRun<'_> {
                         .push(format!("refused to delete active key {}", key.key_id));
                     return Ok(());
                 }
-                self.announce("delete", &key.key_id).await?;
+                self.announce(Action::Delete, &key.key_id).await?;
                 self.ports.iam.delete_key(user, &key.key_id).await?;
                 fail::fail_point!("after-delete-key");
                 self.record.history.deactivated_at.remove(&key.key_id);
                 self.record.history.reactivated_at.remove(&key.key_id);
-                self.performed.push(Performed {
-                    action: "delete".into(),
-                    key_id: key.key_id.clone(),
-                });
+                self.performed
+                    .push(KeyAction::new(Action::Delete, key.key_id.clone()));
                 keys.retain(|k| k.key_id != key.key_id);
                 self.save_later();
             }
             ActionKind::Deactivate | ActionKind::Retire => {
+                let change = if action.kind == ActionKind::Retire {
+                    Action::Retire
+                } else {
+                    Action::Deactivate
+                };
                 if key.status == KeyStatus::Active {
-                    self.announce(action.kind.as_str(), &key.key_id).await?;
+                    self.announce(change, &key.key_id).await?;
                     self.ports.iam.deactivate_key(user, &key.key_id).await?;
                     fail::fail_point!("after-deactivate-key");
                 }
@@ -298,10 +298,8 @@ impl LockedRun<'_> {
                     .deactivated_at
                     .insert(key.key_id.clone(), at);
                 self.record.history.reactivated_at.remove(&key.key_id);
-                self.performed.push(Performed {
-                    action: action.kind.as_str().into(),
-                    key_id: key.key_id.clone(),
-                });
+                self.performed
+                    .push(KeyAction::new(change, key.key_id.clone()));
                 if let Some(k) = keys.iter_mut().find(|k| k.key_id == key.key_id) {
                     k.status = KeyStatus::Inactive;
                 }
@@ -427,10 +425,8 @@ impl LockedRun<'_> {
         self.record.secret_version = Some(stored.version_id);
         self.new_key_id = Some(new_key_id.clone());
         self.secret_arn = Some(stored.arn.clone());
-        self.performed.push(Performed {
-            action: "rotate".into(),
-            key_id: old.key_id.clone(),
-        });
+        self.performed
+            .push(KeyAction::new(Action::Rotate, old.key_id.clone()));
         // Written with the lock's release (or the next step's write): until
         // then the intent stands, and recovery finishes a stored key.
         self.save_later();

@@ -131,6 +131,21 @@ impl ActionKind {
     }
 }
 
+impl ActionKind {
+    /// The change this action makes to a key, or `None` for a warning or a
+    /// hold (which change nothing).
+    pub fn change(self) -> Option<crate::domain::Action> {
+        use crate::domain::Action;
+        match self {
+            ActionKind::Rotate => Some(Action::Rotate),
+            ActionKind::Deactivate => Some(Action::Deactivate),
+            ActionKind::Delete => Some(Action::Delete),
+            ActionKind::Retire => Some(Action::Retire),
+            ActionKind::Warn | ActionKind::Hold => None,
+        }
+    }
+}
+
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

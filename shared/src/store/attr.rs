@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use crate::domain::KeyAction;
+
 /// A string attribute.
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -29,41 +31,43 @@ pub(crate) fn run_key(run_id: &str, sk: String) -> HashMap<String, AttributeValu
     ])
 }
 
-/// (action, key id) pairs as a list of `{action, key_id}` maps: the shape
-/// of a result item's `actions` and of the ledger's `last_run_actions`.
-pub(crate) fn actions(pairs: &[(String, String)]) -> AttributeValue {
+/// Key actions as a list of `{action, key_id}` maps: the shape of a result
+/// item's `actions` and `due` and of the ledger's `last_run_actions`.
+pub(crate) fn actions(list: &[KeyAction]) -> AttributeValue {
     AttributeValue::L(
-        pairs
-            .iter()
-            .map(|(a, k)| {
+        list.iter()
+            .map(|a| {
                 AttributeValue::M(HashMap::from([
-                    ("action".to_string(), s(a)),
-                    ("key_id".to_string(), s(k)),
+                    ("action".to_string(), s(a.action.as_str())),
+                    ("key_id".to_string(), s(&a.key_id)),
                 ]))
             })
             .collect(),
     )
 }
 
-/// The (action, key id) pairs of an [`actions`] attribute (none when absent).
+/// The key actions of an [`actions`] attribute (none when absent), or what
+/// is wrong with it.
 pub(crate) fn read_actions(
     item: &HashMap<String, AttributeValue>,
     name: &str,
-) -> Vec<(String, String)> {
-    item.get(name)
-        .and_then(|v| v.as_l().ok())
-        .map(|l| {
-            l.iter()
-                .filter_map(|a| a.as_m().ok())
-                .map(|m| {
-                    (
-                        text(m, "action").unwrap_or_default(),
-                        text(m, "key_id").unwrap_or_default(),
-                    )
-                })
-                .collect()
+) -> Result<Vec<KeyAction>, String> {
+    let Some(list) = item.get(name) else {
+        return Ok(Vec::new());
+    };
+    let list = list.as_l().map_err(|_| format!("`{name}` is not a list"))?;
+    list.iter()
+        .map(|entry| {
+            let m = entry
+                .as_m()
+                .map_err(|_| format!("an entry of `{name}` is not a map"))?;
+            let action = text(m, "action").unwrap_or_default();
+            Ok(KeyAction {
+                action: action.parse().map_err(|e| format!("`{name}`: {e}"))?,
+                key_id: text(m, "key_id").ok_or_else(|| format!("`{name}`: no key_id"))?,
+            })
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// A string attribute's value.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::attr::{actions, n, read_actions, s, time};
 use super::{account_pk, user_sk, Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
-use crate::domain::{KeyHistory, Verification};
+use crate::domain::{KeyAction, KeyHistory, Verification};
 use crate::error::AwsError;
 
 /// Free, or held by someone whose lease has run out.
@@ -131,15 +131,24 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreErr
         secret_name: get_s(item, "intent_secret_name").map(str::to_string),
         secrets_account: get_s(item, "intent_secrets_account").map(str::to_string),
     });
-    let last_run = get_s(item, "last_run_id").map(|run_id| RunWork {
-        run_id: run_id.to_string(),
-        performed: read_actions(item, "last_run_actions"),
-        new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
-        secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
-        pending: get_s(item, "last_run_pending_action")
-            .zip(get_s(item, "last_run_pending_key"))
-            .map(|(action, key)| (action.to_string(), key.to_string())),
-    });
+    let last_run = match get_s(item, "last_run_id") {
+        None => None,
+        Some(run_id) => Some(RunWork {
+            run_id: run_id.to_string(),
+            performed: read_actions(item, "last_run_actions").map_err(StoreError::Corrupt)?,
+            new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
+            secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
+            pending: match get_s(item, "last_run_pending_action")
+                .zip(get_s(item, "last_run_pending_key"))
+            {
+                None => None,
+                Some((action, key)) => Some(KeyAction {
+                    action: action.parse().map_err(StoreError::Corrupt)?,
+                    key_id: key.to_string(),
+                }),
+            },
+        }),
+    };
     let time_map = |name: &str| -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
         let mut map = BTreeMap::new();
         if let Some(AttributeValue::M(m)) = item.get(name) {
@@ -234,8 +243,11 @@ fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'st
         last_run.and_then(|r| r.secret_arn.clone()).map(s),
     );
     let pending = last_run.and_then(|r| r.pending.as_ref());
-    opt("last_run_pending_action", pending.map(|(a, _)| s(a)));
-    opt("last_run_pending_key", pending.map(|(_, k)| s(k)));
+    opt(
+        "last_run_pending_action",
+        pending.map(|p| s(p.action.as_str())),
+    );
+    opt("last_run_pending_key", pending.map(|p| s(&p.key_id)));
     opt("old_key_id", record.old_key_id.clone().map(s));
     opt("new_key_id", record.new_key_id.clone().map(s));
     opt("rotated_at", record.rotated_at.as_ref().map(time));
@@ -420,6 +432,7 @@ impl LedgerPort for DynamoLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Action;
 
     #[test]
     fn a_record_survives_encoding() {
@@ -435,10 +448,10 @@ mod tests {
             }),
             last_run: Some(RunWork {
                 run_id: "20260301T100000Z-0a1b2c3d".into(),
-                performed: vec![("rotate".into(), "AKIA1".into())],
+                performed: vec![KeyAction::new(Action::Rotate, "AKIA1")],
                 new_key_id: Some("AKIA2".into()),
                 secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
-                pending: Some(("deactivate".into(), "AKIA0".into())),
+                pending: Some(KeyAction::new(Action::Deactivate, "AKIA0")),
             }),
             old_key_id: Some("AKIA1".into()),
             new_key_id: None,

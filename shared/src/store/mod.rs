@@ -12,7 +12,7 @@ mod table;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::KeyHistory;
+use crate::domain::{KeyAction, KeyHistory};
 
 pub use self::retry::retry_transient;
 use crate::error::AwsError;
@@ -45,7 +45,7 @@ pub struct RunWork {
     /// The run.
     pub run_id: String,
     /// (action, key id) pairs performed, in order.
-    pub performed: Vec<(String, String)>,
+    pub performed: Vec<KeyAction>,
     /// The key created, if one was.
     pub new_key_id: Option<String>,
     /// The secret holding it.
@@ -53,7 +53,7 @@ pub struct RunWork {
     /// An (action, key id) about to be done in IAM: written before the
     /// call, so that a redelivery after a crash between the call and its
     /// record can tell, from IAM, whether it happened.
-    pub pending: Option<(String, String)>,
+    pub pending: Option<KeyAction>,
 }
 
 /// The lifecycle ledger of one user (everything but the lock fields).

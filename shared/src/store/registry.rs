@@ -15,7 +15,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::account_pk;
-use crate::config::AccountId;
+use crate::domain::AccountId;
 use crate::error::AwsError;
 
 /// The sort key of an account's registry item.

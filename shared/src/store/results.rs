@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::attr::{actions, flag, n, num, read_actions, run_key as key, s, text};
 use super::runs::run_pk;
+use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
 
 /// How long result items are kept (TTL `expires_at`).
@@ -36,14 +37,17 @@ pub struct ResultItem {
     pub account_email: Option<String>,
     /// User.
     pub user_name: String,
-    /// Outcome (`rotated`, ..., `failed`).
-    pub outcome: String,
-    /// `audit` / `enforce`.
-    pub mode: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// The mode the user was processed in.
+    pub mode: Mode,
     /// Why.
     pub reason: String,
-    /// (action, key id) pairs performed.
-    pub actions: Vec<(String, String)>,
+    /// What was carried out, in order.
+    pub actions: Vec<KeyAction>,
+    /// For a `planned` result: the changes an enforce run would make (the
+    /// digest words them; other outcomes leave this empty).
+    pub due: Vec<KeyAction>,
     /// New key, if created.
     pub new_key_id: Option<String>,
     /// Secret holding it.
@@ -221,13 +225,9 @@ fn result_sk(account_id: &str, user_name: &str) -> String {
     format!("RESULT#{account_id}#{user_name}")
 }
 
-/// Outcome names are used in attribute names: keep them to `[a-z_]`.
-fn counter(outcome: &str) -> String {
-    let clean: String = outcome
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() { c } else { '_' })
-        .collect();
-    format!("count_{clean}")
+/// The counter attribute of an outcome (`count_rotated`, ...).
+fn counter(outcome: Outcome) -> String {
+    format!("count_{}", outcome.as_str())
 }
 
 impl ResultStore {
@@ -251,7 +251,7 @@ impl ResultStore {
             return Ok(None);
         }
         Ok(Some((
-            decode(run_id, account_id, &item),
+            decode(run_id, account_id, &item)?,
             flag(&item, "published"),
         )))
     }
@@ -283,10 +283,13 @@ impl ResultStore {
         item.insert("account_id".into(), s(&r.account_id));
         item.insert("account_name".into(), s(&r.account_name));
         item.insert("user_name".into(), s(&r.user_name));
-        item.insert("outcome".into(), s(&r.outcome));
-        item.insert("mode".into(), s(&r.mode));
+        item.insert("outcome".into(), s(r.outcome.as_str()));
+        item.insert("mode".into(), s(r.mode.as_str()));
         item.insert("reason".into(), s(&r.reason));
         item.insert("actions".into(), actions(&r.actions));
+        if !r.due.is_empty() {
+            item.insert("due".into(), actions(&r.due));
+        }
         for (name, value) in [
             ("new_key_id", &r.new_key_id),
             ("secret_arn", &r.secret_arn),
@@ -319,7 +322,7 @@ impl ResultStore {
             .set_key(Some(key(&r.run_id, format!("ACCOUNT#{}", r.account_id))))
             .update_expression(format!(
                 "ADD done :one, {} :one SET owner_email = :email",
-                counter(&r.outcome)
+                counter(r.outcome)
             ))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":email", s(r.account_email.clone().unwrap_or_default()))
@@ -675,7 +678,7 @@ impl ResultStore {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
             for item in page.items.unwrap_or_default() {
-                out.push(decode(run_id, account_id, &item));
+                out.push(decode(run_id, account_id, &item)?);
             }
         }
         out.sort_by(|a, b| a.user_name.cmp(&b.user_name));
@@ -683,17 +686,33 @@ impl ResultStore {
     }
 }
 
-fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>) -> ResultItem {
-    ResultItem {
+fn decode(
+    run_id: &str,
+    account_id: &str,
+    item: &HashMap<String, AttributeValue>,
+) -> Result<ResultItem, AwsError> {
+    let user_name = text(item, "user_name").unwrap_or_default();
+    let corrupt = |what: String| AwsError::Service {
+        op: "dynamodb:Query",
+        code: "CorruptItem".into(),
+        message: format!(
+            "result item {} of run {run_id}: {what}",
+            result_sk(account_id, &user_name)
+        ),
+    };
+    let outcome = text(item, "outcome").unwrap_or_default();
+    let mode = text(item, "mode").unwrap_or_default();
+    Ok(ResultItem {
         run_id: run_id.to_string(),
         account_id: account_id.to_string(),
         account_name: text(item, "account_name").unwrap_or_default(),
         account_email: text(item, "account_email").filter(|e| !e.is_empty()),
-        user_name: text(item, "user_name").unwrap_or_default(),
-        outcome: text(item, "outcome").unwrap_or_default(),
-        mode: text(item, "mode").unwrap_or_default(),
+        user_name: user_name.clone(),
+        outcome: outcome.parse().map_err(corrupt)?,
+        mode: mode.parse().map_err(corrupt)?,
         reason: text(item, "reason").unwrap_or_default(),
-        actions: read_actions(item, "actions"),
+        actions: read_actions(item, "actions").map_err(corrupt)?,
+        due: read_actions(item, "due").map_err(corrupt)?,
         new_key_id: text(item, "new_key_id"),
         secret_arn: text(item, "secret_arn"),
         owner_email: text(item, "owner_email"),
@@ -701,7 +720,7 @@ fn decode(run_id: &str, account_id: &str, item: &HashMap<String, AttributeValue>
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default(),
-    }
+    })
 }
 
 /// The result items, counters and once-only claims the worker needs: the
@@ -832,8 +851,14 @@ mod tests {
 
     #[test]
     fn counters_are_safe_attribute_names() {
-        assert_eq!(counter("rotated"), "count_rotated");
-        assert_eq!(counter("a-b c"), "count_a_b_c");
+        assert_eq!(counter(Outcome::Rotated), "count_rotated");
+        for outcome in Outcome::ALL {
+            let name = counter(outcome);
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name} needs no expression attribute name"
+            );
+        }
     }
 
     #[test]

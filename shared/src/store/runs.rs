@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::attr::{flag as get_bool, n, num as get_n, run_key as key, s, text as get_s, time};
-use crate::config::Mode;
+use crate::domain::Mode;
 use crate::error::AwsError;
 
 /// The partition key of a run's items.
