@@ -1,7 +1,7 @@
 //! The producer against the local emulator: `keyrotor produce` over an
 //! organisation of 30 member accounts × 40 users (1,200 messages), measured as
 //! a whole run — accounts per second, messages per second and the producer
-//! process's peak memory (max RSS, from `wait4(2)`) — issue #3, "Performance".
+//! process's peak memory (max RSS, from `wait4(2)`).
 //!
 //! ```sh
 //! scripts/setup                               # the emulator's .venv, once

@@ -1,4 +1,4 @@
-//! The worker pool against the local emulator (issue #4, "Performance"):
+//! The worker pool against the local emulator:
 //! `keyrotor work` over 200 users whose keys are all due for rotation, at 1,
 //! 4, 16 and 64 messages in flight — messages per second, CPU time per
 //! message and peak memory (max RSS, from `wait4(2)`).

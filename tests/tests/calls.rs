@@ -2,7 +2,7 @@
 //! count them (`GET /_keyrotor/calls`). The counts are the baseline the scale
 //! work measures against. The assertions: one `CreateAccessKey` and one
 //! stored secret per rotated user, member sessions reused across messages,
-//! and the call budget of a rotation (issue #10 §2): each fact read once per
+//! and the call budget of a rotation (at most 15 AWS calls per rotated user): each fact read once per
 //! message, at most [`IAM_PER_USER`] IAM calls and [`TOTAL_PER_USER`] calls
 //! in all besides SQS.
 
@@ -26,12 +26,12 @@ const IAM_PER_USER: u64 = 7;
 /// the worker's own result bookkeeping (DynamoDB: the duplicate check, the
 /// result transaction, one progress read (the run's item is read only once
 /// the account is complete), the published mark, and the run record, the
-/// roll-up and the summary claims shared by the run). The issue's target is
+/// roll-up and the summary claims shared by the run). The target is
 /// 15; this bound keeps what is measured from growing back meanwhile (one
 /// call of slack a user: a slow machine renews a lock now and then).
 const TOTAL_PER_USER: u64 = 18;
 
-/// The target of issue #10 §2, printed next to the measure.
+/// The call budget per rotated user, printed next to the measure.
 const TARGET_PER_USER: u64 = 15;
 
 /// Rotates `USERS` due users of one account through `produce` and one

@@ -1,7 +1,7 @@
 //! The CloudFormation templates in `infra/`: they pass the pinned cfn-lint,
 //! the member roles allow exactly the IAM and Secrets Manager actions the
-//! code calls (issue #5, "what must be shown"), and the least-privilege
-//! boundaries of the safety issue hold: the producer's role only lists,
+//! code calls, and the least-privilege
+//! boundaries hold: the producer's role only lists,
 //! the worker's role attaches one managed policy and writes no inline
 //! policy, and only the producer and operators may send work.
 //!

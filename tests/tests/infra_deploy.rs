@@ -1,6 +1,6 @@
 //! The hub stack (`infra/hub.yaml`) deployed in the emulator's
 //! CloudFormation, then used by `keyrotor produce` and `keyrotor work`
-//! (issue #5, "what must be shown"); and the member stack
+//!; and the member stack
 //! (`infra/member-role.yaml`) deployed in a member account, then used by
 //! `keyrotor rotate`.
 //!

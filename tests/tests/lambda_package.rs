@@ -1,5 +1,5 @@
-//! The Lambda zips `scripts/package-lambdas` writes (issue #5, "what must be
-//! shown"), run as Lambda runs them.
+//! The Lambda zips `scripts/package-lambdas` writes, run as Lambda runs
+//! them.
 //!
 //! The zips are deployed in the hub stack in the emulator's CloudFormation.
 //! Each `bootstrap` is taken out of its zip, given the environment the
