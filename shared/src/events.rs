@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
+use crate::store::results::RunTotals;
 
 /// `keyrotor.result.v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +95,24 @@ pub struct RunEvent {
     pub failed_accounts: Vec<String>,
     /// When (real clock).
     pub at: DateTime<Utc>,
+}
+
+impl RunEvent {
+    /// The summary event of a run with these totals, sent now.
+    pub fn of(totals: RunTotals) -> RunEvent {
+        RunEvent {
+            kind: RUN_EVENT_TYPE,
+            run_id: totals.run_id,
+            mode: totals.mode,
+            as_of: totals.as_of,
+            accounts: totals.accounts,
+            expected: totals.expected,
+            done: totals.done,
+            counts: totals.counts,
+            failed_accounts: totals.failed_accounts,
+            at: crate::time::now(),
+        }
+    }
 }
 
 /// The event type string of [`RunEvent`].

@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use keyrotor_shared::config::Settings;
 use keyrotor_shared::domain::{KeyAction, Mode, Outcome};
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventSink, ResultEvent, RESULT_EVENT_TYPE};
+use keyrotor_shared::events::{EventSink, ResultEvent, RunEvent, RESULT_EVENT_TYPE};
 use keyrotor_shared::executor::{ExecError, Executor, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
 use keyrotor_shared::queue::QueuePort;
@@ -581,7 +581,7 @@ impl Worker {
 
     async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
         self.once(m, Notice::Summary, |_| async {
-            let event = self.results.run_summary(&m.run_id).await?;
+            let event = RunEvent::of(self.results.run_summary(&m.run_id).await?);
             tracing::info!(run_id = %m.run_id, done = event.done, expected = event.expected, "run complete");
             if let Some(events) = &self.events {
                 events.publish_run(&event).await?;

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyrotor_shared::domain::Mode;
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{RunEvent, RUN_EVENT_TYPE};
-use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
+use keyrotor_shared::store::results::{
+    Claim, Notice, Progress, Recorded, ResultItem, ResultsPort, RunTotals,
+};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 use keyrotor_shared::store::{LedgerPort, Lock, StoreError, UserRecord};
 
@@ -484,7 +485,7 @@ impl ResultsPort for SimTable {
         Ok((account, Some(progress(&state.runs[run_id].run))))
     }
 
-    async fn run_summary(&self, run_id: &str) -> Result<RunEvent, AwsError> {
+    async fn run_summary(&self, run_id: &str) -> Result<RunTotals, AwsError> {
         self.request("GetItem").await?;
         let state = self.state();
         let run = state
@@ -495,8 +496,7 @@ impl ResultsPort for SimTable {
             .params
             .as_ref()
             .ok_or_else(|| no_run("dynamodb:GetItem"))?;
-        Ok(RunEvent {
-            kind: RUN_EVENT_TYPE,
+        Ok(RunTotals {
             run_id: run_id.to_string(),
             mode: params.mode.to_string(),
             as_of: params.as_of.to_rfc3339(),
@@ -505,7 +505,6 @@ impl ResultsPort for SimTable {
             done: run.run.done,
             counts: run.run.counts.clone(),
             failed_accounts: run.failed_accounts.clone(),
-            at: self.model.now_utc(),
         })
     }
 

@@ -23,14 +23,6 @@ pub(crate) fn time(t: &DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-/// The key of a run item (`RUN#<id>` / `sk`).
-pub(crate) fn run_key(run_id: &str, sk: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), s(super::runs::run_pk(run_id))),
-        ("sk".to_string(), s(sk)),
-    ])
-}
-
 /// Key actions as a list of `{action, key_id}` maps: the shape of a result
 /// item's `actions` and `due` and of the ledger's `last_run_actions`.
 pub(crate) fn actions(list: &[KeyAction]) -> AttributeValue {

@@ -12,7 +12,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 
 use super::attr::{actions, n, read_actions, s, time};
-use super::{account_pk, user_sk, Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
+use super::keys::ItemKey;
+use super::{Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
 use crate::domain::{KeyAction, KeyHistory, Verification};
 use crate::error::AwsError;
 
@@ -80,10 +81,7 @@ impl DynamoLedger {
     }
 
     fn key(&self, account_id: &str, user_name: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("pk".to_string(), AttributeValue::S(account_pk(account_id))),
-            ("sk".to_string(), AttributeValue::S(user_sk(user_name))),
-        ])
+        ItemKey::user(account_id, user_name).attributes()
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod attr;
 mod dynamo;
+pub mod keys;
 pub mod registry;
 pub mod results;
 pub mod retry;
@@ -146,14 +147,4 @@ pub trait LedgerPort: Send + Sync {
         account_id: &str,
         user_name: &str,
     ) -> Result<Option<UserRecord>, StoreError>;
-}
-
-/// The partition key of an account's items.
-pub fn account_pk(account_id: &str) -> String {
-    format!("ACCOUNT#{account_id}")
-}
-
-/// The sort key of a user's lock + lifecycle item.
-pub fn user_sk(user_name: &str) -> String {
-    format!("USER#{user_name}")
 }

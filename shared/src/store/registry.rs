@@ -14,12 +14,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
-use super::account_pk;
+use super::keys::{account_in, account_pk, key_of, ItemKey, PK, REGISTRY_SK};
 use crate::domain::AccountId;
 use crate::error::AwsError;
-
-/// The sort key of an account's registry item.
-pub const META_SK: &str = "META";
 
 /// BatchWriteItem's limit of requests per call.
 const BATCH_SIZE: usize = 25;
@@ -138,7 +135,7 @@ impl AccountRegistry {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .filter_expression("sk = :meta AND begins_with(pk, :account)")
-                .expression_attribute_values(":meta", AttributeValue::S(META_SK.into()))
+                .expression_attribute_values(":meta", AttributeValue::S(REGISTRY_SK.into()))
                 .expression_attribute_values(":account", AttributeValue::S(account_pk("")))
                 .set_exclusive_start_key(start)
                 .send()
@@ -169,12 +166,8 @@ fn backoff(attempt: u32) -> Duration {
 
 fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
     let s = |v: &str| AttributeValue::S(v.to_string());
-    let mut item = HashMap::from([
-        (
-            "pk".to_string(),
-            s(&account_pk(account.account_id.as_str())),
-        ),
-        ("sk".to_string(), s(META_SK)),
+    let mut item = ItemKey::registry(account.account_id.as_str()).attributes();
+    item.extend([
         ("account_id".to_string(), s(account.account_id.as_str())),
         ("email".to_string(), s(&account.email)),
         ("enabled".to_string(), AttributeValue::Bool(account.enabled)),
@@ -195,15 +188,15 @@ fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<RegistryAccount, AwsError> {
     let get_s = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-    let pk = get_s("pk").map(String::as_str).unwrap_or("?");
+    let key = key_of(item);
     let corrupt = |what: String| AwsError::Service {
         op: OP_SCAN,
         code: "InvalidRegistryItem".into(),
-        message: format!("registry item {pk}/{META_SK}: {what}"),
+        message: format!("registry item {key}: {what}"),
     };
     let raw_id = get_s("account_id")
         .map(String::as_str)
-        .or_else(|| pk.strip_prefix(&account_pk("")))
+        .or_else(|| get_s(PK).and_then(|pk| account_in(pk)))
         .ok_or_else(|| corrupt("no account_id".into()))?;
     let account_id: AccountId = raw_id.parse().map_err(corrupt)?;
     let email = get_s("email")
@@ -249,7 +242,7 @@ mod tests {
                 item["pk"].as_s().unwrap(),
                 &account_pk(a.account_id.as_str())
             );
-            assert_eq!(item["sk"].as_s().unwrap(), META_SK);
+            assert_eq!(item["sk"].as_s().unwrap(), REGISTRY_SK);
             assert_eq!(decode(item).unwrap(), a);
         }
     }

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::attr::{actions, flag, n, num, read_actions, run_key as key, s, text};
-use super::runs::run_pk;
+use super::attr::{actions, flag, n, num, read_actions, s, text};
+use super::keys::{results_prefix, run_pk, ItemKey};
 use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
 
@@ -56,6 +56,28 @@ pub struct ResultItem {
     pub owner_email: Option<String>,
     /// When (real clock).
     pub at: DateTime<Utc>,
+}
+
+/// A run's totals from its `RUN` item, once its last result is counted: what
+/// the run summary event reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTotals {
+    /// The run.
+    pub run_id: String,
+    /// Audit or enforce, as recorded.
+    pub mode: String,
+    /// Evaluation time, as recorded.
+    pub as_of: String,
+    /// Accounts enqueued.
+    pub accounts: i64,
+    /// Messages expected.
+    pub expected: i64,
+    /// Results recorded.
+    pub done: i64,
+    /// Results per outcome.
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// Accounts that could not be enumerated, sorted.
+    pub failed_accounts: Vec<String>,
 }
 
 /// An account's progress in a run after a result was recorded.
@@ -206,10 +228,10 @@ pub enum Notice<'a> {
 
 impl Notice<'_> {
     /// The item that holds the claim, and its attributes.
-    fn item(self) -> (String, Claimed) {
+    fn item(self, run_id: &str) -> (ItemKey, Claimed) {
         match self {
-            Notice::Digest { account_id } => (format!("ACCOUNT#{account_id}"), DIGEST),
-            Notice::Summary => ("RUN".into(), SUMMARY),
+            Notice::Digest { account_id } => (ItemKey::run_account(run_id, account_id), DIGEST),
+            Notice::Summary => (ItemKey::run(run_id), SUMMARY),
         }
     }
 }
@@ -219,10 +241,6 @@ impl Notice<'_> {
 pub struct ResultStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
-}
-
-fn result_sk(account_id: &str, user_name: &str) -> String {
-    format!("RESULT#{account_id}#{user_name}")
 }
 
 /// The counter attribute of an outcome (`count_rotated`, ...).
@@ -246,7 +264,9 @@ impl ResultStore {
         account_id: &str,
         user_name: &str,
     ) -> Result<Option<(ResultItem, bool)>, AwsError> {
-        let item = self.get(run_id, result_sk(account_id, user_name)).await?;
+        let item = self
+            .get(ItemKey::result(run_id, account_id, user_name))
+            .await?;
         if item.is_empty() {
             return Ok(None);
         }
@@ -267,7 +287,9 @@ impl ResultStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, result_sk(account_id, user_name))))
+                .set_key(Some(
+                    ItemKey::result(run_id, account_id, user_name).attributes(),
+                ))
                 .update_expression("SET published = :true")
                 .condition_expression("attribute_exists(sk)")
                 .expression_attribute_values(":true", AttributeValue::Bool(true)),
@@ -278,7 +300,7 @@ impl ResultStore {
 
     /// Records a result and counts it, exactly once.
     pub async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
-        let mut item = key(&r.run_id, result_sk(&r.account_id, &r.user_name));
+        let mut item = ItemKey::result(&r.run_id, &r.account_id, &r.user_name).attributes();
         item.insert("run_id".into(), s(&r.run_id));
         item.insert("account_id".into(), s(&r.account_id));
         item.insert("account_name".into(), s(&r.account_name));
@@ -319,7 +341,9 @@ impl ResultStore {
             .expect("table and item are set");
         let count = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(&r.run_id, format!("ACCOUNT#{}", r.account_id))))
+            .set_key(Some(
+                ItemKey::run_account(&r.run_id, &r.account_id).attributes(),
+            ))
             .update_expression(format!(
                 "ADD done :one, {} :one SET owner_email = :email",
                 counter(r.outcome)
@@ -349,7 +373,7 @@ impl ResultStore {
         run_id: &str,
         account_id: &str,
     ) -> Result<(Progress, Option<Progress>), AwsError> {
-        let item = self.get(run_id, format!("ACCOUNT#{account_id}")).await?;
+        let item = self.get(ItemKey::run_account(run_id, account_id)).await?;
         let account = Progress {
             done: num(&item, "done"),
             expected: num(&item, "expected"),
@@ -359,7 +383,7 @@ impl ResultStore {
             return Ok((account, None));
         }
         self.roll_up_if_complete(run_id, account_id, &item).await?;
-        let run = self.get(run_id, "RUN".into()).await?;
+        let run = self.get(ItemKey::run(run_id)).await?;
         Ok((
             account,
             Some(Progress {
@@ -388,8 +412,7 @@ impl ResultStore {
         }
         .complete();
         if complete && !flag(item, "rolled_up") {
-            self.roll_up(run_id, &format!("ACCOUNT#{account_id}"), item)
-                .await?;
+            self.roll_up(run_id, account_id, item).await?;
         }
         Ok(())
     }
@@ -400,7 +423,7 @@ impl ResultStore {
     async fn roll_up(
         &self,
         run_id: &str,
-        account_sk: &str,
+        account_id: &str,
         account: &HashMap<String, AttributeValue>,
     ) -> Result<(), AwsError> {
         let mut counters: Vec<(String, i64)> = account
@@ -412,7 +435,7 @@ impl ResultStore {
         counters.push(("done".into(), num(account, "done")));
         let mut add = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())));
+            .set_key(Some(ItemKey::run(run_id).attributes()));
         let mut terms = Vec::new();
         for (i, (name, value)) in counters.iter().enumerate() {
             terms.push(format!("#c{i} :c{i}"));
@@ -426,7 +449,7 @@ impl ResultStore {
             .expect("table, key and expression are set");
         let mark = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, account_sk.to_string())))
+            .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
             .update_expression("SET rolled_up = :true")
             .condition_expression("attribute_not_exists(rolled_up) AND done = :done")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
@@ -481,9 +504,9 @@ impl ResultStore {
             .map_err(RecordFailure::into_aws)
     }
 
-    /// The run's summary from its `RUN` item alone (not its results).
-    pub async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {
-        let run = self.get(run_id, "RUN".into()).await?;
+    /// The run's totals from its `RUN` item alone (not its results).
+    pub async fn run_summary(&self, run_id: &str) -> Result<RunTotals, AwsError> {
+        let run = self.get(ItemKey::run(run_id)).await?;
         let counts = run
             .keys()
             .filter_map(|k| {
@@ -497,8 +520,7 @@ impl ResultStore {
             .cloned()
             .unwrap_or_default();
         failed_accounts.sort();
-        Ok(crate::events::RunEvent {
-            kind: crate::events::RUN_EVENT_TYPE,
+        Ok(RunTotals {
             run_id: run_id.to_string(),
             mode: text(&run, "mode").unwrap_or_default(),
             as_of: text(&run, "as_of").unwrap_or_default(),
@@ -507,20 +529,15 @@ impl ResultStore {
             done: num(&run, "done"),
             counts,
             failed_accounts,
-            at: crate::time::now(),
         })
     }
 
-    async fn get(
-        &self,
-        run_id: &str,
-        sk: String,
-    ) -> Result<HashMap<String, AttributeValue>, AwsError> {
+    async fn get(&self, key: ItemKey) -> Result<HashMap<String, AttributeValue>, AwsError> {
         Ok(self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, sk)))
+            .set_key(Some(key.attributes()))
             .consistent_read(true)
             .send()
             .await
@@ -540,7 +557,7 @@ impl ResultStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+                .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
                 .update_expression("ADD digest_sent_to :to")
                 .expression_attribute_values(":to", AttributeValue::Ss(vec![to.to_string()])),
         )
@@ -557,14 +574,14 @@ impl ResultStore {
         owner: &str,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
-        let (sk, what) = notice.item();
+        let (key, what) = notice.item(run_id);
         let now = crate::time::now().timestamp_millis();
         let takeover_ms = takeover.as_millis() as i64;
         let claim = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, sk.clone())))
+            .set_key(Some(key.attributes()))
             .update_expression("SET #state = :sending, #at = :now, #owner = :me")
             .condition_expression(CLAIM_IS_FREE)
             .expression_attribute_names("#flag", what.flag)
@@ -589,7 +606,7 @@ impl ResultStore {
                 Ok(Claim::Mine { already_sent })
             }
             Err(AwsError::ConditionFailed { .. }) => {
-                let item = self.get(run_id, sk).await?;
+                let item = self.get(key.clone()).await?;
                 let done = item.is_empty()
                     || flag(&item, what.flag)
                     || text(&item, what.state).as_deref() == Some(SENT);
@@ -613,12 +630,12 @@ impl ResultStore {
         notice: Notice<'_>,
         owner: &str,
     ) -> Result<(), AwsError> {
-        let (sk, what) = notice.item();
+        let (key, what) = notice.item(run_id);
         super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, sk.clone())))
+                .set_key(Some(key.attributes()))
                 .update_expression("SET #state = :sent, #flag = :true")
                 .expression_attribute_names("#state", what.state)
                 .expression_attribute_names("#flag", what.flag)
@@ -637,12 +654,12 @@ impl ResultStore {
         notice: Notice<'_>,
         owner: &str,
     ) -> Result<(), AwsError> {
-        let (sk, what) = notice.item();
+        let (key, what) = notice.item(run_id);
         let release = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, sk)))
+            .set_key(Some(key.attributes()))
             .update_expression("REMOVE #state, #at, #owner")
             .condition_expression("#owner = :me AND #state = :sending")
             .expression_attribute_names("#state", what.state)
@@ -671,7 +688,7 @@ impl ResultStore {
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(run_pk(run_id)))
-            .expression_attribute_values(":prefix", s(format!("RESULT#{account_id}#")))
+            .expression_attribute_values(":prefix", s(results_prefix(account_id)))
             .consistent_read(true)
             .into_paginator()
             .send();
@@ -696,8 +713,8 @@ fn decode(
         op: "dynamodb:Query",
         code: "CorruptItem".into(),
         message: format!(
-            "result item {} of run {run_id}: {what}",
-            result_sk(account_id, &user_name)
+            "result item {}: {what}",
+            ItemKey::result(run_id, account_id, &user_name)
         ),
     };
     let outcome = text(item, "outcome").unwrap_or_default();
@@ -753,7 +770,7 @@ pub trait ResultsPort: Send + Sync {
         account_id: &str,
     ) -> Result<(Progress, Option<Progress>), AwsError>;
     /// The run's summary event, from its counters.
-    async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError>;
+    async fn run_summary(&self, run_id: &str) -> Result<RunTotals, AwsError>;
     /// Records one digest recipient as sent.
     async fn digest_sent_to(
         &self,
@@ -810,7 +827,7 @@ impl ResultsPort for ResultStore {
     ) -> Result<(Progress, Option<Progress>), AwsError> {
         self.progress(run_id, account_id).await
     }
-    async fn run_summary(&self, run_id: &str) -> Result<crate::events::RunEvent, AwsError> {
+    async fn run_summary(&self, run_id: &str) -> Result<RunTotals, AwsError> {
         self.run_summary(run_id).await
     }
     async fn digest_sent_to(

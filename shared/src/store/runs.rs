@@ -22,17 +22,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::attr::{flag as get_bool, n, num as get_n, run_key as key, s, text as get_s, time};
+use super::attr::{flag as get_bool, n, num as get_n, s, text as get_s, time};
+use super::keys::{account_in, run_accounts_prefix, run_pk, ItemKey, RUNS_PK, SK};
 use crate::domain::Mode;
 use crate::error::AwsError;
-
-/// The partition key of a run's items.
-pub fn run_pk(run_id: &str) -> String {
-    format!("RUN#{run_id}")
-}
-
-/// The partition key of the run index (one item per run, sorted by run id).
-pub const RUNS_PK: &str = "RUNS";
 
 /// The prefix of the counter attributes (`count_rotated`, ...).
 pub const COUNT_PREFIX: &str = "count_";
@@ -142,13 +135,6 @@ pub struct RunStore {
     table: String,
 }
 
-fn index_key(run_id: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), s(RUNS_PK)),
-        ("sk".to_string(), s(run_id)),
-    ])
-}
-
 /// Every `count_<outcome>` attribute, by outcome.
 fn get_counts(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, i64> {
     item.iter()
@@ -164,9 +150,7 @@ fn get_counts(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, i64> {
 fn decode_account(item: &HashMap<String, AttributeValue>) -> RunAccount {
     RunAccount {
         account_id: get_s(item, "account_id")
-            .or_else(|| {
-                get_s(item, "sk").and_then(|sk| sk.strip_prefix("ACCOUNT#").map(str::to_string))
-            })
+            .or_else(|| get_s(item, SK).and_then(|sk| account_in(&sk).map(str::to_string)))
             .unwrap_or_default(),
         account_name: get_s(item, "account_name").unwrap_or_default(),
         expected: get_n(item, "expected"),
@@ -245,7 +229,7 @@ impl RunStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())))
+            .set_key(Some(ItemKey::run(run_id).attributes()))
             .expression_attribute_names("#mode", "mode")
             .expression_attribute_values(":as_of", time(&as_of))
             .expression_attribute_values(":mode", s(mode.as_str()))
@@ -277,7 +261,7 @@ impl RunStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(index_key(run_id)))
+                .set_key(Some(ItemKey::run_index(run_id).attributes()))
                 .update_expression(
                     "SET run_id = :id, as_of = if_not_exists(as_of, :as_of), \
                  #mode = if_not_exists(#mode, :mode), started_at = if_not_exists(started_at, :now)",
@@ -299,7 +283,7 @@ impl RunStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())))
+            .set_key(Some(ItemKey::run(run_id).attributes()))
             .projection_expression("as_of, #mode, started_at, forced, msg_key")
             .expression_attribute_names("#mode", "mode")
             .consistent_read(true)
@@ -349,7 +333,7 @@ impl RunStore {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:Query", e))?;
-        Ok(out.items().first().and_then(|i| get_s(i, "sk")))
+        Ok(out.items().first().and_then(|i| get_s(i, SK)))
     }
 
     /// Records that all of an account's `expected` messages are enqueued.
@@ -366,7 +350,7 @@ impl RunStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+                .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
                 .update_expression(
                     "SET account_id = :id, account_name = :name, expected = :n, enqueued = :true, \
                  #status = :ok, done = if_not_exists(done, :zero) REMOVE #error",
@@ -411,7 +395,7 @@ impl RunStore {
     ) -> Result<(), AwsError> {
         let written = super::retry::send_update(self.client.update_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, format!("ACCOUNT#{account_id}"))))
+            .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
             .update_expression(
                 "SET account_id = :id, account_name = :name, #status = :failed, #error = :error, \
                  expected = :sent, done = if_not_exists(done, :zero), enqueued = :true",
@@ -433,7 +417,7 @@ impl RunStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, "RUN".into())))
+                .set_key(Some(ItemKey::run(run_id).attributes()))
                 .update_expression("ADD failed_accounts :a")
                 .expression_attribute_values(
                     ":a",
@@ -455,7 +439,7 @@ impl RunStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(run_id, "RUN".into())))
+                .set_key(Some(ItemKey::run(run_id).attributes()))
                 .update_expression(
                     "SET accounts = :a, expected = :e, enqueue_done = :true, enqueued_at = :now",
                 )
@@ -475,7 +459,7 @@ impl RunStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(run_id, "RUN".into())))
+            .set_key(Some(ItemKey::run(run_id).attributes()))
             .consistent_read(true)
             .send()
             .await
@@ -490,7 +474,7 @@ impl RunStore {
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :account)")
             .expression_attribute_values(":pk", s(run_pk(run_id)))
-            .expression_attribute_values(":account", s("ACCOUNT#"))
+            .expression_attribute_values(":account", s(run_accounts_prefix()))
             .consistent_read(true)
             .into_paginator()
             .send();

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 
+use super::keys::{PK, SK};
 use crate::error::AwsError;
 
 /// Creates the table (`pk`/`sk` strings, on-demand, TTL on `expires_at`)
@@ -38,10 +39,10 @@ pub async fn ensure_table(
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr(PK))
+        .attribute_definitions(attr(SK))
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
         .send()
         .await;
     match created {
