@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::pool::delay_for;
 use crate::process::{Worker, LAMBDA_GROUP_WINDOW};
@@ -68,6 +69,7 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
             }
             match worker
                 .handle(record.body.as_deref().unwrap_or(""), receive_count)
+                .instrument(tracing::info_span!("sqs", message_id = %id))
                 .await
             {
                 Ok(_) => {}

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 
 use crate::process::{Handled, MessageFailure, Worker, GROUP_WINDOW};
 
@@ -317,7 +318,10 @@ async fn handle_one(
         receive_count,
         ..
     } = message;
-    let result = worker.handle(&body, receive_count).await;
+    let result = worker
+        .handle(&body, receive_count)
+        .instrument(tracing::info_span!("sqs", message_id = %message_id))
+        .await;
     stop(heartbeat).await;
     match result {
         Ok(handled) => {

@@ -194,7 +194,13 @@ impl Worker {
         Ok(self.process(&m, receive_count).await?.handled)
     }
 
-    /// Handles one decoded message.
+    /// Handles one decoded message, in a span naming its run, account and
+    /// user (every log line of its processing carries them).
+    #[tracing::instrument(
+        name = "message",
+        skip_all,
+        fields(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, receive_count = receive_count)
+    )]
     pub async fn process(
         &self,
         m: &WorkMessage,
@@ -213,7 +219,7 @@ impl Worker {
         let mut result = None;
         let item = match verdict {
             Verdict::Refuse(reason) => {
-                tracing::warn!(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, reason = %reason, "message not acted on");
+                tracing::warn!(reason = %reason, "message not acted on");
                 base_item(m, m.mode, Outcome::Failed, reason)
             }
             Verdict::OutOfScope(reason) => base_item(m, m.mode, Outcome::Skipped, reason),
@@ -327,7 +333,7 @@ impl Worker {
         else {
             return failed_item(m, mode, &reason);
         };
-        tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %reason, "user failed after changes were made; reporting them");
+        tracing::error!(error = %reason, "user failed after changes were made; reporting them");
         ResultItem {
             actions: work.performed,
             new_key_id: work.new_key_id,
@@ -444,7 +450,7 @@ impl Worker {
     /// Reports a message that contradicts its run, without recording it:
     /// its counts would make the run look complete before it is.
     async fn reject(&self, m: &WorkMessage, reason: String) -> Result<Processed, MessageFailure> {
-        tracing::error!(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, reason = %reason, "message rejected");
+        tracing::error!(reason = %reason, "message rejected");
         if let Some(events) = &self.events {
             let item = base_item(m, m.mode, Outcome::Failed, reason.clone());
             events
@@ -514,13 +520,13 @@ impl Worker {
         let mut owed = Vec::new();
         if account.complete() {
             if let Err(e) = self.digest(m).await {
-                tracing::warn!(account_id = %m.account_id, error = %e, "digest not sent yet; the message will be retried");
+                tracing::warn!(error = %e, "digest not sent yet; the message will be retried");
                 owed.push(e);
             }
         }
         if run.is_some_and(|r| r.complete()) {
             if let Err(e) = self.summary(m).await {
-                tracing::warn!(run_id = %m.run_id, error = %e, "run summary not sent yet; the message will be retried");
+                tracing::warn!(error = %e, "run summary not sent yet; the message will be retried");
                 owed.push(e);
             }
         }
@@ -582,7 +588,7 @@ impl Worker {
     async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
         self.once(m, Notice::Summary, |_| async {
             let event = RunEvent::of(self.results.run_summary(&m.run_id).await?);
-            tracing::info!(run_id = %m.run_id, done = event.done, expected = event.expected, "run complete");
+            tracing::info!(done = event.done, expected = event.expected, "run complete");
             if let Some(events) = &self.events {
                 events.publish_run(&event).await?;
             }
@@ -593,7 +599,7 @@ impl Worker {
 
     async fn digest(&self, m: &WorkMessage) -> Result<(), Owed> {
         let Some(email) = &self.email else {
-            tracing::debug!(account_id = %m.account_id, "account complete; no KEYROTOR_SENDER, so no digest email");
+            tracing::debug!("account complete; no KEYROTOR_SENDER, so no digest email");
             return Ok(());
         };
         let notice = Notice::Digest {
@@ -640,7 +646,7 @@ impl Worker {
                 &marker,
             )
             .await?;
-            tracing::info!(account_id = %m.account_id, emails = sent, "digest sent");
+            tracing::info!(emails = sent, "digest sent");
             Ok(())
         })
         .await
@@ -720,7 +726,7 @@ fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
 }
 
 fn failed_item(m: &WorkMessage, mode: Mode, reason: &str) -> ResultItem {
-    tracing::error!(account_id = %m.account_id, user = %m.user_name, error = %reason, "user failed");
+    tracing::error!(error = %reason, "user failed");
     base_item(m, mode, Outcome::Failed, reason.to_string())
 }
 
