@@ -97,7 +97,11 @@ impl AwsError {
         R: Debug + Send + Sync + 'static,
     {
         let code = err.code().map(str::to_string);
-        let message = err.message().unwrap_or_default().to_string();
+        let mut message = err.message().unwrap_or_default().to_string();
+        // The request id is what AWS support asks for.
+        if let Some(id) = err.meta().extra("aws_request_id") {
+            message = format!("{message} (request id {id})");
+        }
         match code {
             Some(code) => AwsError::from_code(op, &code, message),
             None => AwsError::Transport {

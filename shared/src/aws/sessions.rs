@@ -129,15 +129,16 @@ impl AwsContext {
         if let Err(e) = provider.provide_credentials().await {
             let message = DisplayErrorContext(&e).to_string();
             let op = "sts:AssumeRole";
-            return Err(if message.contains("AccessDenied") {
-                AwsError::AccessDenied {
-                    op,
-                    message: format!("cannot assume {}: {message}", self.role_arn(account_id)),
-                }
-            } else if message.contains("Throttl") {
-                AwsError::Throttled { op, message }
-            } else {
-                AwsError::Transport { op, message }
+            // STS's answer (its error code) is inside the provider's error.
+            return Err(match assume_role_code(&e) {
+                Some(code) => match AwsError::from_code(op, &code, message) {
+                    AwsError::AccessDenied { op, message } => AwsError::AccessDenied {
+                        op,
+                        message: format!("cannot assume {}: {message}", self.role_arn(account_id)),
+                    },
+                    other => other,
+                },
+                None => AwsError::Transport { op, message },
             });
         }
         Ok(config)
@@ -162,6 +163,22 @@ impl AwsContext {
         sessions.insert(account_id.to_string(), config.clone());
         config
     }
+}
+
+/// The error code STS answered `AssumeRole` with, found in the chain of
+/// sources of a credentials provider's error; `None` when STS did not
+/// answer (no connection, a timeout).
+fn assume_role_code(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(answer) = e.downcast_ref::<AssumeRoleError>() {
+            return answer.code().map(str::to_string);
+        }
+        next = e.source();
+    }
+    None
 }
 
 #[cfg(test)]
