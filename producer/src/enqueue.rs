@@ -1,9 +1,13 @@
-//! Sending messages: `SendMessageBatch` of 10, each failed entry retried on
-//! its own with backoff, FIFO group and deduplication ids when the queue is
-//! FIFO (detected from its URL).
+//! Sending messages: `SendMessageBatch` of 10, with FIFO group and
+//! deduplication ids when the queue is FIFO (detected from its URL). The
+//! entries SQS refused for a passing reason (its `InternalError`, throttling)
+//! are sent again as a batch, with backoff (`backon`); a failed request is
+//! not retried here, since the SDK has already retried it.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::message::WorkMessage;
@@ -12,8 +16,15 @@ use keyrotor_shared::queue::{Outgoing, QueuePort};
 /// SQS's batch limit.
 pub const BATCH: usize = 10;
 
-/// Attempts for an entry that failed inside a batch.
-const ENTRY_ATTEMPTS: u32 = 4;
+/// Resends of the entries that failed inside a batch: 200 ms doubling,
+/// jittered, three times.
+fn entry_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(3)
+        .with_jitter()
+}
 
 /// A batch that was sent only in part.
 #[derive(Debug, thiserror::Error)]
@@ -54,48 +65,199 @@ impl Enqueuer {
     /// exactly those).
     pub async fn send(&self, messages: &[WorkMessage]) -> Result<(), PartialSend> {
         debug_assert!(messages.len() <= BATCH);
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let batch: Vec<Outgoing> = messages.iter().map(|m| self.outgoing(m)).collect();
-        let failed = self
-            .queue
-            .send_batch(&batch)
-            .await
-            .map_err(|error| PartialSend { sent: 0, error })?;
-        let mut unsent = failed.len();
-        for (i, code) in failed {
-            let Some(m) = messages.get(i) else {
-                continue;
-            };
-            tracing::warn!(code = %code, user = %m.user_name, "message failed in its batch; retrying it alone");
-            self.send_one(&batch[i])
+        let mut pending: Vec<Outgoing> = messages.iter().map(|m| self.outgoing(m)).collect();
+        let mut delays = entry_backoff().build();
+        while !pending.is_empty() {
+            let unsent = |pending: &[Outgoing]| messages.len() - pending.len();
+            let failed = self
+                .queue
+                .send_batch(&pending)
                 .await
                 .map_err(|error| PartialSend {
-                    sent: messages.len() - unsent,
+                    sent: unsent(&pending),
                     error,
                 })?;
-            unsent -= 1;
+            let Some((_, code)) = failed.first() else {
+                return Ok(());
+            };
+            let error = AwsError::from_code(
+                "sqs:SendMessageBatch",
+                code,
+                format!("{} of {} entries refused", failed.len(), pending.len()),
+            );
+            tracing::warn!(code = %code, refused = failed.len(), "messages refused in their batch");
+            let retry = failed.iter().all(|(_, code)| {
+                AwsError::from_code("sqs:SendMessageBatch", code, String::new()).is_retryable()
+            });
+            pending = failed
+                .into_iter()
+                .filter_map(|(i, _)| pending.get(i).cloned())
+                .collect();
+            match delays.next() {
+                Some(delay) if retry => tokio::time::sleep(delay).await,
+                _ => {
+                    return Err(PartialSend {
+                        sent: unsent(&pending),
+                        error,
+                    })
+                }
+            }
         }
         Ok(())
     }
+}
 
-    async fn send_one(&self, m: &Outgoing) -> Result<(), AwsError> {
-        let mut delay = Duration::from_millis(200);
-        let mut last = None;
-        for _ in 0..ENTRY_ATTEMPTS {
-            match self.queue.send(m).await {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    if !err.is_retryable() {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use keyrotor_shared::queue::Received;
+
+    use super::*;
+
+    /// A queue that refuses entries with the codes given, batch by batch,
+    /// and records what each batch carried.
+    #[derive(Default)]
+    struct Refusing {
+        refusals: Mutex<Vec<Vec<(usize, String)>>>,
+        batches: Mutex<Vec<Vec<String>>>,
+        fail_request: bool,
+    }
+
+    #[async_trait]
+    impl QueuePort for Refusing {
+        fn is_fifo(&self) -> bool {
+            false
         }
-        Err(last.expect("at least one attempt"))
+        async fn receive(
+            &self,
+            _: usize,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<Received>, AwsError> {
+            unreachable!()
+        }
+        async fn delete_batch(&self, _: &[String]) -> Result<Vec<String>, AwsError> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &str) -> Result<(), AwsError> {
+            unreachable!()
+        }
+        async fn set_visibility(&self, _: &str, _: Duration) -> Result<(), AwsError> {
+            unreachable!()
+        }
+        async fn send_batch(
+            &self,
+            messages: &[Outgoing],
+        ) -> Result<Vec<(usize, String)>, AwsError> {
+            self.batches
+                .lock()
+                .unwrap()
+                .push(messages.iter().map(|m| m.body.clone()).collect());
+            if self.fail_request {
+                return Err(AwsError::Transport {
+                    op: "sqs:SendMessageBatch",
+                    message: "connection reset".into(),
+                });
+            }
+            let mut refusals = self.refusals.lock().unwrap();
+            Ok(if refusals.is_empty() {
+                Vec::new()
+            } else {
+                refusals.remove(0)
+            })
+        }
+        async fn send(&self, _: &Outgoing) -> Result<(), AwsError> {
+            unreachable!("entries are resent as a batch")
+        }
+        async fn depth(&self) -> Result<u64, AwsError> {
+            unreachable!()
+        }
+    }
+
+    fn messages(n: usize) -> Vec<WorkMessage> {
+        (0..n)
+            .map(|i| WorkMessage {
+                v: 1,
+                run_id: "r".into(),
+                account_id: "111122223333".into(),
+                account_name: "a".into(),
+                owner_email: None,
+                user_name: format!("u{i}"),
+                as_of: chrono::DateTime::UNIX_EPOCH,
+                mode: keyrotor_shared::domain::Mode::Audit,
+                force: false,
+                exempt: false,
+                shard: None,
+                shards: None,
+                sig: None,
+            })
+            .collect()
+    }
+
+    fn sent(queue: &Refusing) -> Vec<usize> {
+        queue.batches.lock().unwrap().iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_entries_are_resent_alone_until_they_go() {
+        let queue = Arc::new(Refusing {
+            refusals: Mutex::new(vec![
+                vec![
+                    (1, "InternalError".into()),
+                    (3, "ThrottlingException".into()),
+                ],
+                vec![(0, "InternalError".into())],
+            ]),
+            ..Refusing::default()
+        });
+        Enqueuer::new(queue.clone())
+            .send(&messages(5))
+            .await
+            .unwrap();
+        assert_eq!(sent(&queue), [5, 2, 1]);
+        let batches = queue.batches.lock().unwrap();
+        assert!(batches[1][0].contains("\"u1\"") && batches[1][1].contains("\"u3\""));
+        assert!(batches[2][0].contains("\"u1\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lasting_refusal_stops_after_three_resends_and_counts_what_went() {
+        let always = vec![(0, "InternalError".into())];
+        let queue = Arc::new(Refusing {
+            refusals: Mutex::new(vec![always.clone(); 10]),
+            ..Refusing::default()
+        });
+        let err = Enqueuer::new(queue.clone())
+            .send(&messages(3))
+            .await
+            .unwrap_err();
+        assert_eq!(sent(&queue), [3, 1, 1, 1]);
+        assert_eq!(err.sent, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_refused_for_good_and_a_failed_request_are_not_retried_here() {
+        let queue = Arc::new(Refusing {
+            refusals: Mutex::new(vec![vec![(2, "InvalidParameterValue".into())]]),
+            ..Refusing::default()
+        });
+        let err = Enqueuer::new(queue.clone())
+            .send(&messages(3))
+            .await
+            .unwrap_err();
+        assert_eq!((sent(&queue), err.sent), (vec![3], 2));
+
+        let queue = Arc::new(Refusing {
+            fail_request: true,
+            ..Refusing::default()
+        });
+        let err = Enqueuer::new(queue.clone())
+            .send(&messages(3))
+            .await
+            .unwrap_err();
+        assert_eq!(sent(&queue), [3], "the SDK retried the request already");
+        assert_eq!(err.sent, 0);
     }
 }

@@ -12,6 +12,7 @@ pub mod message;
 pub mod policy;
 pub mod provision;
 pub mod queue;
+pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod time;

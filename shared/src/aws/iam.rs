@@ -136,12 +136,6 @@ impl SdkIam {
 
 /// An unreadable date reads as "now": the key then looks young, and young
 /// keys are left alone (the epoch would make it look decades old).
-/// `d` plus up to 100% random extra, so throttled callers spread out.
-fn jittered(d: std::time::Duration) -> std::time::Duration {
-    let nanos = uuid::Uuid::new_v4().as_u128() as u64 % (d.as_nanos() as u64 + 1);
-    d + std::time::Duration::from_nanos(nanos)
-}
-
 fn to_chrono(t: &aws_smithy_types::DateTime) -> DateTime<Utc> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos()).unwrap_or_else(crate::time::now)
 }
@@ -250,17 +244,16 @@ impl IamPort for SdkIam {
         // The SDK does not retry this call (see `create_key_once`); a
         // throttling answer is safe to retry here, since IAM rejected the
         // request and created nothing.
-        let mut delay = std::time::Duration::from_millis(200);
-        for _ in 0..4 {
-            match self.create_key_once(user_name).await {
-                Err(AwsError::Throttled { .. }) => {
-                    tokio::time::sleep(jittered(delay)).await;
-                    delay *= 2;
-                }
-                other => return other,
-            }
-        }
-        self.create_key_once(user_name).await
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_times(4)
+            .with_jitter();
+        crate::retry::retry_when(
+            || self.create_key_once(user_name),
+            backoff,
+            |e| matches!(e, AwsError::Throttled { .. }),
+        )
+        .await
     }
 
     async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {

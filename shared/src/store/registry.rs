@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::keys::{account_in, account_pk, key_of, ItemKey, PK, REGISTRY_SK};
 use crate::domain::AccountId;
@@ -86,6 +87,7 @@ impl AccountRegistry {
     }
 
     async fn write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), AwsError> {
+        let mut delays = unprocessed_backoff().build();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -103,7 +105,7 @@ impl AccountRegistry {
             if pending.is_empty() {
                 return Ok(());
             }
-            if attempt >= MAX_ATTEMPTS {
+            let Some(delay) = delays.next() else {
                 return Err(AwsError::Throttled {
                     op: OP_WRITE,
                     message: format!(
@@ -111,13 +113,13 @@ impl AccountRegistry {
                         pending.len()
                     ),
                 });
-            }
+            };
             tracing::debug!(
                 unprocessed = pending.len(),
                 attempt,
                 "retrying unprocessed registry items"
             );
-            tokio::time::sleep(backoff(attempt)).await;
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -154,14 +156,16 @@ impl AccountRegistry {
     }
 }
 
-/// The pause before retry number `attempt` (1-based): exponential, capped,
-/// with jitter so that concurrent writers spread out.
-fn backoff(attempt: u32) -> Duration {
-    let exp = BASE_BACKOFF.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let ceiling = exp.min(MAX_BACKOFF);
-    // Jitter in [ceiling/2, ceiling], from the clock's sub-second digits.
-    let frac = f64::from(crate::time::now().timestamp_subsec_nanos() % 1000) / 1000.0;
-    ceiling.mul_f64(0.5 + frac / 2.0)
+/// The pauses before resending unprocessed items (DynamoDB's answer to a
+/// throttled batch): exponential from [`BASE_BACKOFF`], capped at
+/// [`MAX_BACKOFF`], jittered so that concurrent writers spread out;
+/// [`MAX_ATTEMPTS`] sends in all.
+fn unprocessed_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(BASE_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_max_times(MAX_ATTEMPTS as usize - 1)
+        .with_jitter()
 }
 
 fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
@@ -259,8 +263,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= BASE_BACKOFF);
-        assert!(backoff(4) >= BASE_BACKOFF * 4);
-        assert!(backoff(30) <= MAX_BACKOFF);
+        let delays: Vec<Duration> = unprocessed_backoff().build().collect();
+        assert_eq!(delays.len(), MAX_ATTEMPTS as usize - 1);
+        assert!(delays[0] >= BASE_BACKOFF && delays[0] <= BASE_BACKOFF * 2);
+        assert!(delays[3] >= BASE_BACKOFF * 8, "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF * 2), "{delays:?}");
     }
 }

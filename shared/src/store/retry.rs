@@ -4,10 +4,9 @@
 //! server errors or throttling that outlasted the SDK's own attempts.
 //! Exponential backoff with full jitter (`backon`), on tokio's clock.
 
-use std::future::Future;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::ExponentialBuilder;
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
@@ -48,19 +47,17 @@ pub(crate) async fn send_update(
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))
     };
-    retry_transient(attempt, conflicted).await
+    crate::retry::retry_when(attempt, backoff(), conflicted).await
 }
 
-/// Runs `op`, retrying while `transient` says its error may pass.
+/// Runs `op` (a state-table request), retrying while `transient` says its
+/// error may pass, with the state table's backoff.
 pub async fn retry_transient<T, E, F, Fut>(op: F, transient: impl FnMut(&E) -> bool) -> Result<T, E>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
-    op.retry(backoff())
-        .sleep(tokio::time::sleep)
-        .when(transient)
-        .await
+    crate::retry::retry_when(op, backoff(), transient).await
 }
 
 #[cfg(test)]
