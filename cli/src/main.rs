@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use keyrotor_shared::config::ConfigError;
 
 use keyrotor_cli::{run, Cli, CliError};
 
@@ -22,7 +23,18 @@ fn main() -> ExitCode {
         }));
     }
 
-    let cli = Cli::parse();
+    // A bad value of a setting is named by its environment variable (exit
+    // 2, as every bad setting); help, versions and unknown flags are clap's.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match ConfigError::from_clap(e, &Cli::command()) {
+            Ok(setting) => {
+                eprintln!("error: {setting}");
+                return ExitCode::from(2);
+            }
+            Err(e) => e.exit(),
+        },
+    };
     keyrotor_shared::telemetry::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -142,8 +142,8 @@ impl Producer {
     pub async fn new(settings: Arc<Settings>, aws: AwsContext) -> Result<Producer, ConfigError> {
         let aws = aws.with_role_name(&settings.producer_role_name);
         let queue_url = settings.queue_url.clone().ok_or_else(|| ConfigError {
-            env: "KEYROTOR_QUEUE_URL",
-            flag: "queue-url",
+            env: "KEYROTOR_QUEUE_URL".into(),
+            flag: "queue-url".into(),
             message: "is required to produce (the work queue; `keyrotor init` prints it)".into(),
         })?;
         let base = aws.base();

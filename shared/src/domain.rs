@@ -130,6 +130,19 @@ pub enum AccountSource {
     Table,
 }
 
+impl FromStr for AccountSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "organizations" => Ok(AccountSource::Organizations),
+            "table" => Ok(AccountSource::Table),
+            other => Err(format!(
+                "expected `organizations` or `table`, got `{other}`"
+            )),
+        }
+    }
+}
+
 /// A 12-digit AWS account id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -34,8 +34,8 @@ pub struct WorkArgs {
 pub async fn run(cli: &Cli, args: &WorkArgs) -> Result<ExitCode, CliError> {
     let settings = Arc::new(Settings::from_args(&cli.settings)?);
     let queue_url = settings.queue_url.clone().ok_or(ConfigError {
-        env: "KEYROTOR_QUEUE_URL",
-        flag: "queue-url",
+        env: "KEYROTOR_QUEUE_URL".into(),
+        flag: "queue-url".into(),
         message: "is required to work (the work queue; `keyrotor init` prints it)".into(),
     })?;
     let aws = AwsContext::load(&settings.role_name).await;
