@@ -21,7 +21,7 @@ use crate::domain::{AccountId, AccountSource, Mode};
 use crate::policy::UnusedKeys;
 
 /// Raw settings as flags and environment variables. Parse with
-/// [`Settings::from_args`].
+/// [`super::Settings::from_args`].
 #[derive(Args, Debug, Clone)]
 pub struct SettingsArgs {
     /// SQS work queue URL (FIFO if it ends in `.fifo`).

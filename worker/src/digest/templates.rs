@@ -94,7 +94,7 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    /// Renders `digest` (all its lines: see [`plan_emails`] for who gets
+    /// Renders `digest` (all its lines: see [`super::plan_emails`] for who gets
     /// which).
     pub fn render(&self, digest: &AccountDigest) -> Result<RenderedEmail, DigestError> {
         let mut ctx = Context::of(digest);
