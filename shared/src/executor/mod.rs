@@ -2,6 +2,11 @@
 //! recover an interrupted rotation, ask the policy what is due and do it,
 //! recording every step in the ledger. `plan` is the same evaluation without
 //! the lock and without changes.
+//!
+//! One way through: [`Executor::process`] (the AWS ports and the lock's
+//! lifecycle: take it, keep it alive, release it) → `steps::LockedRun`
+//! (recovery, then each due step, written ahead) → [`report`] (the outcome
+//! and reason of what was done).
 
 pub mod documents;
 mod exemption;
@@ -19,12 +24,13 @@ use crate::aws::{
     StsVerifier,
 };
 use crate::config::Settings;
-use crate::domain::{KeyAction, KeyState, KeyStatus, Mode, Outcome};
+use crate::domain::{KeyAction, KeyState, KeyStatus, Mode};
 use crate::error::AwsError;
 use crate::policy::{self, ActionKind, Evaluation, UserFacts};
 use crate::store::{LedgerPort, RunWork, StoreError, UserRecord};
 
 pub use exemption::exemption;
+use report::{outcome_of, plan_view, reason_of, skipped};
 pub use report::{ActionView, KeyView, UserPlan, UserResult};
 
 /// The AWS ports for one account.
@@ -504,73 +510,4 @@ async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::Us
         },
         other => other.into(),
     })
-}
-
-/// The `skipped` result of an exempt user.
-pub fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
-    let evaluation = Evaluation {
-        exempt: true,
-        actions: Vec::new(),
-    };
-    UserResult {
-        plan: plan_view(req, keys, &evaluation),
-        outcome: Outcome::Skipped,
-        new_key_id: None,
-        secret_arn: None,
-        performed: Vec::new(),
-        owner_email: None,
-        reason: format!("exempt: {reason}"),
-    }
-}
-
-fn plan_view(req: &UserRequest, keys: &[KeyState], evaluation: &Evaluation) -> UserPlan {
-    UserPlan {
-        account_id: req.account_id.clone(),
-        user_name: req.user_name.clone(),
-        exempt: evaluation.exempt,
-        keys: keys.iter().map(KeyView::from).collect(),
-        actions: evaluation.actions.iter().map(ActionView::from).collect(),
-    }
-}
-
-/// The most significant thing that happened, in the order operators care
-/// about: a new key first, then switches off, deletions, then what is pending.
-fn outcome_of(
-    mode: Mode,
-    performed: &[KeyAction],
-    due: &[policy::PlannedAction],
-    evaluation: &Evaluation,
-    warned: bool,
-) -> Outcome {
-    if let Some(changed) = Outcome::of_changes(performed) {
-        changed
-    } else if mode == Mode::Audit && !due.is_empty() {
-        Outcome::Planned
-    } else if evaluation
-        .actions
-        .iter()
-        .any(|a| a.kind == ActionKind::Hold)
-    {
-        Outcome::Held
-    } else if warned {
-        Outcome::Warned
-    } else {
-        Outcome::Noop
-    }
-}
-
-fn reason_of(outcome: Outcome, evaluation: &Evaluation, notes: &[String]) -> String {
-    let mut parts: Vec<String> = notes.to_vec();
-    let relevant = evaluation.actions.iter().filter(|a| match outcome {
-        Outcome::Held => a.kind == ActionKind::Hold,
-        Outcome::Warned => a.kind == ActionKind::Warn,
-        Outcome::Noop => false,
-        _ => a.kind != ActionKind::Warn,
-    });
-    parts.extend(relevant.map(|a| format!("{} {}: {}", a.kind.as_str(), a.key_id, a.reason)));
-    if parts.is_empty() {
-        "nothing due".to_string()
-    } else {
-        parts.join("; ")
-    }
 }

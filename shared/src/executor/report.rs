@@ -1,11 +1,14 @@
 //! What the executor returns, in the JSON shape of DESIGN §7 (`plan` and
-//! `rotate --output json`). Key ids only: never secret material.
+//! `rotate --output json`), and how a locked run becomes it: the outcome
+//! (the most significant thing that happened) and the reason. Key ids
+//! only: never secret material.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{KeyAction, KeyState, Outcome};
-use crate::policy::{ActionKind, PlannedAction};
+use super::UserRequest;
+use crate::domain::{KeyAction, KeyState, Mode, Outcome};
+use crate::policy::{self, ActionKind, Evaluation, PlannedAction};
 
 /// One key as `plan` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,4 +94,73 @@ pub struct UserResult {
     pub owner_email: Option<String>,
     /// A one-line explanation.
     pub reason: String,
+}
+
+/// The `skipped` result of an exempt user.
+pub(super) fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
+    let evaluation = Evaluation {
+        exempt: true,
+        actions: Vec::new(),
+    };
+    UserResult {
+        plan: plan_view(req, keys, &evaluation),
+        outcome: Outcome::Skipped,
+        new_key_id: None,
+        secret_arn: None,
+        performed: Vec::new(),
+        owner_email: None,
+        reason: format!("exempt: {reason}"),
+    }
+}
+
+pub(super) fn plan_view(req: &UserRequest, keys: &[KeyState], evaluation: &Evaluation) -> UserPlan {
+    UserPlan {
+        account_id: req.account_id.clone(),
+        user_name: req.user_name.clone(),
+        exempt: evaluation.exempt,
+        keys: keys.iter().map(KeyView::from).collect(),
+        actions: evaluation.actions.iter().map(ActionView::from).collect(),
+    }
+}
+
+/// The most significant thing that happened, in the order operators care
+/// about: a new key first, then switches off, deletions, then what is pending.
+pub(super) fn outcome_of(
+    mode: Mode,
+    performed: &[KeyAction],
+    due: &[policy::PlannedAction],
+    evaluation: &Evaluation,
+    warned: bool,
+) -> Outcome {
+    if let Some(changed) = Outcome::of_changes(performed) {
+        changed
+    } else if mode == Mode::Audit && !due.is_empty() {
+        Outcome::Planned
+    } else if evaluation
+        .actions
+        .iter()
+        .any(|a| a.kind == ActionKind::Hold)
+    {
+        Outcome::Held
+    } else if warned {
+        Outcome::Warned
+    } else {
+        Outcome::Noop
+    }
+}
+
+pub(super) fn reason_of(outcome: Outcome, evaluation: &Evaluation, notes: &[String]) -> String {
+    let mut parts: Vec<String> = notes.to_vec();
+    let relevant = evaluation.actions.iter().filter(|a| match outcome {
+        Outcome::Held => a.kind == ActionKind::Hold,
+        Outcome::Warned => a.kind == ActionKind::Warn,
+        Outcome::Noop => false,
+        _ => a.kind != ActionKind::Warn,
+    });
+    parts.extend(relevant.map(|a| format!("{} {}: {}", a.kind.as_str(), a.key_id, a.reason)));
+    if parts.is_empty() {
+        "nothing due".to_string()
+    } else {
+        parts.join("; ")
+    }
 }
