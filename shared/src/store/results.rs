@@ -14,9 +14,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::attr::{actions, flag, n, num, read_actions, s, text};
+use super::attr::{flag, n, num, s, text};
 use super::keys::{results_prefix, run_pk, ItemKey};
 use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
@@ -24,8 +24,10 @@ use crate::error::AwsError;
 /// How long result items are kept (TTL `expires_at`).
 pub const RESULT_TTL_DAYS: i64 = 90;
 
-/// One processed (account, user) of a run. Key ids only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One processed (account, user) of a run. Key ids only. Its attributes in
+/// the table are these fields as `serde_dynamo` writes them (plus the key,
+/// `published` and the TTL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultItem {
     /// Run.
     pub run_id: String,
@@ -34,6 +36,11 @@ pub struct ResultItem {
     /// Account name.
     pub account_name: String,
     /// The account owner's email (from the message).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "blank_is_none"
+    )]
     pub account_email: Option<String>,
     /// User.
     pub user_name: String,
@@ -44,15 +51,20 @@ pub struct ResultItem {
     /// Why.
     pub reason: String,
     /// What was carried out, in order.
+    #[serde(default)]
     pub actions: Vec<KeyAction>,
     /// For a `planned` result: the changes an enforce run would make (the
     /// digest words them; other outcomes leave this empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub due: Vec<KeyAction>,
     /// New key, if created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_key_id: Option<String>,
     /// Secret holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_arn: Option<String>,
     /// The user's owner (owner-tag email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,
     /// When (real clock).
     pub at: DateTime<Utc>,
@@ -78,6 +90,12 @@ pub struct RunTotals {
     pub counts: std::collections::BTreeMap<String, i64>,
     /// Accounts that could not be enumerated, sorted.
     pub failed_accounts: Vec<String>,
+}
+
+/// Items written before `account_email` was optional hold `""` for none.
+fn blank_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)?;
+    Ok(value.filter(|v| !v.is_empty()))
 }
 
 /// An account's progress in a run after a result was recorded.
@@ -300,32 +318,9 @@ impl ResultStore {
 
     /// Records a result and counts it, exactly once.
     pub async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
-        let mut item = ItemKey::result(&r.run_id, &r.account_id, &r.user_name).attributes();
-        item.insert("run_id".into(), s(&r.run_id));
-        item.insert("account_id".into(), s(&r.account_id));
-        item.insert("account_name".into(), s(&r.account_name));
-        item.insert("user_name".into(), s(&r.user_name));
-        item.insert("outcome".into(), s(r.outcome.as_str()));
-        item.insert("mode".into(), s(r.mode.as_str()));
-        item.insert("reason".into(), s(&r.reason));
-        item.insert("actions".into(), actions(&r.actions));
-        if !r.due.is_empty() {
-            item.insert("due".into(), actions(&r.due));
-        }
-        for (name, value) in [
-            ("new_key_id", &r.new_key_id),
-            ("secret_arn", &r.secret_arn),
-            ("owner_email", &r.owner_email),
-        ] {
-            if let Some(v) = value {
-                item.insert(name.into(), s(v));
-            }
-        }
-        item.insert("at".into(), s(r.at.to_rfc3339()));
-        item.insert(
-            "account_email".into(),
-            s(r.account_email.clone().unwrap_or_default()),
-        );
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(r).expect("a result item is plain data");
+        item.extend(ItemKey::result(&r.run_id, &r.account_id, &r.user_name).attributes());
         // The event is published after the record (outbox): a redelivery
         // finds `published = false` and publishes what was recorded.
         item.insert("published".into(), AttributeValue::Bool(false));
@@ -708,35 +703,13 @@ fn decode(
     account_id: &str,
     item: &HashMap<String, AttributeValue>,
 ) -> Result<ResultItem, AwsError> {
-    let user_name = text(item, "user_name").unwrap_or_default();
-    let corrupt = |what: String| AwsError::Service {
+    serde_dynamo::from_item(item.clone()).map_err(|e| AwsError::Service {
         op: "dynamodb:Query",
         code: "CorruptItem".into(),
         message: format!(
-            "result item {}: {what}",
-            ItemKey::result(run_id, account_id, &user_name)
+            "result item {} of run {run_id}, account {account_id}: {e}",
+            super::keys::key_of(item)
         ),
-    };
-    let outcome = text(item, "outcome").unwrap_or_default();
-    let mode = text(item, "mode").unwrap_or_default();
-    Ok(ResultItem {
-        run_id: run_id.to_string(),
-        account_id: account_id.to_string(),
-        account_name: text(item, "account_name").unwrap_or_default(),
-        account_email: text(item, "account_email").filter(|e| !e.is_empty()),
-        user_name: user_name.clone(),
-        outcome: outcome.parse().map_err(corrupt)?,
-        mode: mode.parse().map_err(corrupt)?,
-        reason: text(item, "reason").unwrap_or_default(),
-        actions: read_actions(item, "actions").map_err(corrupt)?,
-        due: read_actions(item, "due").map_err(corrupt)?,
-        new_key_id: text(item, "new_key_id"),
-        secret_arn: text(item, "secret_arn"),
-        owner_email: text(item, "owner_email"),
-        at: text(item, "at")
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default(),
     })
 }
 
@@ -865,6 +838,70 @@ impl ResultsPort for ResultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample() -> ResultItem {
+        ResultItem {
+            run_id: "r1".into(),
+            account_id: "111122223333".into(),
+            account_name: "prod".into(),
+            account_email: None,
+            user_name: "ci".into(),
+            outcome: Outcome::Planned,
+            mode: Mode::Audit,
+            reason: "rotate AKIA1: 95 days old".into(),
+            actions: Vec::new(),
+            due: vec![KeyAction::new(crate::domain::Action::Rotate, "AKIA1")],
+            new_key_id: None,
+            secret_arn: None,
+            owner_email: Some("owner@example.com".into()),
+            at: DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    #[test]
+    fn a_result_item_round_trips_through_its_attributes() {
+        let item = sample();
+        let mut attributes: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item).unwrap();
+        attributes.extend(ItemKey::result("r1", "111122223333", "ci").attributes());
+        attributes.insert("published".into(), AttributeValue::Bool(true));
+        assert_eq!(attributes["outcome"], s("planned"));
+        assert_eq!(attributes["mode"], s("audit"));
+        assert!(!attributes.contains_key("new_key_id"), "None is left out");
+        assert_eq!(decode("r1", "111122223333", &attributes).unwrap(), item);
+    }
+
+    #[test]
+    fn an_older_result_item_still_reads_and_a_corrupt_one_names_its_key() {
+        // As the hand-written codec wrote them: "" for no account email, an
+        // offset time, an empty action list.
+        let older = HashMap::from([
+            ("pk".to_string(), s("RUN#r1")),
+            ("sk".to_string(), s("RESULT#111122223333#ci")),
+            ("run_id".to_string(), s("r1")),
+            ("account_id".to_string(), s("111122223333")),
+            ("account_name".to_string(), s("prod")),
+            ("account_email".to_string(), s("")),
+            ("user_name".to_string(), s("ci")),
+            ("outcome".to_string(), s("noop")),
+            ("mode".to_string(), s("enforce")),
+            ("reason".to_string(), s("nothing due")),
+            ("actions".to_string(), AttributeValue::L(Vec::new())),
+            ("at".to_string(), s("2026-06-01T10:00:00+00:00")),
+            ("expires_at".to_string(), n(1)),
+        ]);
+        let read = decode("r1", "111122223333", &older).unwrap();
+        assert_eq!((read.outcome, read.account_email), (Outcome::Noop, None));
+        assert_eq!(read.at, sample().at);
+
+        let mut corrupt = older;
+        corrupt.insert("outcome".into(), s("exploded"));
+        let err = decode("r1", "111122223333", &corrupt)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RUN#r1/RESULT#111122223333#ci"), "{err}");
+    }
 
     #[test]
     fn counters_are_safe_attribute_names() {
