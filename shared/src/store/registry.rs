@@ -34,16 +34,33 @@ const OP_SCAN: &str = "dynamodb:Scan";
 /// One account of the registry (item `pk = "ACCOUNT#<id>"`, `sk = "META"`,
 /// attributes `account_id`, `email`, `name` (optional), `enabled` (BOOL),
 /// `updated_at`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// Its attributes are these fields as `serde_dynamo` writes them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegistryAccount {
     /// The 12-digit account id.
     pub account_id: AccountId,
     /// The account owner's email address (digests are sent there).
     pub email: String,
     /// The account's display name, if known.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "blank_is_none"
+    )]
     pub name: Option<String>,
-    /// Whether the producer rotates this account's users.
+    /// Whether the producer rotates this account's users (an item written
+    /// by hand without it is enabled).
+    #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn blank_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(value.filter(|v| !v.is_empty()))
 }
 
 /// The registry in the state table.
@@ -169,17 +186,13 @@ fn unprocessed_backoff() -> ExponentialBuilder {
 }
 
 fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
-    let s = |v: &str| AttributeValue::S(v.to_string());
-    let mut item = ItemKey::registry(account.account_id.as_str()).attributes();
-    item.extend([
-        ("account_id".to_string(), s(account.account_id.as_str())),
-        ("email".to_string(), s(&account.email)),
-        ("enabled".to_string(), AttributeValue::Bool(account.enabled)),
-        ("updated_at".to_string(), s(updated_at)),
-    ]);
-    if let Some(name) = &account.name {
-        item.insert("name".to_string(), s(name));
-    }
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(account).expect("a registry account is plain data");
+    item.extend(ItemKey::registry(account.account_id.as_str()).attributes());
+    item.insert(
+        "updated_at".to_string(),
+        AttributeValue::S(updated_at.to_string()),
+    );
     WriteRequest::builder()
         .put_request(
             PutRequest::builder()
@@ -191,34 +204,28 @@ fn put_request(account: &RegistryAccount, updated_at: &str) -> WriteRequest {
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<RegistryAccount, AwsError> {
-    let get_s = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
     let key = key_of(item);
     let corrupt = |what: String| AwsError::Service {
         op: OP_SCAN,
         code: "InvalidRegistryItem".into(),
         message: format!("registry item {key}: {what}"),
     };
-    let raw_id = get_s("account_id")
-        .map(String::as_str)
-        .or_else(|| get_s(PK).and_then(|pk| account_in(pk)))
-        .ok_or_else(|| corrupt("no account_id".into()))?;
-    let account_id: AccountId = raw_id.parse().map_err(corrupt)?;
-    let email = get_s("email")
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| corrupt("no email".into()))?
-        .clone();
-    let name = get_s("name").filter(|n| !n.is_empty()).cloned();
-    let enabled = match item.get("enabled") {
-        None => true,
-        Some(AttributeValue::Bool(b)) => *b,
-        Some(other) => return Err(corrupt(format!("enabled is not a boolean: {other:?}"))),
-    };
-    Ok(RegistryAccount {
-        account_id,
-        email,
-        name,
-        enabled,
-    })
+    let mut item = item.clone();
+    // An item written by hand may leave the id to its key.
+    if !item.contains_key("account_id") {
+        let from_key = item
+            .get(PK)
+            .and_then(|pk| pk.as_s().ok())
+            .and_then(|pk| account_in(pk))
+            .ok_or_else(|| corrupt("no account_id".into()))?;
+        item.insert("account_id".into(), AttributeValue::S(from_key.to_string()));
+    }
+    let account: RegistryAccount =
+        serde_dynamo::from_item(item).map_err(|e| corrupt(e.to_string()))?;
+    if account.email.is_empty() {
+        return Err(corrupt("no email".into()));
+    }
+    Ok(account)
 }
 
 #[cfg(test)]
@@ -249,6 +256,29 @@ mod tests {
             assert_eq!(item["sk"].as_s().unwrap(), REGISTRY_SK);
             assert_eq!(decode(item).unwrap(), a);
         }
+    }
+
+    #[test]
+    fn an_item_written_by_hand_takes_its_id_from_the_key_and_is_enabled() {
+        let item = HashMap::from([
+            (
+                "pk".to_string(),
+                AttributeValue::S("ACCOUNT#111122223333".into()),
+            ),
+            ("sk".to_string(), AttributeValue::S(REGISTRY_SK.into())),
+            ("email".to_string(), AttributeValue::S("a@b.c".into())),
+            ("name".to_string(), AttributeValue::S(String::new())),
+        ]);
+        let read = decode(&item).unwrap();
+        assert_eq!(read.account_id.as_str(), "111122223333");
+        assert!(read.enabled);
+        assert_eq!(read.name, None);
+        let mut no_email = item;
+        no_email.insert("email".into(), AttributeValue::S(String::new()));
+        assert!(decode(&no_email)
+            .unwrap_err()
+            .to_string()
+            .contains("no email"));
     }
 
     #[test]
