@@ -164,3 +164,30 @@ fn the_reference_shape_reaches_every_user_of_a_small_organisation() {
     assert_eq!(report.unreached, 0);
     assert_eq!(report.finished_at.len(), report.users);
 }
+
+#[test]
+fn results_that_beat_the_producers_marks_still_get_their_digests_and_summary() {
+    // The producer's marks land ten minutes late: every result is recorded
+    // before its account is marked enqueued and before the run is, so no
+    // worker sees anything complete. The producer, finding so at its marks,
+    // has a worker finish.
+    let mut late = small(17, 0.0);
+    late.model.producer_mark_delay = std::time::Duration::from_secs(600);
+    let on_time = on_paused_clock(simulate(&small(17, 0.0))).unwrap();
+    let report = on_paused_clock(simulate(&late)).unwrap();
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(on_time.summaries, 1, "{}", on_time.text());
+    assert_eq!(report.summaries, 1, "the run's summary: {}", report.text());
+    assert!(
+        on_time.emails >= 4,
+        "a digest per account: {}",
+        on_time.text()
+    );
+    assert_eq!(
+        report.emails,
+        on_time.emails,
+        "every digest: {}",
+        report.text()
+    );
+}

@@ -60,6 +60,22 @@ impl Enqueuer {
         }
     }
 
+    /// Sends `m` again, to be delivered once more: a worker finds its
+    /// result recorded and runs the completion check, which sends the
+    /// account's digest or the run's summary if they are owed. The
+    /// producer does this when its own mark (an account enqueued, the run
+    /// enqueued) came after every result, so that no worker saw the
+    /// account or run complete. `why` keeps the deduplication id apart
+    /// from the message's first sending and from another nudge.
+    pub async fn nudge(&self, m: &WorkMessage, why: &str) -> Result<(), AwsError> {
+        let mut outgoing = self.outgoing(m);
+        if let Some((_, dedup)) = &mut outgoing.fifo {
+            dedup.push('#');
+            dedup.push_str(why);
+        }
+        self.queue.send(&outgoing).await
+    }
+
     /// Sends up to [`BATCH`] messages; every one is sent, or the error says
     /// how many were sent before it (the run's expected count must include
     /// exactly those).

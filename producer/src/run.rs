@@ -241,10 +241,10 @@ impl Producer {
         let total = accounts.len();
         tracing::info!(run_id = %run_id, accounts = total, "producing");
 
-        let outcomes: Vec<AccountOutcome> = futures::stream::iter(accounts)
+        let outcomes: Vec<(AccountOutcome, Option<WorkMessage>)> = futures::stream::iter(accounts)
             .map(|account| self.account(&run_id, key, req, account, total))
             .buffer_unordered(self.settings.account_concurrency)
-            .inspect(|outcome| on_account(outcome, total))
+            .inspect(|(outcome, _)| on_account(outcome, total))
             .collect()
             .await;
 
@@ -257,7 +257,9 @@ impl Producer {
             failures: Vec::new(),
             skipped_accounts: 0,
         };
-        for outcome in outcomes {
+        let mut any_sent = None;
+        for (outcome, last) in outcomes {
+            any_sent = any_sent.or(last);
             match outcome {
                 AccountOutcome::Enqueued { users, .. } => {
                     summary.accounts += 1;
@@ -277,10 +279,14 @@ impl Producer {
         summary
             .failures
             .sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        self.runs
+        let complete = self
+            .runs
             .finish_enqueue(&run_id, summary.accounts as i64, summary.enqueued as i64)
             .await
             .map_err(ProduceError::Runs)?;
+        if complete {
+            self.nudge(any_sent.as_ref(), "run-complete").await;
+        }
         tracing::info!(run_id = %run_id, accounts = summary.accounts, enqueued = summary.enqueued,
             failed = summary.failed_accounts.len(), "run enqueued");
         Ok(summary)
@@ -313,15 +319,16 @@ impl Producer {
         req: &ProduceRequest,
         account: AccountInfo,
         accounts: usize,
-    ) -> AccountOutcome {
+    ) -> (AccountOutcome, Option<WorkMessage>) {
         if let Some(why) = self.out_of_scope(req, &account) {
-            return AccountOutcome::Skipped {
+            let skipped = AccountOutcome::Skipped {
                 account_id: account.id,
                 why,
             };
+            return (skipped, None);
         }
-        let mut sent = 0usize;
-        match self
+        let mut sent = Sent::default();
+        let outcome = match self
             .enqueue_account(run_id, key, req, (&account, accounts), &mut sent)
             .await
         {
@@ -337,21 +344,25 @@ impl Producer {
                 let failure = AccountFailure {
                     account_id: account.id.clone(),
                     error: error.to_string(),
-                    enqueued: sent,
+                    enqueued: sent.count,
                 };
-                tracing::error!(account_id = %account.id, error = %error, enqueued = sent, "account failed; the run goes on");
-                if let Err(e) = self
+                tracing::error!(account_id = %account.id, error = %error, enqueued = sent.count, "account failed; the run goes on");
+                match self
                     .runs
                     .account_failed(
                         run_id,
                         &account.id,
                         &account.name,
                         &failure.error,
-                        sent as i64,
+                        sent.count as i64,
                     )
                     .await
                 {
-                    tracing::error!(account_id = %account.id, error = %e, "could not record the account's failure");
+                    Ok(true) => self.nudge(sent.last.as_ref(), "account-complete").await,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(account_id = %account.id, error = %e, "could not record the account's failure")
+                    }
                 }
                 if let Some(events) = &self.events {
                     let event = ResultEvent::account_failed(
@@ -367,6 +378,19 @@ impl Producer {
                 }
                 AccountOutcome::Failed(failure)
             }
+        };
+        (outcome, sent.last)
+    }
+
+    /// Delivers `last` (a message of the account or run just found
+    /// complete at the producer's own mark) once more, so that a worker
+    /// sends the digest or summary no worker saw owed. A failure is
+    /// logged: the results stand, only that email or event is missing.
+    async fn nudge(&self, last: Option<&WorkMessage>, why: &str) {
+        let Some(m) = last else { return };
+        tracing::info!(account_id = %m.account_id, why, "every result came before the producer's mark; asking a worker to finish");
+        if let Err(e) = self.enqueuer.nudge(m, why).await {
+            tracing::error!(account_id = %m.account_id, error = %e, "could not ask a worker to send what is owed");
         }
     }
 
@@ -378,7 +402,7 @@ impl Producer {
         key: &str,
         req: &ProduceRequest,
         (account, accounts): (&AccountInfo, usize),
-        sent: &mut usize,
+        sent: &mut Sent,
     ) -> Result<Option<usize>, AwsError> {
         if self.inventory.excluded(account).await? {
             return Ok(None);
@@ -391,6 +415,7 @@ impl Producer {
         // Counted as sent, batch by batch: when the account fails part-way,
         // the run expects exactly the messages that went out.
         let count = std::sync::atomic::AtomicUsize::new(0);
+        let last = std::sync::Mutex::new(None);
         let pages = async {
             let mut marker = None;
             let mut index = 0u32;
@@ -418,7 +443,10 @@ impl Producer {
                     .collect();
                 for batch in messages.chunks(BATCH) {
                     match self.enqueuer.send(batch).await {
-                        Ok(()) => count.fetch_add(batch.len(), Ordering::SeqCst),
+                        Ok(()) => {
+                            *last.lock().expect("not poisoned") = batch.last().cloned();
+                            count.fetch_add(batch.len(), Ordering::SeqCst)
+                        }
                         Err(partial) => {
                             count.fetch_add(partial.sent, Ordering::SeqCst);
                             return Err(partial.error);
@@ -432,12 +460,17 @@ impl Producer {
             }
         }
         .await;
-        *sent = count.load(Ordering::SeqCst);
+        sent.count = count.load(Ordering::SeqCst);
+        sent.last = last.into_inner().expect("not poisoned");
         pages?;
-        self.runs
-            .account_enqueued(run_id, &account.id, &account.name, *sent as i64)
+        let complete = self
+            .runs
+            .account_enqueued(run_id, &account.id, &account.name, sent.count as i64)
             .await?;
-        Ok(Some(*sent))
+        if complete {
+            self.nudge(sent.last.as_ref(), "account-complete").await;
+        }
+        Ok(Some(sent.count))
     }
 
     /// The message for one user, unsigned.
@@ -479,6 +512,15 @@ pub fn new_run_id() -> String {
         keyrotor_shared::time::now().format("%Y%m%dT%H%M%SZ"),
         &suffix[..8]
     )
+}
+
+/// What an account's enqueueing sent: how many messages, and the last one
+/// (signed), to deliver again if the account turns out complete at its
+/// mark.
+#[derive(Default)]
+struct Sent {
+    count: usize,
+    last: Option<WorkMessage>,
 }
 
 #[cfg(test)]

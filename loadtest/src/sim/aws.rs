@@ -520,6 +520,8 @@ pub struct SimEvents {
     pub sim: Sim,
     /// Result events published, by outcome.
     pub published: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Run summary events published.
+    pub summaries: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait]
@@ -542,7 +544,10 @@ impl EventSink for SimEvents {
         self.sim
             .model
             .call(Service::Sns, "Publish", "hub", Retry::Sdk)
-            .await
+            .await?;
+        self.summaries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 

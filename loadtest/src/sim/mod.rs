@@ -124,6 +124,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     let events = Arc::new(SimEvents {
         sim: sim.clone(),
         published: Mutex::new(Default::default()),
+        summaries: Default::default(),
     });
     let templates = Arc::new(Templates::load(None)?);
 
@@ -229,6 +230,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     );
     report.crashes = crashed.load(std::sync::atomic::Ordering::Relaxed);
     report.timeouts = timeouts.load(std::sync::atomic::Ordering::Relaxed);
+    report.summaries = events.summaries.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 

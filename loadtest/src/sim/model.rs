@@ -112,6 +112,10 @@ pub struct ModelConfig {
     /// Probability that `CreateAccessKey` creates the key and its answer
     /// is lost (a timeout): the worker never learns the key's id.
     pub lost_create_rate: f64,
+    /// How long the producer's marks (an account enqueued, the run
+    /// enqueued) take to land: a slow or throttled producer. With a long
+    /// one, every result is recorded before the mark.
+    pub producer_mark_delay: Duration,
     /// The RNG seed.
     pub seed: u64,
 }
@@ -130,6 +134,7 @@ impl Default for ModelConfig {
             fault_rate: 0.0,
             throttle_bursts: None,
             lost_create_rate: 0.0,
+            producer_mark_delay: Duration::ZERO,
             seed: 1,
         }
     }

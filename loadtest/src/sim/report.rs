@@ -55,6 +55,10 @@ pub struct Report {
     pub lost_answers: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
+    /// Digest emails sent.
+    pub emails: u64,
+    /// Run summary events published.
+    pub summaries: u64,
     /// Lambda invocations killed at the function's timeout (Lambda shape).
     pub timeouts: u64,
     /// Median seconds per user (keyrotor: first receive to delete).
@@ -181,6 +185,8 @@ impl Report {
             conflicts: counters.conflicts,
             lost_answers: counters.lost_answers,
             crashes: 0,
+            emails: counters.emails,
+            summaries: 0,
             timeouts: 0,
             p50_user_seconds: percentile(&user_seconds, 0.5),
             p99_user_seconds: percentile(&user_seconds, 0.99),

@@ -370,18 +370,31 @@ fn ours<'a>(
 }
 
 /// Adds a complete account's counts to the run's, once.
-fn roll_up(run: &mut Run, account_id: &str) {
+impl SimTable {
+    /// The producer's mark taking its time (see
+    /// [`ModelConfig::producer_mark_delay`](super::model::ModelConfig)).
+    async fn producer_mark(&self) {
+        let delay = self.model.config().producer_mark_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// Rolls a complete account up into its run, once; whether this did.
+fn roll_up(run: &mut Run, account_id: &str) -> bool {
     let Some(account) = run.accounts.get_mut(account_id) else {
-        return;
+        return false;
     };
     if account.rolled_up || !progress(account).complete() {
-        return;
+        return false;
     }
     account.rolled_up = true;
     run.run.done += account.done;
     for (outcome, n) in &account.counts {
         *run.run.counts.entry(outcome.clone()).or_default() += n;
     }
+    true
 }
 
 fn progress(c: &Counted) -> Progress {
@@ -639,7 +652,8 @@ impl RunsPort for SimTable {
         account_id: &str,
         _account_name: &str,
         expected: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
+        self.producer_mark().await;
         self.request("UpdateItem").await?;
         let mut state = self.state();
         let account = state
@@ -652,8 +666,10 @@ impl RunsPort for SimTable {
         account.expected = expected;
         account.enqueued = true;
         // As the adapter does: an account whose results all came first.
-        roll_up(state.runs.get_mut(run_id).expect("just made"), account_id);
-        Ok(())
+        Ok(roll_up(
+            state.runs.get_mut(run_id).expect("just made"),
+            account_id,
+        ))
     }
 
     async fn account_failed(
@@ -663,7 +679,8 @@ impl RunsPort for SimTable {
         _account_name: &str,
         _error: &str,
         enqueued: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
+        self.producer_mark().await;
         self.request("UpdateItem").await?;
         let mut state = self.state();
         let run = state.runs.entry(run_id.to_string()).or_default();
@@ -671,8 +688,7 @@ impl RunsPort for SimTable {
         let account = run.accounts.entry(account_id.to_string()).or_default();
         account.expected = enqueued;
         account.enqueued = true;
-        roll_up(run, account_id);
-        Ok(())
+        Ok(roll_up(run, account_id))
     }
 
     async fn finish_enqueue(
@@ -680,12 +696,13 @@ impl RunsPort for SimTable {
         run_id: &str,
         _accounts: i64,
         expected: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
+        self.producer_mark().await;
         self.request("UpdateItem").await?;
         let mut state = self.state();
         let run = state.runs.entry(run_id.to_string()).or_default();
         run.run.expected = expected;
         run.run.enqueued = true;
-        Ok(())
+        Ok(run.run.done >= expected)
     }
 }

@@ -394,12 +394,13 @@ impl ResultStore {
     /// is complete and not rolled up yet. The producer calls it too: an
     /// account whose last result was recorded before the producer marked it
     /// enqueued was complete when no worker looked.
+    /// Whether this call found the account complete and not yet rolled up.
     pub(crate) async fn roll_up_if_complete(
         &self,
         run_id: &str,
         account_id: &str,
         item: &HashMap<String, AttributeValue>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         let complete = Progress {
             done: num(item, "done"),
             expected: num(item, "expected"),
@@ -408,8 +409,9 @@ impl ResultStore {
         .complete();
         if complete && !flag(item, "rolled_up") {
             self.roll_up(run_id, account_id, item).await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Adds a complete account's counters to the run's, exactly once: the

@@ -338,14 +338,15 @@ impl RunStore {
 
     /// Records that all of an account's `expected` messages are enqueued.
     /// Workers may have recorded them all already: then the account is
-    /// rolled up into the run's counters here.
+    /// rolled up into the run's counters here, and `true` says so (no
+    /// worker saw it complete: its digest is still owed).
     pub async fn account_enqueued(
         &self,
         run_id: &str,
         account_id: &str,
         account_name: &str,
         expected: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         let written = super::retry::send_update(
             self.client
                 .update_item()
@@ -370,13 +371,15 @@ impl RunStore {
             .await
     }
 
+    /// Rolls the account up if `item` (as the mark wrote it) is complete;
+    /// whether it was.
     async fn roll_up_if_complete(
         &self,
         run_id: &str,
         account_id: &str,
         item: Option<&HashMap<String, AttributeValue>>,
-    ) -> Result<(), AwsError> {
-        let Some(item) = item else { return Ok(()) };
+    ) -> Result<bool, AwsError> {
+        let Some(item) = item else { return Ok(false) };
         super::results::ResultStore::new(self.client.clone(), self.table.clone())
             .roll_up_if_complete(run_id, account_id, item)
             .await
@@ -384,7 +387,8 @@ impl RunStore {
 
     /// Records that an account could not be enumerated, on the account and
     /// on the run. `enqueued` messages were sent before the failure: the
-    /// account's digest waits for their results.
+    /// account's digest waits for their results; `true` when they were all
+    /// recorded already (the digest is owed, and no worker will see it).
     pub async fn account_failed(
         &self,
         run_id: &str,
@@ -392,7 +396,7 @@ impl RunStore {
         account_name: &str,
         error: &str,
         enqueued: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         let written = super::retry::send_update(self.client.update_item()
             .table_name(&self.table)
             .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
@@ -411,7 +415,8 @@ impl RunStore {
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .return_values(ReturnValue::AllNew))
         .await?;
-        self.roll_up_if_complete(run_id, account_id, written.attributes())
+        let complete = self
+            .roll_up_if_complete(run_id, account_id, written.attributes())
             .await?;
         super::retry::send_update(
             self.client
@@ -425,17 +430,19 @@ impl RunStore {
                 ),
         )
         .await?;
-        Ok(())
+        Ok(complete)
     }
 
-    /// Records the run's totals once every account is enqueued.
+    /// Records the run's totals once every account is enqueued; `true` when
+    /// every result was counted already (the run's summary is owed, and no
+    /// worker will see the run complete).
     pub async fn finish_enqueue(
         &self,
         run_id: &str,
         accounts: i64,
         expected: i64,
-    ) -> Result<(), AwsError> {
-        super::retry::send_update(
+    ) -> Result<bool, AwsError> {
+        let written = super::retry::send_update(
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -446,10 +453,13 @@ impl RunStore {
                 .expression_attribute_values(":a", n(accounts))
                 .expression_attribute_values(":e", n(expected))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":now", time(&crate::time::now())),
+                .expression_attribute_values(":now", time(&crate::time::now()))
+                .return_values(ReturnValue::AllNew),
         )
         .await?;
-        Ok(())
+        Ok(written
+            .attributes()
+            .is_some_and(|run| get_n(run, "done") >= expected))
     }
 
     /// Reads a run with its accounts (`None` if there is no such run). The
@@ -508,7 +518,7 @@ pub trait RunsPort: Send + Sync {
         account_id: &str,
         account_name: &str,
         expected: i64,
-    ) -> Result<(), AwsError>;
+    ) -> Result<bool, AwsError>;
     /// Records an account's failure, with the messages it did send.
     async fn account_failed(
         &self,
@@ -517,14 +527,14 @@ pub trait RunsPort: Send + Sync {
         account_name: &str,
         error: &str,
         enqueued: i64,
-    ) -> Result<(), AwsError>;
+    ) -> Result<bool, AwsError>;
     /// Records the run as enqueued.
     async fn finish_enqueue(
         &self,
         run_id: &str,
         accounts: i64,
         expected: i64,
-    ) -> Result<(), AwsError>;
+    ) -> Result<bool, AwsError>;
 }
 
 // Inherent methods win method resolution, so each forwards to its own.
@@ -548,7 +558,7 @@ impl RunsPort for RunStore {
         account_id: &str,
         account_name: &str,
         expected: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         self.account_enqueued(run_id, account_id, account_name, expected)
             .await
     }
@@ -559,7 +569,7 @@ impl RunsPort for RunStore {
         account_name: &str,
         error: &str,
         enqueued: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         self.account_failed(run_id, account_id, account_name, error, enqueued)
             .await
     }
@@ -568,7 +578,7 @@ impl RunsPort for RunStore {
         run_id: &str,
         accounts: i64,
         expected: i64,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         self.finish_enqueue(run_id, accounts, expected).await
     }
 }
