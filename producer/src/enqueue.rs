@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use sha2::Digest;
 
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::message::WorkMessage;
@@ -32,6 +33,8 @@ fn entry_backoff() -> ExponentialBuilder {
 pub struct PartialSend {
     /// Messages of the batch that were sent.
     pub sent: usize,
+    /// The index in the batch of one message that was sent, if any.
+    pub one_sent: Option<usize>,
     /// Why the rest were not.
     pub error: AwsError,
 }
@@ -70,8 +73,10 @@ impl Enqueuer {
     pub async fn nudge(&self, m: &WorkMessage, why: &str) -> Result<(), AwsError> {
         let mut outgoing = self.outgoing(m);
         if let Some((_, dedup)) = &mut outgoing.fifo {
-            dedup.push('#');
-            dedup.push_str(why);
+            // Hashed: SQS takes at most 128 characters, and a user name
+            // alone may have 64.
+            let digest = sha2::Sha256::digest(format!("{dedup}#{why}").as_bytes());
+            *dedup = format!("{why}-{}", hex::encode(digest));
         }
         self.queue.send(&outgoing).await
     }
@@ -81,18 +86,25 @@ impl Enqueuer {
     /// exactly those).
     pub async fn send(&self, messages: &[WorkMessage]) -> Result<(), PartialSend> {
         debug_assert!(messages.len() <= BATCH);
-        let mut pending: Vec<Outgoing> = messages.iter().map(|m| self.outgoing(m)).collect();
+        // (index in `messages`, what is sent)
+        let mut pending: Vec<(usize, Outgoing)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, self.outgoing(m)))
+            .collect();
         let mut delays = entry_backoff().build();
         while !pending.is_empty() {
-            let unsent = |pending: &[Outgoing]| messages.len() - pending.len();
+            let partial = |pending: &[(usize, Outgoing)], error| PartialSend {
+                sent: messages.len() - pending.len(),
+                one_sent: (0..messages.len()).find(|i| pending.iter().all(|(p, _)| p != i)),
+                error,
+            };
+            let batch: Vec<Outgoing> = pending.iter().map(|(_, o)| o.clone()).collect();
             let failed = self
                 .queue
-                .send_batch(&pending)
+                .send_batch(&batch)
                 .await
-                .map_err(|error| PartialSend {
-                    sent: unsent(&pending),
-                    error,
-                })?;
+                .map_err(|error| partial(&pending, error))?;
             let Some((_, code)) = failed.first() else {
                 return Ok(());
             };
@@ -111,12 +123,7 @@ impl Enqueuer {
                 .collect();
             match delays.next() {
                 Some(delay) if retry => tokio::time::sleep(delay).await,
-                _ => {
-                    return Err(PartialSend {
-                        sent: unsent(&pending),
-                        error,
-                    })
-                }
+                _ => return Err(partial(&pending, error)),
             }
         }
         Ok(())
@@ -251,6 +258,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(sent(&queue), [3, 1, 1, 1]);
         assert_eq!(err.sent, 2);
+        assert_eq!(err.one_sent, Some(1), "the first refused, the second went");
     }
 
     #[tokio::test(start_paused = true)]

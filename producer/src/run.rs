@@ -448,6 +448,9 @@ impl Producer {
                             count.fetch_add(batch.len(), Ordering::SeqCst)
                         }
                         Err(partial) => {
+                            if let Some(i) = partial.one_sent {
+                                *last.lock().expect("not poisoned") = batch.get(i).cloned();
+                            }
                             count.fetch_add(partial.sent, Ordering::SeqCst);
                             return Err(partial.error);
                         }

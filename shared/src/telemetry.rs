@@ -4,14 +4,14 @@
 //! of escape codes).
 //!
 //! The filter: `RUST_LOG` when set; else Lambda's `AWS_LAMBDA_LOG_LEVEL`
-//! (the function's advanced logging controls) for keyrotor's own logs; else
-//! `info`. The SDK's own output stays at `warn` unless `RUST_LOG` says
+//! (the function's application log level) for keyrotor's own crates, the
+//! others staying at `info` (or going quieter with it); else `info`. The SDK's own output stays at `warn` unless `RUST_LOG` says
 //! otherwise: its wire traces are noise for operators. In Lambda,
 //! `AWS_LAMBDA_LOG_FORMAT=Text` asks for text instead of JSON.
 //!
 //! Per-message context (run, account, user, SQS message id) comes from
 //! spans opened by the pool and the Lambda handler, so log lines need not
-//! repeat it.
+//! repeat it; JSON lines carry the whole list of spans.
 
 use std::io::IsTerminal;
 
@@ -19,6 +19,16 @@ use tracing_subscriber::EnvFilter;
 
 /// The SDK crates held at `warn` by default.
 const QUIET_SDK: &str = "aws_config=warn,aws_smithy_runtime=warn,aws_sdk_sts=warn";
+
+/// keyrotor's own crates (library and binary targets).
+const OWN: [&str; 6] = [
+    "keyrotor_shared",
+    "keyrotor_producer",
+    "keyrotor_worker",
+    "keyrotor_cli",
+    "producer_lambda",
+    "worker_lambda",
+];
 
 /// How logs are written, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +66,15 @@ impl LogSetup {
                     Some("ERROR") | Some("FATAL") => "error",
                     _ => "info",
                 };
-                format!("{level},{QUIET_SDK}")
+                // More detail for keyrotor only: DEBUG must not turn on
+                // every HTTP and TLS crate's traces.
+                let others = if matches!(level, "warn" | "error") {
+                    level
+                } else {
+                    "info"
+                };
+                let own: Vec<String> = OWN.iter().map(|c| format!("{c}={level}")).collect();
+                format!("{others},{},{QUIET_SDK}", own.join(","))
             }
         };
         let json =
@@ -94,7 +112,7 @@ pub fn init() {
         builder
             .json()
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .init();
     } else {
         builder.with_target(false).init();
@@ -112,10 +130,20 @@ mod tests {
             setup(Some("debug,hyper=warn"), Some("ERROR")),
             "debug,hyper=warn"
         );
-        assert_eq!(setup(None, Some("DEBUG")), format!("debug,{QUIET_SDK}"));
-        assert_eq!(setup(None, Some("fatal")), format!("error,{QUIET_SDK}"));
-        assert_eq!(setup(Some(" "), None), format!("info,{QUIET_SDK}"));
-        assert_eq!(setup(None, Some("nonsense")), format!("info,{QUIET_SDK}"));
+        let debug = setup(None, Some("DEBUG"));
+        assert!(debug.starts_with("info,keyrotor_shared=debug,"), "{debug}");
+        assert!(debug.contains("worker_lambda=debug") && debug.ends_with(QUIET_SDK));
+        let fatal = setup(None, Some("fatal"));
+        assert!(fatal.starts_with("error,keyrotor_shared=error,"), "{fatal}");
+        let default = setup(Some(" "), None);
+        assert!(
+            default.starts_with("info,keyrotor_shared=info,"),
+            "{default}"
+        );
+        assert_eq!(setup(None, Some("nonsense")), default);
+        for directives in [debug, fatal, default] {
+            assert!(EnvFilter::try_new(&directives).is_ok(), "{directives}");
+        }
     }
 
     #[test]

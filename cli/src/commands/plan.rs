@@ -34,7 +34,7 @@ pub struct PlanArgs {
 /// Runs `plan`.
 pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
     let ctx = context(cli).await?;
-    let as_of = args.as_of.unwrap_or_else(Utc::now);
+    let as_of = args.as_of.unwrap_or_else(keyrotor_shared::time::now);
     let account = args.account.to_string();
     let users = match &args.user {
         Some(u) => vec![u.clone()],

@@ -88,7 +88,7 @@ pub struct SettingsArgs {
         long,
         env = "KEYROTOR_MAX_HOLD_DAYS",
         default_value = "14",
-        value_parser = days(0), global = true
+        value_parser = days_up_to(0, u16::MAX), global = true
     )]
     pub max_hold_days: u16,
     /// What to do with a never-used key past its rotation age: `retire`, `rotate` or `ignore`.
@@ -396,13 +396,21 @@ fn blank_or_within(
 
 /// A number of days from `min` to 3650 (ten years).
 fn days(min: u16) -> impl Fn(&str) -> Result<u16, String> + Clone + Send + Sync + 'static {
+    days_up_to(min, 3650)
+}
+
+/// A number of days from `min` to `max`.
+fn days_up_to(
+    min: u16,
+    max: u16,
+) -> impl Fn(&str) -> Result<u16, String> + Clone + Send + Sync + 'static {
     move |s: &str| {
         let v: u16 = s
             .trim()
             .parse()
             .map_err(|_| format!("expected a whole number of days, got `{s}`"))?;
-        if v < min || v > 3650 {
-            return Err(format!("must be between {min} and 3650, got {v}"));
+        if v < min || v > max {
+            return Err(format!("must be between {min} and {max}, got {v}"));
         }
         Ok(v)
     }
@@ -439,6 +447,12 @@ impl ConfigError {
         let Some(ContextValue::String(shown)) = err.get(ContextKind::InvalidArg) else {
             return Err(err);
         };
+        // A flag given without its value is a usage error, not a setting's.
+        if err.kind() == ErrorKind::InvalidValue
+            && matches!(err.get(ContextKind::InvalidValue), Some(ContextValue::String(v)) if v.is_empty())
+        {
+            return Err(err);
+        }
         // "--delete-days <DELETE_DAYS>"
         let long = shown
             .trim_start_matches("--")

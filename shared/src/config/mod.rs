@@ -436,6 +436,16 @@ mod tests {
         );
         let e = parse(&["--mode", "yolo"]).unwrap_err();
         assert!(e.message.contains("`audit` or `enforce`"), "{e}");
+        let no_value = Cli::try_parse_from(["keyrotor", "--mode"]).unwrap_err();
+        assert!(
+            ConfigError::from_clap(no_value, &Cli::command()).is_err(),
+            "a flag without its value is a usage error"
+        );
+        assert_eq!(
+            parse(&["--max-hold-days", "5000"]).unwrap().policy.max_hold,
+            Duration::days(5000),
+            "no upper limit to speak of"
+        );
         let help = Cli::try_parse_from(["keyrotor", "--help"]).unwrap_err();
         let help = ConfigError::from_clap(help, &Cli::command()).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);

@@ -211,8 +211,12 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<RegistryAccount, Aws
         message: format!("registry item {key}: {what}"),
     };
     let mut item = item.clone();
-    // An item written by hand may leave the id to its key.
-    if !item.contains_key("account_id") {
+    // An item written by hand may leave the id to its key (or type it as a
+    // number), and its name is only a label.
+    if item.get("name").is_some_and(|n| n.as_s().is_err()) {
+        item.remove("name");
+    }
+    if item.get("account_id").is_none_or(|id| id.as_s().is_err()) {
         let from_key = item
             .get(PK)
             .and_then(|pk| pk.as_s().ok())
@@ -273,6 +277,17 @@ mod tests {
         assert_eq!(read.account_id.as_str(), "111122223333");
         assert!(read.enabled);
         assert_eq!(read.name, None);
+        let mut typed_in_the_console = item.clone();
+        typed_in_the_console.insert(
+            "account_id".into(),
+            AttributeValue::N("111122223333".into()),
+        );
+        typed_in_the_console.insert("name".into(), AttributeValue::N("7".into()));
+        let read = decode(&typed_in_the_console).unwrap();
+        assert_eq!(
+            (read.account_id.as_str(), read.name),
+            ("111122223333", None)
+        );
         let mut no_email = item;
         no_email.insert("email".into(), AttributeValue::S(String::new()));
         assert!(decode(&no_email)

@@ -408,8 +408,7 @@ impl ResultStore {
         }
         .complete();
         if complete && !flag(item, "rolled_up") {
-            self.roll_up(run_id, account_id, item).await?;
-            return Ok(true);
+            return self.roll_up(run_id, account_id, item).await;
         }
         Ok(false)
     }
@@ -417,12 +416,13 @@ impl ResultStore {
     /// Adds a complete account's counters to the run's, exactly once: the
     /// account is marked `rolled_up` in the same transaction, conditioned
     /// on not being marked yet and on the counts read being current.
+    /// Whether this call did it (else another had).
     async fn roll_up(
         &self,
         run_id: &str,
         account_id: &str,
         account: &HashMap<String, AttributeValue>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<bool, AwsError> {
         let mut counters: Vec<(String, i64)> = account
             .keys()
             .filter(|k| k.starts_with("count_"))
@@ -455,12 +455,13 @@ impl ResultStore {
             .expect("table, key and expression are set");
         // A failed condition: rolled up by another worker meanwhile (its
         // counts cannot have moved: the account was complete).
-        self.transact_once([
-            TransactWriteItem::builder().update(mark).build(),
-            TransactWriteItem::builder().update(add).build(),
-        ])
-        .await?;
-        Ok(())
+        let done_already = self
+            .transact_once([
+                TransactWriteItem::builder().update(mark).build(),
+                TransactWriteItem::builder().update(add).build(),
+            ])
+            .await?;
+        Ok(!done_already)
     }
 
     /// Runs a transaction whose first item carries the condition that makes
