@@ -182,6 +182,7 @@ mod tests {
                 return Err(AwsError::Transport {
                     op: "sqs:SendMessageBatch",
                     message: "connection reset".into(),
+                    source: None,
                 });
             }
             let mut refusals = self.refusals.lock().unwrap();

@@ -2,11 +2,50 @@
 //! variant (retry, report, give up), never on strings.
 
 use std::error::Error as StdError;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
+use std::sync::Arc;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// The SDK's error behind an [`AwsError`], kept as its `source()`. Errors
+/// compare by meaning, so any two sources are equal.
+#[derive(Clone)]
+pub struct SdkSource(Arc<dyn StdError + Send + Sync>);
+
+impl SdkSource {
+    /// Keeps `err` as a source.
+    pub fn new(err: impl StdError + Send + Sync + 'static) -> SdkSource {
+        SdkSource(Arc::new(err))
+    }
+}
+
+impl Debug for SdkSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for SdkSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl StdError for SdkSource {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for SdkSource {
+    fn eq(&self, _: &SdkSource) -> bool {
+        true
+    }
+}
+
+impl Eq for SdkSource {}
 
 /// A failed AWS call, by meaning. Every variant names the operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +57,10 @@ pub enum AwsError {
         op: &'static str,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// The user, key, secret or item does not exist.
     #[error("{op}: not found: {message}")]
@@ -26,6 +69,10 @@ pub enum AwsError {
         op: &'static str,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// A quota was hit, e.g. the two-access-keys-per-user limit.
     #[error("{op}: limit exceeded: {message}")]
@@ -34,6 +81,10 @@ pub enum AwsError {
         op: &'static str,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// The caller is not allowed (or the member role cannot be assumed).
     #[error("{op}: access denied: {message}")]
@@ -42,12 +93,20 @@ pub enum AwsError {
         op: &'static str,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// A DynamoDB condition did not hold: an answer, not a fault.
     #[error("{op}: condition not met")]
     ConditionFailed {
         /// The operation.
         op: &'static str,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// The resource exists already (e.g. `CreateSecret` lost a race).
     #[error("{op}: already exists: {message}")]
@@ -56,6 +115,10 @@ pub enum AwsError {
         op: &'static str,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// Any other error answered by the service.
     #[error("{op}: {code}: {message}")]
@@ -66,6 +129,10 @@ pub enum AwsError {
         code: String,
         /// AWS's message.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
     /// No answer: connection, timeout or credential resolution failure.
     #[error("{op}: request failed: {message}")]
@@ -74,6 +141,10 @@ pub enum AwsError {
         op: &'static str,
         /// What went wrong.
         message: String,
+        /// The SDK's own error, when the SDK raised it (its chain of
+        /// causes and the request id).
+        #[source]
+        source: Option<SdkSource>,
     },
 }
 
@@ -102,13 +173,30 @@ impl AwsError {
         if let Some(id) = err.meta().extra("aws_request_id") {
             message = format!("{message} (request id {id})");
         }
-        match code {
+        let error = match code {
             Some(code) => AwsError::from_code(op, &code, message),
             None => AwsError::Transport {
                 op,
                 message: DisplayErrorContext(&err).to_string(),
+                source: None,
             },
+        };
+        error.with_source(SdkSource::new(err))
+    }
+
+    /// This error, with `source` as its cause.
+    pub fn with_source(mut self, source: SdkSource) -> AwsError {
+        match &mut self {
+            AwsError::Throttled { source: s, .. }
+            | AwsError::NotFound { source: s, .. }
+            | AwsError::LimitExceeded { source: s, .. }
+            | AwsError::AccessDenied { source: s, .. }
+            | AwsError::ConditionFailed { source: s, .. }
+            | AwsError::AlreadyExists { source: s, .. }
+            | AwsError::Service { source: s, .. }
+            | AwsError::Transport { source: s, .. } => *s = Some(source),
         }
+        self
     }
 
     /// Maps an AWS error code (as the services spell them) to its meaning.
@@ -121,26 +209,45 @@ impl AwsError {
             | "ProvisionedThroughputExceededException"
             | "RequestThrottled"
             | "SlowDown"
-            | "TooManyRequests" => AwsError::Throttled { op, message },
+            | "TooManyRequests" => AwsError::Throttled {
+                op,
+                message,
+                source: None,
+            },
             "NoSuchEntity"
             | "ResourceNotFoundException"
             | "NotFound"
-            | "AccountNotFoundException" => AwsError::NotFound { op, message },
-            "LimitExceeded" | "LimitExceededException" => AwsError::LimitExceeded { op, message },
+            | "AccountNotFoundException" => AwsError::NotFound {
+                op,
+                message,
+                source: None,
+            },
+            "LimitExceeded" | "LimitExceededException" => AwsError::LimitExceeded {
+                op,
+                message,
+                source: None,
+            },
             "AccessDenied"
             | "AccessDeniedException"
             | "UnauthorizedOperation"
             | "InvalidClientTokenId"
             | "UnrecognizedClientException"
-            | "AWSOrganizationsNotInUseException" => AwsError::AccessDenied { op, message },
-            "ConditionalCheckFailedException" => AwsError::ConditionFailed { op },
-            "ResourceExistsException" | "EntityAlreadyExists" => {
-                AwsError::AlreadyExists { op, message }
-            }
+            | "AWSOrganizationsNotInUseException" => AwsError::AccessDenied {
+                op,
+                message,
+                source: None,
+            },
+            "ConditionalCheckFailedException" => AwsError::ConditionFailed { op, source: None },
+            "ResourceExistsException" | "EntityAlreadyExists" => AwsError::AlreadyExists {
+                op,
+                message,
+                source: None,
+            },
             _ => AwsError::Service {
                 op,
                 code: code.to_string(),
                 message,
+                source: None,
             },
         }
     }
@@ -167,6 +274,37 @@ mod tests {
             AwsError::AlreadyExists { .. }
         ));
         assert!(!m("AccessDenied").is_retryable());
+        assert!(
+            StdError::source(&m("AccessDenied")).is_none(),
+            "no SDK error behind"
+        );
         assert!(matches!(m("Weird"), AwsError::Service { .. }));
+    }
+
+    #[test]
+    fn an_sdk_error_keeps_its_meaning_request_id_and_source() {
+        use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let meta = ErrorMetadata::builder()
+            .code("AccessDenied")
+            .message("not authorized to perform sts:AssumeRole")
+            .custom("aws_request_id", "0f5c-req")
+            .build();
+        let err = SdkError::service_error(
+            AssumeRoleError::generic(meta),
+            Response::new(StatusCode::try_from(403).unwrap(), SdkBody::empty()),
+        );
+        let mapped = AwsError::from_sdk("sts:AssumeRole", err);
+        assert!(matches!(mapped, AwsError::AccessDenied { .. }), "{mapped}");
+        assert!(
+            mapped.to_string().contains("(request id 0f5c-req)"),
+            "{mapped}"
+        );
+        let source = StdError::source(&mapped).expect("the SDK error is kept");
+        assert!(source.to_string().contains("service error"), "{source}");
+        assert_eq!(mapped.clone(), mapped, "errors compare by meaning");
     }
 }

@@ -54,6 +54,7 @@ fn not_found(op: &'static str, what: &str) -> AwsError {
     AwsError::NotFound {
         op,
         message: format!("{what} not found"),
+        source: None,
     }
 }
 
@@ -150,6 +151,7 @@ impl IamPort for SimIam {
             return Err(AwsError::LimitExceeded {
                 op: "iam:CreateAccessKey",
                 message: "Cannot exceed quota for AccessKeysPerUser: 2".into(),
+                source: None,
             });
         }
         user.keys_created += 1;
@@ -166,6 +168,7 @@ impl IamPort for SimIam {
             return Err(AwsError::Transport {
                 op: "iam:CreateAccessKey",
                 message: "operation timed out (the key was created)".into(),
+                source: None,
             });
         }
         Ok(NewKey {
@@ -332,6 +335,7 @@ impl KeyVerifier for SimVerifier {
             usable.ok_or_else(|| AwsError::AccessDenied {
                 op: "sts:GetCallerIdentity",
                 message: "InvalidClientTokenId: the key has not propagated yet".into(),
+                source: None,
             })
         })
         .await

@@ -382,6 +382,7 @@ impl Model {
                 op: op_name,
                 code: "InternalFailure".into(),
                 message: "injected 5xx".into(),
+                source: None,
             });
         }
         if !admitted {
@@ -389,6 +390,7 @@ impl Model {
             return Err(AwsError::Throttled {
                 op: op_name,
                 message: "Rate exceeded".into(),
+                source: None,
             });
         }
         match service {

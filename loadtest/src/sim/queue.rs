@@ -235,6 +235,7 @@ impl QueuePort for SimQueue {
                 op: "sqs:ChangeMessageVisibility",
                 code: "ReceiptHandleIsInvalid".into(),
                 message: "not in flight".into(),
+                source: None,
             });
         };
         let mut made_visible = false;

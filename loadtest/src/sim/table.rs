@@ -158,6 +158,7 @@ impl SimTable {
                     return Err(AwsError::Throttled {
                         op: "dynamodb:TransactWriteItems",
                         message: "the counter item is at its write rate".into(),
+                        source: None,
                     });
                 }
                 self.model.count_retry();
@@ -180,6 +181,7 @@ impl SimTable {
             op: "dynamodb:TransactWriteItems",
             code: "TransactionCanceledException".into(),
             message: "TransactionConflict".into(),
+            source: None,
         })
     }
 
@@ -409,6 +411,7 @@ fn no_run(op: &'static str) -> AwsError {
     AwsError::NotFound {
         op,
         message: "no such run".into(),
+        source: None,
     }
 }
 

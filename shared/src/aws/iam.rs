@@ -121,6 +121,7 @@ impl SdkIam {
             op: "iam:CreateAccessKey",
             code: "EmptyResponse".into(),
             message: "no access key in the answer".into(),
+            source: None,
         })?;
         Ok(NewKey {
             key_id: key.access_key_id,
@@ -153,6 +154,7 @@ impl IamPort for SdkIam {
         let user = out.user.ok_or_else(|| AwsError::NotFound {
             op: "iam:GetUser",
             message: format!("no user {user_name}"),
+            source: None,
         })?;
         // GetUser answers with the user's tags (ListUsers does not), so a
         // second call is needed only if the list could have been cut short.

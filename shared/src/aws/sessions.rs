@@ -12,7 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, SdkSource};
 
 /// The hub's SDK configuration plus a cache of member-account sessions.
 ///
@@ -132,14 +132,20 @@ impl AwsContext {
             // STS's answer (its error code) is inside the provider's error.
             return Err(match assume_role_code(&e) {
                 Some(code) => match AwsError::from_code(op, &code, message) {
-                    AwsError::AccessDenied { op, message } => AwsError::AccessDenied {
+                    AwsError::AccessDenied { op, message, .. } => AwsError::AccessDenied {
                         op,
                         message: format!("cannot assume {}: {message}", self.role_arn(account_id)),
+                        source: None,
                     },
                     other => other,
                 },
-                None => AwsError::Transport { op, message },
-            });
+                None => AwsError::Transport {
+                    op,
+                    message,
+                    source: None,
+                },
+            }
+            .with_source(SdkSource::new(e)));
         }
         Ok(config)
     }

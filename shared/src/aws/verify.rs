@@ -119,6 +119,7 @@ where
                     op: "sts:GetCallerIdentity",
                     code: "WrongIdentity".into(),
                     message: format!("new key {key_id} signs as {arn}, expected {user_arn}"),
+                    source: None,
                 })
             }
             // A new key is "invalid" until it has propagated.
@@ -145,6 +146,7 @@ mod tests {
         AwsError::AccessDenied {
             op: "sts:GetCallerIdentity",
             message: "InvalidClientTokenId".into(),
+            source: None,
         }
     }
 

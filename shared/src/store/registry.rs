@@ -129,6 +129,7 @@ impl AccountRegistry {
                         "{} registry items still unprocessed after {attempt} attempts",
                         pending.len()
                     ),
+                    source: None,
                 });
             };
             tracing::debug!(
@@ -209,6 +210,7 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<RegistryAccount, Aws
         op: OP_SCAN,
         code: "InvalidRegistryItem".into(),
         message: format!("registry item {key}: {what}"),
+        source: None,
     };
     let mut item = item.clone();
     // An item written by hand may leave the id to its key (or type it as a

@@ -155,6 +155,7 @@ impl RecordFailure {
                 op: "dynamodb:TransactWriteItems",
                 code: "TransactionConflict".into(),
                 message: "the transaction kept conflicting with others on the same counters".into(),
+                source: None,
             },
             RecordFailure::Aws(e) => e,
         }
@@ -713,6 +714,7 @@ fn decode(
             "result item {} of run {run_id}, account {account_id}: {e}",
             super::keys::key_of(item)
         ),
+        source: None,
     })
 }
 

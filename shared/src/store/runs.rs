@@ -255,6 +255,7 @@ impl RunStore {
             .ok_or_else(|| AwsError::NotFound {
                 op: "dynamodb:UpdateItem",
                 message: format!("run {run_id} has no message key after its start"),
+                source: None,
             })?;
         // After the run item, so a listed run always has a record.
         super::retry::send_update(

@@ -40,6 +40,7 @@ fn content(data: &str) -> Result<aws_sdk_sesv2::types::Content, AwsError> {
             op: SEND_EMAIL,
             code: "InvalidRequest".into(),
             message: e.to_string(),
+            source: None,
         })
 }
 
