@@ -10,11 +10,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::attr::{actions, n, read_actions, s, time};
-use super::keys::ItemKey;
+use super::attr::{n, s, time};
+use super::keys::{key_of, ItemKey};
 use super::{Intent, LedgerPort, Lock, RunWork, StoreError, UserRecord};
-use crate::domain::{KeyAction, KeyHistory, Verification};
+use crate::domain::{Action, KeyAction, KeyHistory, Verification};
 use crate::error::AwsError;
 
 /// Free, or held by someone whose lease has run out.
@@ -102,202 +103,197 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn get_time(
-    item: &HashMap<String, AttributeValue>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    get_s(item, name).map(parse_time).transpose()
+/// A time as the ledger stores it: RFC 3339 with milliseconds and `Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MsTime(DateTime<Utc>);
+
+impl Serialize for MsTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
 }
 
-fn parse_time(v: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(v)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("bad time `{v}`: {e}")))
+impl<'de> Deserialize<'de> for MsTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MsTime, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| MsTime(t.with_timezone(&Utc)))
+            .map_err(|e| serde::de::Error::custom(format!("bad time `{text}`: {e}")))
+    }
 }
 
-fn get_list(item: &HashMap<String, AttributeValue>, name: &str) -> Vec<String> {
-    item.get(name)
-        .and_then(|v| v.as_l().ok())
-        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-        .unwrap_or_default()
+/// The ledger's attributes of a user's item (DESIGN §6), flat as they are
+/// stored; the lock's own attributes (`lock_owner`, `fence`, the lease) are
+/// written by the lock's expressions and not read here.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LedgerItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent_at: Option<MsTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent_known_keys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent_secrets_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_actions: Option<Vec<KeyAction>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_new_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_secret_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_pending_action: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_pending_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    old_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    new_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_at: Option<MsTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verified_at: Option<MsTime>,
+    #[serde(default)]
+    deactivated: BTreeMap<String, MsTime>,
+    #[serde(default)]
+    reactivated: BTreeMap<String, MsTime>,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// Every attribute of [`LedgerItem`]: what a write does not set, it removes.
+const LEDGER_ATTRIBUTES: [&str; 20] = [
+    "intent_at",
+    "intent_known_keys",
+    "intent_secret_name",
+    "intent_secrets_account",
+    "last_run_id",
+    "last_run_actions",
+    "last_run_new_key_id",
+    "last_run_secret_arn",
+    "last_run_pending_action",
+    "last_run_pending_key",
+    "old_key_id",
+    "new_key_id",
+    "rotated_at",
+    "secret_arn",
+    "secret_version",
+    "verified_key_id",
+    "verified_at",
+    "deactivated",
+    "reactivated",
+    "warnings",
+];
+
+impl From<&UserRecord> for LedgerItem {
+    fn from(r: &UserRecord) -> LedgerItem {
+        let intent = r.intent.as_ref();
+        let last_run = r.last_run.as_ref();
+        let pending = last_run.and_then(|w| w.pending.as_ref());
+        let verification = r.history.verification.as_ref();
+        let times = |m: &BTreeMap<String, DateTime<Utc>>| {
+            m.iter().map(|(k, t)| (k.clone(), MsTime(*t))).collect()
+        };
+        LedgerItem {
+            intent_at: intent.map(|i| MsTime(i.at)),
+            intent_known_keys: intent.map(|i| i.known_keys.clone()),
+            intent_secret_name: intent.and_then(|i| i.secret_name.clone()),
+            intent_secrets_account: intent.and_then(|i| i.secrets_account.clone()),
+            last_run_id: last_run.map(|w| w.run_id.clone()),
+            last_run_actions: last_run.map(|w| w.performed.clone()),
+            last_run_new_key_id: last_run.and_then(|w| w.new_key_id.clone()),
+            last_run_secret_arn: last_run.and_then(|w| w.secret_arn.clone()),
+            last_run_pending_action: pending.map(|p| p.action),
+            last_run_pending_key: pending.map(|p| p.key_id.clone()),
+            old_key_id: r.old_key_id.clone(),
+            new_key_id: r.new_key_id.clone(),
+            rotated_at: r.rotated_at.map(MsTime),
+            secret_arn: r.secret_arn.clone(),
+            secret_version: r.secret_version.clone(),
+            verified_key_id: verification.map(|v| v.key_id.clone()),
+            verified_at: verification.map(|v| MsTime(v.at)),
+            deactivated: times(&r.history.deactivated_at),
+            reactivated: times(&r.history.reactivated_at),
+            warnings: r.history.warnings_sent.iter().cloned().collect(),
+        }
+    }
+}
+
+impl From<LedgerItem> for UserRecord {
+    fn from(i: LedgerItem) -> UserRecord {
+        let times = |m: BTreeMap<String, MsTime>| m.into_iter().map(|(k, t)| (k, t.0)).collect();
+        UserRecord {
+            intent: i.intent_at.map(|at| Intent {
+                at: at.0,
+                known_keys: i.intent_known_keys.unwrap_or_default(),
+                secret_name: i.intent_secret_name,
+                secrets_account: i.intent_secrets_account,
+            }),
+            old_key_id: i.old_key_id,
+            new_key_id: i.new_key_id,
+            rotated_at: i.rotated_at.map(|t| t.0),
+            secret_arn: i.secret_arn,
+            secret_version: i.secret_version,
+            last_run: i.last_run_id.map(|run_id| RunWork {
+                run_id,
+                performed: i.last_run_actions.unwrap_or_default(),
+                new_key_id: i.last_run_new_key_id,
+                secret_arn: i.last_run_secret_arn,
+                pending: i
+                    .last_run_pending_action
+                    .zip(i.last_run_pending_key)
+                    .map(|(action, key_id)| KeyAction { action, key_id }),
+            }),
+            history: KeyHistory {
+                deactivated_at: times(i.deactivated),
+                reactivated_at: times(i.reactivated),
+                verification: i
+                    .verified_key_id
+                    .zip(i.verified_at)
+                    .map(|(key_id, at)| Verification { key_id, at: at.0 }),
+                warnings_sent: i.warnings.into_iter().collect::<BTreeSet<_>>(),
+            },
+        }
+    }
 }
 
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<UserRecord, StoreError> {
-    let intent = get_time(item, "intent_at")?.map(|at| Intent {
-        at,
-        known_keys: get_list(item, "intent_known_keys"),
-        secret_name: get_s(item, "intent_secret_name").map(str::to_string),
-        secrets_account: get_s(item, "intent_secrets_account").map(str::to_string),
-    });
-    let last_run = match get_s(item, "last_run_id") {
-        None => None,
-        Some(run_id) => Some(RunWork {
-            run_id: run_id.to_string(),
-            performed: read_actions(item, "last_run_actions").map_err(StoreError::Corrupt)?,
-            new_key_id: get_s(item, "last_run_new_key_id").map(str::to_string),
-            secret_arn: get_s(item, "last_run_secret_arn").map(str::to_string),
-            pending: match get_s(item, "last_run_pending_action")
-                .zip(get_s(item, "last_run_pending_key"))
-            {
-                None => None,
-                Some((action, key)) => Some(KeyAction {
-                    action: action.parse().map_err(StoreError::Corrupt)?,
-                    key_id: key.to_string(),
-                }),
-            },
-        }),
-    };
-    let time_map = |name: &str| -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
-        let mut map = BTreeMap::new();
-        if let Some(AttributeValue::M(m)) = item.get(name) {
-            for (k, v) in m {
-                if let Ok(t) = v.as_s() {
-                    map.insert(k.clone(), parse_time(t)?);
-                }
-            }
-        }
-        Ok(map)
-    };
-    let deactivated_at = time_map("deactivated")?;
-    let reactivated_at = time_map("reactivated")?;
-    let verification = match (
-        get_s(item, "verified_key_id"),
-        get_time(item, "verified_at")?,
-    ) {
-        (Some(key_id), Some(at)) => Some(Verification {
-            key_id: key_id.to_string(),
-            at,
-        }),
-        _ => None,
-    };
-    Ok(UserRecord {
-        intent,
-        old_key_id: get_s(item, "old_key_id").map(str::to_string),
-        new_key_id: get_s(item, "new_key_id").map(str::to_string),
-        rotated_at: get_time(item, "rotated_at")?,
-        secret_arn: get_s(item, "secret_arn").map(str::to_string),
-        secret_version: get_s(item, "secret_version").map(str::to_string),
-        last_run,
-        history: KeyHistory {
-            deactivated_at,
-            reactivated_at,
-            verification,
-            warnings_sent: get_list(item, "warnings")
-                .into_iter()
-                .collect::<BTreeSet<_>>(),
-        },
-    })
+    let ledger: LedgerItem = serde_dynamo::from_item(item.clone())
+        .map_err(|e| StoreError::Corrupt(format!("ledger item {}: {e}", key_of(item))))?;
+    Ok(ledger.into())
 }
 
 /// The SET and REMOVE clauses that make the item hold `record`.
 fn encode(record: &UserRecord) -> (Vec<(&'static str, AttributeValue)>, Vec<&'static str>) {
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(LedgerItem::from(record)).expect("a ledger is plain data");
     let mut set: Vec<(&'static str, AttributeValue)> = Vec::new();
     let mut remove: Vec<&'static str> = Vec::new();
-    let mut opt = |name: &'static str, v: Option<AttributeValue>| match v {
-        Some(v) => set.push((name, v)),
-        None => remove.push(name),
+    for name in LEDGER_ATTRIBUTES {
+        match item.remove(name) {
+            Some(value) => set.push((name, value)),
+            None => remove.push(name),
+        }
+    }
+    debug_assert!(
+        item.is_empty(),
+        "every ledger attribute is listed: {item:?}"
+    );
+    let step = if record.intent.is_some() {
+        "creating"
+    } else {
+        "idle"
     };
-    opt(
-        "step",
-        Some(s(if record.intent.is_some() {
-            "creating"
-        } else {
-            "idle"
-        })),
-    );
-    opt("intent_at", record.intent.as_ref().map(|i| time(&i.at)));
-    opt(
-        "intent_known_keys",
-        record
-            .intent
-            .as_ref()
-            .map(|i| AttributeValue::L(i.known_keys.iter().cloned().map(s).collect())),
-    );
-    opt(
-        "intent_secret_name",
-        record
-            .intent
-            .as_ref()
-            .and_then(|i| i.secret_name.clone())
-            .map(s),
-    );
-    opt(
-        "intent_secrets_account",
-        record
-            .intent
-            .as_ref()
-            .and_then(|i| i.secrets_account.clone())
-            .map(s),
-    );
-    let last_run = record.last_run.as_ref();
-    opt("last_run_id", last_run.map(|r| s(r.run_id.clone())));
-    opt("last_run_actions", last_run.map(|r| actions(&r.performed)));
-    opt(
-        "last_run_new_key_id",
-        last_run.and_then(|r| r.new_key_id.clone()).map(s),
-    );
-    opt(
-        "last_run_secret_arn",
-        last_run.and_then(|r| r.secret_arn.clone()).map(s),
-    );
-    let pending = last_run.and_then(|r| r.pending.as_ref());
-    opt(
-        "last_run_pending_action",
-        pending.map(|p| s(p.action.as_str())),
-    );
-    opt("last_run_pending_key", pending.map(|p| s(&p.key_id)));
-    opt("old_key_id", record.old_key_id.clone().map(s));
-    opt("new_key_id", record.new_key_id.clone().map(s));
-    opt("rotated_at", record.rotated_at.as_ref().map(time));
-    opt("secret_arn", record.secret_arn.clone().map(s));
-    opt("secret_version", record.secret_version.clone().map(s));
-    opt(
-        "verified_key_id",
-        record
-            .history
-            .verification
-            .as_ref()
-            .map(|v| s(v.key_id.clone())),
-    );
-    opt(
-        "verified_at",
-        record.history.verification.as_ref().map(|v| time(&v.at)),
-    );
-    opt(
-        "deactivated",
-        Some(AttributeValue::M(
-            record
-                .history
-                .deactivated_at
-                .iter()
-                .map(|(k, t)| (k.clone(), time(t)))
-                .collect(),
-        )),
-    );
-    opt(
-        "reactivated",
-        Some(AttributeValue::M(
-            record
-                .history
-                .reactivated_at
-                .iter()
-                .map(|(k, t)| (k.clone(), time(t)))
-                .collect(),
-        )),
-    );
-    opt(
-        "warnings",
-        Some(AttributeValue::L(
-            record
-                .history
-                .warnings_sent
-                .iter()
-                .cloned()
-                .map(s)
-                .collect(),
-        )),
-    );
-    opt("updated_at", Some(time(&crate::time::now())));
+    set.push(("step", s(step)));
+    set.push(("updated_at", time(&crate::time::now())));
     (set, remove)
 }
 
@@ -431,6 +427,20 @@ impl LedgerPort for DynamoLedger {
 mod tests {
     use super::*;
     use crate::domain::Action;
+
+    #[test]
+    fn a_corrupt_ledger_item_names_its_key() {
+        let mut item = ItemKey::user("111122223333", "ci").attributes();
+        item.insert("rotated_at".into(), s("yesterday"));
+        let err = decode(&item).unwrap_err().to_string();
+        assert!(err.contains("ACCOUNT#111122223333/USER#ci"), "{err}");
+        assert!(err.contains("yesterday"), "{err}");
+        item.insert("rotated_at".into(), s("2026-03-01T10:00:00.000Z"));
+        item.insert("last_run_id".into(), s("r1"));
+        item.insert("last_run_pending_action".into(), s("explode"));
+        item.insert("last_run_pending_key".into(), s("AKIA1"));
+        assert!(decode(&item).is_err(), "an unknown action is corrupt");
+    }
 
     #[test]
     fn a_record_survives_encoding() {
