@@ -26,9 +26,10 @@
 //!   write (`digest_sent` on the run's account item).
 //!
 //! One concern per module: [`templates`] (loading and rendering),
-//! [`wording`] (what the templates see, and every sentence), [`recipients`]
-//! (who gets which lines), [`mailer`] (SES and sending).
+//! [`context`] (what the templates see), [`wording`] (every sentence),
+//! [`recipients`] (who gets which lines), [`mailer`] (SES and sending).
 
+pub mod context;
 pub mod mailer;
 pub mod recipients;
 pub mod templates;

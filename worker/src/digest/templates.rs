@@ -5,7 +5,7 @@ use std::path::Path;
 
 use minijinja::{AutoEscape, Environment};
 
-use super::wording::Context;
+use super::context::Context;
 use super::{AccountDigest, DigestError, RenderedEmail};
 
 /// The built-in subject template.
