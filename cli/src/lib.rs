@@ -4,6 +4,7 @@
 
 mod commands;
 mod output;
+pub mod report;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,8 @@ pub enum Command {
     ImportAccounts(commands::import_accounts::ImportAccountsArgs),
     /// Show a run's progress and results per outcome (default: the newest run).
     Status(commands::status::StatusArgs),
+    /// Write a run's report: its accounts and one result per user (JSON or CSV).
+    Report(commands::report::ReportArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -91,5 +94,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Work(args) => commands::work::run(&cli, args).await,
         Command::ImportAccounts(args) => commands::import_accounts::run(&cli, args).await,
         Command::Status(args) => commands::status::run(&cli, args).await,
+        Command::Report(args) => commands::report::run(&cli, args).await,
     }
 }

@@ -5,6 +5,7 @@ pub mod import_accounts;
 pub mod init;
 pub mod plan;
 pub mod produce;
+pub mod report;
 pub mod rotate;
 pub mod status;
 pub mod work;
