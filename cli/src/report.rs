@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use keyrotor_shared::domain::{KeyAction, Outcome};
+use keyrotor_shared::domain::{shown_actions, KeyAction, Outcome};
 use keyrotor_shared::store::results::ResultItem;
 use keyrotor_shared::store::runs::{RunAccount, RunRecord};
 use serde::Serialize;
@@ -171,11 +171,7 @@ impl Report {
 }
 
 fn row(r: ResultItem) -> ResultRow {
-    let actions = if r.actions.is_empty() && r.outcome == Outcome::Planned {
-        r.due
-    } else {
-        r.actions
-    };
+    let actions = shown_actions(r.outcome, &r.actions, &r.due).to_vec();
     ResultRow {
         account_id: r.account_id,
         account_name: r.account_name,

@@ -264,6 +264,20 @@ impl Outcome {
     }
 }
 
+/// The actions a result shows: what was `done`, or for a `planned` result
+/// (which changed nothing) the changes `due` on the next enforce run.
+pub fn shown_actions<'a>(
+    outcome: Outcome,
+    done: &'a [KeyAction],
+    due: &'a [KeyAction],
+) -> &'a [KeyAction] {
+    if done.is_empty() && outcome == Outcome::Planned {
+        due
+    } else {
+        done
+    }
+}
+
 impl FromStr for Outcome {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -77,22 +77,10 @@ pub struct RunEvent {
     /// Always `keyrotor.run.v1`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The run.
-    pub run_id: String,
-    /// Audit or enforce.
-    pub mode: String,
-    /// Evaluation time.
-    pub as_of: String,
-    /// Accounts enqueued.
-    pub accounts: i64,
-    /// Messages expected.
-    pub expected: i64,
-    /// Results recorded.
-    pub done: i64,
-    /// Results per outcome.
-    pub counts: std::collections::BTreeMap<String, i64>,
-    /// Accounts that could not be enumerated.
-    pub failed_accounts: Vec<String>,
+    /// The run's totals (`run_id`, `mode`, `as_of`, `accounts`, `expected`,
+    /// `done`, `counts`, `failed_accounts`), at the event's top level.
+    #[serde(flatten)]
+    pub totals: RunTotals,
     /// When (real clock).
     pub at: DateTime<Utc>,
 }
@@ -102,14 +90,7 @@ impl RunEvent {
     pub fn of(totals: RunTotals) -> RunEvent {
         RunEvent {
             kind: RUN_EVENT_TYPE,
-            run_id: totals.run_id,
-            mode: totals.mode,
-            as_of: totals.as_of,
-            accounts: totals.accounts,
-            expected: totals.expected,
-            done: totals.done,
-            counts: totals.counts,
-            failed_accounts: totals.failed_accounts,
+            totals,
             at: crate::time::now(),
         }
     }
@@ -205,8 +186,8 @@ impl EventSink for SnsEvents {
 
     async fn publish_run(&self, event: &RunEvent) -> Result<(), AwsError> {
         let body = serde_json::to_string(event).expect("plain data serialises");
-        let attributes = [("outcome", "run"), ("mode", event.mode.as_str())];
-        let dedup = format!("{}:run", event.run_id);
+        let attributes = [("outcome", "run"), ("mode", event.totals.mode.as_str())];
+        let dedup = format!("{}:run", event.totals.run_id);
         self.publish(body, &attributes, "runs", dedup).await
     }
 }

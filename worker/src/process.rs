@@ -596,7 +596,11 @@ impl Worker {
     async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
         self.once(m, Notice::Summary, |_| async {
             let event = RunEvent::of(self.results.run_summary(&m.run_id).await?);
-            tracing::info!(done = event.done, expected = event.expected, "run complete");
+            tracing::info!(
+                done = event.totals.done,
+                expected = event.totals.expected,
+                "run complete"
+            );
             if let Some(events) = &self.events {
                 events.publish_run(&event).await?;
             }

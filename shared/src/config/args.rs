@@ -88,7 +88,7 @@ pub struct SettingsArgs {
         long,
         env = "KEYROTOR_MAX_HOLD_DAYS",
         default_value = "14",
-        value_parser = days_up_to(0, u16::MAX), global = true
+        value_parser = within(0u16, u16::MAX), global = true
     )]
     pub max_hold_days: u16,
     /// What to do with a never-used key past its rotation age: `retire`, `rotate` or `ignore`.
@@ -396,24 +396,7 @@ fn blank_or_within(
 
 /// A number of days from `min` to 3650 (ten years).
 fn days(min: u16) -> impl Fn(&str) -> Result<u16, String> + Clone + Send + Sync + 'static {
-    days_up_to(min, 3650)
-}
-
-/// A number of days from `min` to `max`.
-fn days_up_to(
-    min: u16,
-    max: u16,
-) -> impl Fn(&str) -> Result<u16, String> + Clone + Send + Sync + 'static {
-    move |s: &str| {
-        let v: u16 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("expected a whole number of days, got `{s}`"))?;
-        if v < min || v > max {
-            return Err(format!("must be between {min} and {max}, got {v}"));
-        }
-        Ok(v)
-    }
+    within(min, 3650)
 }
 
 /// A rate: 1 to `max` a second.

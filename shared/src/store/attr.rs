@@ -41,3 +41,12 @@ pub(crate) fn flag(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
         .copied()
         .unwrap_or(false)
 }
+
+/// A string attribute read as `None` when blank: items written by hand (or
+/// before a field was optional) hold `""` for none.
+pub(crate) fn blank_is_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}

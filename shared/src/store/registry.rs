@@ -45,7 +45,7 @@ pub struct RegistryAccount {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "blank_is_none"
+        deserialize_with = "super::attr::blank_is_none"
     )]
     pub name: Option<String>,
     /// Whether the producer rotates this account's users (an item written
@@ -56,11 +56,6 @@ pub struct RegistryAccount {
 
 fn enabled_by_default() -> bool {
     true
-}
-
-fn blank_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let value: Option<String> = serde::Deserialize::deserialize(d)?;
-    Ok(value.filter(|v| !v.is_empty()))
 }
 
 /// The registry in the state table.

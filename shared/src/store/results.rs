@@ -39,7 +39,7 @@ pub struct ResultItem {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "blank_is_none"
+        deserialize_with = "super::attr::blank_is_none"
     )]
     pub account_email: Option<String>,
     /// User.
@@ -72,7 +72,7 @@ pub struct ResultItem {
 
 /// A run's totals from its `RUN` item, once its last result is counted: what
 /// the run summary event reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunTotals {
     /// The run.
     pub run_id: String,
@@ -90,12 +90,6 @@ pub struct RunTotals {
     pub counts: std::collections::BTreeMap<String, i64>,
     /// Accounts that could not be enumerated, sorted.
     pub failed_accounts: Vec<String>,
-}
-
-/// Items written before `account_email` was optional hold `""` for none.
-fn blank_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let value: Option<String> = Option::deserialize(d)?;
-    Ok(value.filter(|v| !v.is_empty()))
 }
 
 /// An account's progress in a run after a result was recorded.

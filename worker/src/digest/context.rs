@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keyrotor_shared::domain::{Action, KeyAction, Mode, Outcome};
+use keyrotor_shared::domain::{shown_actions, Action, KeyAction, Mode, Outcome};
 use serde::Serialize;
 
 #[cfg(test)]
@@ -82,12 +82,7 @@ impl Context {
 
 impl LineContext {
     fn of(line: &DigestLine, audit: bool) -> LineContext {
-        // A planned line changed nothing: its actions are the due ones.
-        let actions = if line.actions.is_empty() && line.outcome == Outcome::Planned {
-            line.due.clone()
-        } else {
-            line.actions.clone()
-        };
+        let actions = shown_actions(line.outcome, &line.actions, &line.due).to_vec();
         let old_key_id = actions
             .iter()
             .find(|a| a.action == Action::Rotate)
