@@ -192,6 +192,7 @@ pub fn run(mut cmd: Command, args: &[&str]) -> Ran {
     cmd.args(args).output().expect("run keyrotor").into()
 }
 
+pub mod browser;
 pub mod hub;
 pub mod runtime_api;
 pub mod world;

@@ -1,6 +1,8 @@
-//! `keyrotor report`: a worked run's report as JSON and as CSV, one result
-//! per user, with the run's totals, and no secret material in either.
+//! `keyrotor report`: a worked run's report as JSON, as CSV and as an HTML
+//! page opened in headless Chromium, one result per user, with the run's
+//! totals, and no secret material in any of them.
 
+use keyrotor_e2e::browser;
 use keyrotor_e2e::world::Org;
 use keyrotor_e2e::{run, today, Emulator};
 use serde_json::Value;
@@ -9,7 +11,7 @@ const MANAGEMENT: &str = "123456789012";
 const TABLE: &str = "keyrotor-report";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_worked_run_reports_every_user_once_in_json_and_csv() {
+async fn a_worked_run_reports_every_user_once_in_json_csv_and_html() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
     let made = run(
@@ -84,10 +86,51 @@ async fn a_worked_run_reports_every_user_once_in_json_and_csv() {
     assert_eq!(lines.count(), 3, "{text}");
     assert!(text.contains(",rotated,rotate:AKIA"), "{text}");
 
+    let page = std::env::temp_dir().join(format!("keyrotor-report-{}.html", std::process::id()));
+    let html = run(
+        keyrotor(),
+        &[
+            "report",
+            run_id.as_str(),
+            "--format",
+            "html",
+            "--out",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(html.code, 0, "{}", html.stderr);
+    let source = std::fs::read_to_string(&page).unwrap();
+    // What a reader sees once the browser has parsed the page.
+    let seen = browser::page_text(&page);
+    for expected in [
+        format!("Run {run_id} enforce complete"),
+        "3 of 3 results".to_string(),
+        "3 results 2 rotated 1 noop".to_string(),
+        "Failures (0) None.".to_string(),
+        "report0".to_string(),
+        "user0 rotated rotate AKIA".to_string(),
+    ] {
+        assert!(
+            seen.contains(&expected),
+            "{expected:?} not in the page: {seen}"
+        );
+    }
+    let png = page.with_extension("png");
+    browser::screenshot(&page, &png, 1200, 1600);
+    let shot = std::fs::read(&png).unwrap();
+    std::fs::remove_file(&png).unwrap();
+    std::fs::remove_file(&page).unwrap();
+    assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        shot.len() > 20_000,
+        "a page drawn, not a blank: {} bytes",
+        shot.len()
+    );
+
     // Key ids and ARNs only: no stored secret access key appears.
     for arn in acct.secret_arns().await {
         let secret: Value = acct.secret_json(&arn).await;
         let key = secret["SecretAccessKey"].as_str().unwrap();
-        assert!(!json.stdout.contains(key) && !text.contains(key));
+        assert!(!json.stdout.contains(key) && !text.contains(key) && !source.contains(key));
     }
 }

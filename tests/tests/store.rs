@@ -164,6 +164,7 @@ fn result(run_id: &str, account: &str, user: &str, outcome: &str) -> ResultItem 
         new_key_id: None,
         secret_arn: None,
         owner_email: None,
+        key_ages: None,
         at: keyrotor_e2e::today(),
     }
 }

@@ -714,6 +714,7 @@ fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> R
         new_key_id: None,
         secret_arn: None,
         owner_email: None,
+        key_ages: None,
         at: keyrotor_shared::time::now(),
     }
 }
@@ -733,6 +734,7 @@ fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
         new_key_id: r.new_key_id.clone(),
         secret_arn: r.secret_arn.clone(),
         owner_email: r.owner_email.clone(),
+        key_ages: Some(r.key_ages(m.as_of)),
         ..base_item(m, mode, r.outcome, r.reason.clone())
     }
 }

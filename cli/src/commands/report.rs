@@ -1,4 +1,4 @@
-//! `keyrotor report RUN_ID [--format json|csv] [--out FILE]`: a run's
+//! `keyrotor report RUN_ID [--format json|csv|html] [--out FILE]`: a run's
 //! report (see [`crate::report`]) from the state table, to stdout or a
 //! file. Exit 1 when there is no such run.
 
@@ -11,7 +11,7 @@ use keyrotor_shared::config::Settings;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 
-use crate::report::Report;
+use crate::report::{html, Report};
 use crate::{Cli, CliError};
 
 /// The report's format.
@@ -21,6 +21,8 @@ pub enum Format {
     Json,
     /// RFC 4180 CSV, one row per user result.
     Csv,
+    /// One self-contained HTML page: failures, totals, charts, accounts.
+    Html,
 }
 
 /// `report` arguments.
@@ -70,6 +72,7 @@ pub async fn run(cli: &Cli, args: &ReportArgs) -> Result<ExitCode, CliError> {
     let text = match args.format {
         Format::Json => serde_json::to_string_pretty(&report).expect("plain data") + "\n",
         Format::Csv => report.csv().context("writing the CSV")?,
+        Format::Html => html::render(&report, &settings.policy).context("rendering the HTML")?,
     };
     match &args.out {
         Some(path) => {

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::UserRequest;
-use crate::domain::{KeyAction, KeyState, Mode, Outcome};
+use crate::domain::{Action, KeyAction, KeyState, KeyStatus, Mode, Outcome};
 use crate::policy::{self, ActionKind, Evaluation, PlannedAction};
+use crate::store::results::KeyAges;
 
 /// One key as `plan` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,6 +97,33 @@ pub struct UserResult {
     pub reason: String,
 }
 
+impl UserResult {
+    /// The ages of the user's active keys before and after this run, from
+    /// the keys as it left them (`plan.keys`, which hold the new key, if one
+    /// was made) and what it performed: a key it switched off (`deactivate`,
+    /// `retire`) was active before; its new key was not there. Deleted keys
+    /// were inactive, so they count in neither.
+    pub fn key_ages(&self, as_of: DateTime<Utc>) -> KeyAges {
+        let age = |k: &KeyView| (as_of - k.created).num_days().max(0);
+        let active = |k: &KeyView| k.status == KeyStatus::Active.as_str();
+        let switched_off = |k: &KeyView| {
+            self.performed.iter().any(|a| {
+                a.key_id == k.key_id && matches!(a.action, Action::Deactivate | Action::Retire)
+            })
+        };
+        let keys = &self.plan.keys;
+        KeyAges {
+            before: keys
+                .iter()
+                .filter(|k| Some(k.key_id.as_str()) != self.new_key_id.as_deref())
+                .filter(|k| active(k) || switched_off(k))
+                .map(age)
+                .collect(),
+            after: keys.iter().filter(|k| active(k)).map(age).collect(),
+        }
+    }
+}
+
 /// The `skipped` result of an exempt user.
 pub(super) fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> UserResult {
     let evaluation = Evaluation {
@@ -162,5 +190,57 @@ pub(super) fn reason_of(outcome: Outcome, evaluation: &Evaluation, notes: &[Stri
         "nothing due".to_string()
     } else {
         parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ages_count_what_was_active_before_and_after_the_changes() {
+        let as_of = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let key = |id: &str, days: i64, status: KeyStatus| KeyView {
+            key_id: id.into(),
+            status: status.as_str(),
+            created: as_of - chrono::Duration::days(days),
+            last_used: None,
+        };
+        // Rotated AKIANEW in for AKIAOLD (still active), switched AKIAOFF
+        // off, left AKIAIDLE inactive as it was.
+        let after = [
+            key("AKIAOLD", 95, KeyStatus::Active),
+            key("AKIANEW", 0, KeyStatus::Active),
+            key("AKIAOFF", 101, KeyStatus::Inactive),
+        ];
+        let performed = [
+            KeyAction::new(Action::Rotate, "AKIAOLD"),
+            KeyAction::new(Action::Deactivate, "AKIAOFF"),
+            KeyAction::new(Action::Delete, "AKIAGONE"),
+        ];
+        let result =
+            |keys: &[KeyView], performed: &[KeyAction], new_key: Option<&str>| UserResult {
+                plan: UserPlan {
+                    account_id: "111122223333".into(),
+                    user_name: "ci".into(),
+                    exempt: false,
+                    keys: keys.to_vec(),
+                    actions: Vec::new(),
+                },
+                outcome: Outcome::Rotated,
+                new_key_id: new_key.map(str::to_string),
+                secret_arn: None,
+                performed: performed.to_vec(),
+                owner_email: None,
+                reason: String::new(),
+            };
+        let ages = result(&after, &performed, Some("AKIANEW")).key_ages(as_of);
+        assert_eq!(ages.before, [95, 101]);
+        assert_eq!(ages.after, [95, 0]);
+        let untouched = result(&after[..1], &[], None).key_ages(as_of);
+        assert_eq!(untouched.before, [95]);
+        assert_eq!(untouched.before, untouched.after);
     }
 }

@@ -66,8 +66,23 @@ pub struct ResultItem {
     /// The user's owner (owner-tag email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,
+    /// The ages of the user's active keys before and after this run's
+    /// changes (the report's key-age chart); absent on a failure and on
+    /// results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ages: Option<KeyAges>,
     /// When (real clock).
     pub at: DateTime<Utc>,
+}
+
+/// The ages, in whole days at the run's evaluation time, of a user's active
+/// keys before and after the run's changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAges {
+    /// Active keys as the run found them.
+    pub before: Vec<i64>,
+    /// Active keys as the run left them.
+    pub after: Vec<i64>,
 }
 
 /// A run's totals from its `RUN` item, once its last result is counted: what
@@ -853,6 +868,10 @@ mod tests {
             new_key_id: None,
             secret_arn: None,
             owner_email: Some("owner@example.com".into()),
+            key_ages: Some(KeyAges {
+                before: vec![95],
+                after: vec![95],
+            }),
             at: DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),

@@ -2,13 +2,16 @@
 //! first) and one result per user, built from the run items and the result
 //! items of the state table (key ids and ARNs only, never secret material).
 //! [`Report::csv`] writes the RFC 4180 file, one row per user; the JSON is
-//! the report serialised.
+//! the report serialised; [`html::render`] writes the page.
+
+pub mod charts;
+pub mod html;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use keyrotor_shared::domain::{shown_actions, KeyAction, Outcome};
-use keyrotor_shared::store::results::ResultItem;
+use keyrotor_shared::store::results::{KeyAges, ResultItem};
 use keyrotor_shared::store::runs::{RunAccount, RunRecord};
 use serde::Serialize;
 
@@ -83,6 +86,10 @@ pub struct ResultRow {
     pub reason: String,
     /// When it was recorded.
     pub at: DateTime<Utc>,
+    /// The ages of the user's active keys before and after (the HTML
+    /// page's chart; not part of the JSON or the CSV).
+    #[serde(skip)]
+    pub key_ages: Option<KeyAges>,
 }
 
 /// A run's report.
@@ -182,6 +189,7 @@ fn row(r: ResultItem) -> ResultRow {
         secret_arn: r.secret_arn,
         reason: r.reason,
         at: r.at,
+        key_ages: r.key_ages,
     }
 }
 
@@ -204,13 +212,14 @@ fn account(a: &RunAccount, rows: &[ResultRow]) -> AccountReport {
     }
 }
 
+/// A small worked run shared by the report's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use keyrotor_shared::domain::{Action, Mode};
 
     use super::*;
 
-    fn run_record() -> RunRecord {
+    pub(crate) fn run_record() -> RunRecord {
         let account = |id: &str, done, counts: &[(&str, i64)]| RunAccount {
             account_id: id.into(),
             account_name: format!("name-{id}"),
@@ -241,7 +250,7 @@ mod tests {
         }
     }
 
-    fn item(account: &str, user: &str, outcome: Outcome, minute: u32) -> ResultItem {
+    pub(crate) fn item(account: &str, user: &str, outcome: Outcome, minute: u32) -> ResultItem {
         ResultItem {
             run_id: "r1".into(),
             account_id: account.into(),
@@ -256,13 +265,14 @@ mod tests {
             new_key_id: None,
             secret_arn: None,
             owner_email: None,
+            key_ages: None,
             at: DateTime::parse_from_rfc3339(&format!("2026-06-01T00:{minute:02}:00Z"))
                 .unwrap()
                 .with_timezone(&Utc),
         }
     }
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         let rotated = ResultItem {
             actions: vec![KeyAction::new(Action::Rotate, "AKIAOLD")],
             new_key_id: Some("AKIANEW".into()),
@@ -287,6 +297,14 @@ mod tests {
             ],
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyrotor_shared::domain::Action;
+
+    use super::fixtures::report;
+    use super::*;
 
     #[test]
     fn accounts_with_failures_come_first_and_results_are_ordered() {
