@@ -60,8 +60,10 @@ pub enum Command {
     ImportAccounts(commands::import_accounts::ImportAccountsArgs),
     /// Show a run's progress and results per outcome (default: the newest run).
     Status(commands::status::StatusArgs),
-    /// Write a run's report: its accounts and one result per user (JSON or CSV).
+    /// Write a run's report: its accounts and one result per user (HTML, CSV or JSON).
     Report(commands::report::ReportArgs),
+    /// Show the circuit breaker, or `reset` it so that enforce runs act again.
+    Breaker(commands::breaker::BreakerArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -95,5 +97,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::ImportAccounts(args) => commands::import_accounts::run(&cli, args).await,
         Command::Status(args) => commands::status::run(&cli, args).await,
         Command::Report(args) => commands::report::run(&cli, args).await,
+        Command::Breaker(args) => commands::breaker::run(&cli, args).await,
     }
 }

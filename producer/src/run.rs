@@ -16,6 +16,7 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, ResultEvent, SnsEvents};
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use keyrotor_shared::queue::SqsQueue;
+use keyrotor_shared::store::breaker::{BreakerPort, BreakerStore};
 use keyrotor_shared::store::registry::AccountRegistry;
 use keyrotor_shared::store::runs::{RunStore, RunsPort};
 use serde::Serialize;
@@ -57,6 +58,11 @@ pub struct AccountFailure {
 pub struct ProduceSummary {
     /// The run id.
     pub run_id: String,
+    /// The mode the run was produced in.
+    pub mode: Mode,
+    /// Enforce was asked for, but the circuit breaker is open: the run is
+    /// an audit run.
+    pub held_by_breaker: bool,
     /// Accounts whose users were enqueued.
     pub accounts: usize,
     /// Users found in them.
@@ -117,6 +123,7 @@ pub struct Producer {
     runs: Arc<dyn RunsPort>,
     enqueuer: Enqueuer,
     events: Option<Arc<dyn EventSink>>,
+    breaker: Option<Arc<dyn BreakerPort>>,
 }
 
 /// What a producer works through (the SDK's, or the load simulator's).
@@ -131,6 +138,9 @@ pub struct ProducerParts {
     pub enqueuer: Enqueuer,
     /// Where failed accounts are published, if anywhere.
     pub events: Option<Arc<dyn EventSink>>,
+    /// The circuit breaker: while it is open, an enforce run is produced
+    /// in audit mode.
+    pub breaker: Option<Arc<dyn BreakerPort>>,
 }
 
 impl Producer {
@@ -171,9 +181,10 @@ impl Producer {
             ProducerParts {
                 inventory,
                 directory: Arc::new(SdkDirectory::new(aws.clone())),
-                runs: Arc::new(RunStore::new(ddb, settings.table.clone())),
+                runs: Arc::new(RunStore::new(ddb.clone(), settings.table.clone())),
                 enqueuer: Enqueuer::new(Arc::new(queue)),
                 events,
+                breaker: Some(Arc::new(BreakerStore::new(ddb, settings.table.clone()))),
             },
         ))
     }
@@ -187,7 +198,26 @@ impl Producer {
             runs: parts.runs,
             enqueuer: parts.enqueuer,
             events: parts.events,
+            breaker: parts.breaker,
         }
+    }
+
+    /// Whether the circuit breaker is open (then an enforce run is produced
+    /// in audit mode, with a warning).
+    async fn breaker_open(&self) -> Result<bool, ProduceError> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(false);
+        };
+        let state = breaker.state().await.map_err(ProduceError::Runs)?;
+        if state.open {
+            tracing::warn!(
+                opened_at = ?state.opened_at,
+                by_run = state.run_id.as_deref().unwrap_or("?"),
+                failures = state.failures,
+                "the circuit breaker is open: this run is produced in audit mode; `keyrotor breaker reset` lets enforce runs act again"
+            );
+        }
+        Ok(state.open)
     }
 
     /// Runs the producer; `on_account` is told as each account finishes.
@@ -202,9 +232,11 @@ impl Producer {
             self.settings.allow_future_as_of,
             keyrotor_shared::time::now(),
         )?;
+        let held = req.mode == Mode::Enforce && self.breaker_open().await?;
         // The run record keeps milliseconds; the messages carry exactly that.
         let req = &ProduceRequest {
             as_of: req.as_of.trunc_subsecs(3),
+            mode: if held { Mode::Audit } else { req.mode },
             ..req.clone()
         };
         let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
@@ -250,6 +282,8 @@ impl Producer {
 
         let mut summary = ProduceSummary {
             run_id: run_id.clone(),
+            mode: req.mode,
+            held_by_breaker: held,
             accounts: 0,
             users: 0,
             enqueued: 0,

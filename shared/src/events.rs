@@ -99,6 +99,30 @@ impl RunEvent {
 /// The event type string of [`RunEvent`].
 pub const RUN_EVENT_TYPE: &str = "keyrotor.run.v1";
 
+/// `keyrotor.breaker.v1`: the circuit breaker opened; enforce runs act in
+/// audit mode until `keyrotor breaker reset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BreakerEvent {
+    /// Always `keyrotor.breaker.v1`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `open`.
+    pub state: &'static str,
+    /// The run whose failures opened it.
+    pub run_id: String,
+    /// That run's failed enforce results.
+    pub failures: i64,
+    /// `KEYROTOR_BREAKER_FAILURES` (`3`, `5%`).
+    pub threshold: String,
+    /// When it opened.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When (real clock).
+    pub at: DateTime<Utc>,
+}
+
+/// The event type string of [`BreakerEvent`].
+pub const BREAKER_EVENT_TYPE: &str = "keyrotor.breaker.v1";
+
 /// Where events go.
 #[async_trait]
 pub trait EventSink: Send + Sync {
@@ -106,6 +130,8 @@ pub trait EventSink: Send + Sync {
     async fn publish_result(&self, event: &ResultEvent) -> Result<(), AwsError>;
     /// Publishes a run summary (attributes: `outcome = run`, `mode`).
     async fn publish_run(&self, event: &RunEvent) -> Result<(), AwsError>;
+    /// Publishes the breaker's opening (attribute: `outcome = breaker`).
+    async fn publish_breaker(&self, event: &BreakerEvent) -> Result<(), AwsError>;
 }
 
 /// [`EventSink`] over SNS.
@@ -188,6 +214,14 @@ impl EventSink for SnsEvents {
         let body = serde_json::to_string(event).expect("plain data serialises");
         let attributes = [("outcome", "run"), ("mode", event.totals.mode.as_str())];
         let dedup = format!("{}:run", event.totals.run_id);
+        self.publish(body, &attributes, "runs", dedup).await
+    }
+
+    async fn publish_breaker(&self, event: &BreakerEvent) -> Result<(), AwsError> {
+        let body = serde_json::to_string(event).expect("plain data serialises");
+        let attributes = [("outcome", "breaker"), ("mode", "enforce")];
+        let opened = event.opened_at.map(|t| t.timestamp_millis()).unwrap_or(0);
+        let dedup = format!("{}:breaker:{opened}", event.run_id);
         self.publish(body, &attributes, "runs", dedup).await
     }
 }

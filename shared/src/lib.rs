@@ -23,6 +23,7 @@
 //! | `keyrotor_producer::users::MemberDirectory` | a member account's user pages | `SdkDirectory` | `SimDirectory` |
 
 pub mod aws;
+pub mod breaker;
 pub mod config;
 pub mod domain;
 pub mod error;

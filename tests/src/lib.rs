@@ -154,6 +154,10 @@ impl Emulator {
             // The emulator's clock is moved: its time, which the tests pass
             // as --as-of, is the real clock of that world.
             .env("KEYROTOR_ALLOW_FUTURE_AS_OF", "true")
+            // Tests of failures go on to enforce runs that must act; the
+            // circuit breaker (default 5%) would hold them after one failure
+            // in a small run. tests/tests/breaker.rs sets it.
+            .env("KEYROTOR_BREAKER_FAILURES", "off")
             .stdin(Stdio::null());
         cmd
     }

@@ -14,10 +14,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 use keyrotor_shared::config::Settings;
 use keyrotor_shared::domain::{KeyAction, Mode, Outcome};
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventSink, ResultEvent, RunEvent, RESULT_EVENT_TYPE};
+use keyrotor_shared::events::{
+    BreakerEvent, EventSink, ResultEvent, RunEvent, BREAKER_EVENT_TYPE, RESULT_EVENT_TYPE,
+};
 use keyrotor_shared::executor::{ExecError, Executor, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
 use keyrotor_shared::queue::QueuePort;
+use keyrotor_shared::store::breaker::{BreakerPort, BreakerState};
 use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 
@@ -88,8 +91,9 @@ pub struct Email {
 /// What the run record allows for a message (that does not contradict it:
 /// such a message is rejected, with the reason).
 enum Verdict {
-    /// Act, in this mode (the lesser of the message's and the worker's).
-    Go(Mode),
+    /// Act, in this mode (the lesser of the message's and the worker's);
+    /// `held` when the circuit breaker turned enforce into audit.
+    Go { mode: Mode, held: bool },
     /// Not acted on; recorded as `failed` (stale, or a future evaluation time).
     Refuse(String),
     /// Not acted on; recorded as `skipped` (outside the worker's scope).
@@ -118,6 +122,11 @@ pub const LAMBDA_GROUP_WINDOW: usize = 10;
 /// does not change after the producer's start.
 const RUNS_REMEMBERED: usize = 64;
 
+/// How long a worker trusts the circuit breaker's state it read: one read a
+/// process every few seconds rather than one a message. A breaker opened
+/// elsewhere holds this worker's enforce work back within this time.
+const BREAKER_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Processes messages; shared by the pool, the Lambda handler and `rotate`.
 pub struct Worker {
     settings: Arc<Settings>,
@@ -135,6 +144,10 @@ pub struct Worker {
     /// Messages left per account, as results recorded here showed: the
     /// last groups of an account take a larger share of its IAM budget.
     left: MessagesLeft,
+    /// The circuit breaker, when this deployment has one.
+    breaker: Option<Arc<dyn BreakerPort>>,
+    /// Whether the breaker was open, and when that was read.
+    breaker_seen: Mutex<Option<(tokio::time::Instant, bool)>>,
 }
 
 impl Worker {
@@ -158,7 +171,17 @@ impl Worker {
             known_runs: Mutex::new(HashMap::new()),
             queue: None,
             left: MessagesLeft::default(),
+            breaker: None,
+            breaker_seen: Mutex::new(None),
         }
+    }
+
+    /// The same worker, held to audit mode while `breaker` is open, and
+    /// opening it when a run's failed enforce results reach
+    /// `KEYROTOR_BREAKER_FAILURES`.
+    pub fn with_breaker(mut self, breaker: Arc<dyn BreakerPort>) -> Worker {
+        self.breaker = Some(breaker);
+        self
     }
 
     /// The same worker, able to time the retry of a message of `queue`.
@@ -231,9 +254,15 @@ impl Worker {
                 base_item(m, m.mode, Outcome::Failed, reason)
             }
             Verdict::OutOfScope(reason) => base_item(m, m.mode, Outcome::Skipped, reason),
-            Verdict::Go(mode) => match self.execute(m, mode).await {
+            Verdict::Go { mode, held } => match self.execute(m, mode).await {
                 Ok(r) => {
-                    let item = item_from(m, mode, &r);
+                    let mut item = item_from(m, mode, &r);
+                    if held {
+                        item.reason = format!(
+                            "{} (audit only: the circuit breaker is open; `keyrotor breaker reset` lets enforce runs act again)",
+                            item.reason
+                        );
+                    }
                     result = Some(r);
                     item
                 }
@@ -286,6 +315,7 @@ impl Worker {
         self.publish(m, &item)
             .await
             .map_err(|e| MessageFailure::retry(&e))?;
+        self.count_against_breaker(m, &item).await?;
         fail::fail_point!("worker-after-publish");
         self.after_record(m, progress).await?;
         Ok(Processed {
@@ -311,6 +341,7 @@ impl Worker {
                 .await
                 .map_err(|e| MessageFailure::retry(&e))?;
         }
+        self.count_against_breaker(m, &recorded).await?;
         self.after_record(m, None).await?;
         Ok(Some(Processed {
             handled: Handled::Duplicate,
@@ -432,11 +463,16 @@ impl Worker {
                 "the account is not in this worker's KEYROTOR_ACCOUNTS".into(),
             )));
         }
-        let mode = if m.mode == Mode::Enforce && s.mode == Mode::Enforce {
+        let mut mode = if m.mode == Mode::Enforce && s.mode == Mode::Enforce {
             Mode::Enforce
         } else {
             Mode::Audit
         };
+        let held = mode == Mode::Enforce && self.breaker_open().await?;
+        if held {
+            tracing::warn!("the circuit breaker is open: acting in audit mode");
+            mode = Mode::Audit;
+        }
         if mode == Mode::Enforce {
             let now = keyrotor_shared::time::now();
             if let Err(e) =
@@ -452,7 +488,80 @@ impl Worker {
                 ))));
             }
         }
-        Ok(Ok(Verdict::Go(mode)))
+        Ok(Ok(Verdict::Go { mode, held }))
+    }
+
+    /// Whether the circuit breaker is open, as read at most
+    /// [`BREAKER_RECHECK`] ago.
+    async fn breaker_open(&self) -> Result<bool, MessageFailure> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(false);
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((at, open)) = *self.breaker_seen.lock().expect("not poisoned") {
+            if now.duration_since(at) < BREAKER_RECHECK {
+                return Ok(open);
+            }
+        }
+        let open = breaker
+            .state()
+            .await
+            .map_err(|e| MessageFailure::retry(&e))?
+            .open;
+        *self.breaker_seen.lock().expect("not poisoned") = Some((now, open));
+        Ok(open)
+    }
+
+    /// After a `failed` enforce result is recorded (its count added to the
+    /// run's in the same transaction): opens the breaker when the run's
+    /// failures reach `KEYROTOR_BREAKER_FAILURES`, and publishes
+    /// `keyrotor.breaker.v1` once. Run again by a redelivery, so an opening
+    /// whose event was not sent is sent then.
+    async fn count_against_breaker(
+        &self,
+        m: &WorkMessage,
+        item: &ResultItem,
+    ) -> Result<(), MessageFailure> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(());
+        };
+        let threshold = self.settings.breaker_failures;
+        if item.outcome != Outcome::Failed || item.mode != Mode::Enforce {
+            return Ok(());
+        }
+        let retry = |e: AwsError| MessageFailure::retry(&e);
+        let run = breaker.run_failures(&m.run_id).await.map_err(retry)?;
+        if !threshold.trips(run.failures, run.expected) {
+            return Ok(());
+        }
+        let state = match breaker
+            .open(&m.run_id, run.failures, &threshold.to_string())
+            .await
+            .map_err(retry)?
+        {
+            Some(opened) => {
+                tracing::error!(
+                    failures = run.failures,
+                    expected = run.expected,
+                    threshold = %threshold,
+                    "circuit breaker opened: enforce runs act in audit mode until `keyrotor breaker reset`"
+                );
+                opened
+            }
+            None => breaker.state().await.map_err(retry)?,
+        };
+        *self.breaker_seen.lock().expect("not poisoned") =
+            Some((tokio::time::Instant::now(), state.open));
+        if !state.open || state.published || state.run_id.as_deref() != Some(m.run_id.as_str()) {
+            return Ok(());
+        }
+        if let Some(events) = &self.events {
+            events
+                .publish_breaker(&breaker_event(&state))
+                .await
+                .map_err(retry)?;
+        }
+        breaker.mark_published().await.map_err(retry)
     }
 
     /// Reports a message that contradicts its run, without recording it:
@@ -742,6 +851,18 @@ fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
 fn failed_item(m: &WorkMessage, mode: Mode, reason: &str) -> ResultItem {
     tracing::error!(error = %reason, "user failed");
     base_item(m, mode, Outcome::Failed, reason.to_string())
+}
+
+fn breaker_event(state: &BreakerState) -> BreakerEvent {
+    BreakerEvent {
+        kind: BREAKER_EVENT_TYPE,
+        state: "open",
+        run_id: state.run_id.clone().unwrap_or_default(),
+        failures: state.failures,
+        threshold: state.threshold.clone().unwrap_or_default(),
+        opened_at: state.opened_at,
+        at: keyrotor_shared::time::now(),
+    }
 }
 
 fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {

@@ -10,6 +10,7 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, SnsEvents};
 use keyrotor_shared::executor::{Executor, SdkPorts};
 use keyrotor_shared::queue::SqsQueue;
+use keyrotor_shared::store::breaker::BreakerStore;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::DynamoLedger;
@@ -70,10 +71,11 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
         settings.clone(),
         executor,
         Arc::new(ResultStore::new(ddb.clone(), settings.table.clone())),
-        Arc::new(RunStore::new(ddb, settings.table.clone())),
+        Arc::new(RunStore::new(ddb.clone(), settings.table.clone())),
         events,
         email,
-    );
+    )
+    .with_breaker(Arc::new(BreakerStore::new(ddb, settings.table.clone())));
     Ok(match &settings.queue_url {
         Some(url) => worker.with_queue(Arc::new(SqsQueue::new(
             aws_sdk_sqs::Client::new(base),

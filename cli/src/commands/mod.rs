@@ -1,6 +1,7 @@
 //! One module per command, plus what they share: loading settings and
 //! building the executor.
 
+pub mod breaker;
 pub mod import_accounts;
 pub mod init;
 pub mod plan;

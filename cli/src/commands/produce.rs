@@ -66,10 +66,17 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> Result<ExitCode, CliError> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if summary.held_by_breaker {
+        eprintln!(
+            "warning: the circuit breaker is open (`keyrotor breaker`): run {} is an audit run; `keyrotor breaker reset` lets enforce runs act again",
+            summary.run_id
+        );
+    }
     output::print(cli.output, &summary, |s| {
         format!(
-            "run        {}\naccounts   {} enqueued, {} skipped, {} failed{}\nusers      {}\nenqueued   {}\n",
+            "run        {} ({})\naccounts   {} enqueued, {} skipped, {} failed{}\nusers      {}\nenqueued   {}\n",
             s.run_id,
+            s.mode,
             s.accounts,
             s.skipped_accounts,
             s.failed_accounts.len(),

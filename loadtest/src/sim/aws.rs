@@ -16,7 +16,7 @@ use keyrotor_shared::aws::{
 };
 use keyrotor_shared::domain::{KeyState, KeyStatus};
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventSink, ResultEvent, RunEvent};
+use keyrotor_shared::events::{BreakerEvent, EventSink, ResultEvent, RunEvent};
 use keyrotor_shared::executor::{AccountPorts, PortsFactory};
 use keyrotor_worker::digest::{Mailer, RenderedEmail};
 use secrecy::SecretString;
@@ -552,6 +552,15 @@ impl EventSink for SimEvents {
         self.summaries
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The simulated deployment runs without a circuit breaker (its worker
+    /// has none), so this is never called; it costs a publish if it is.
+    async fn publish_breaker(&self, _event: &BreakerEvent) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call(Service::Sns, "Publish", "hub", Retry::Sdk)
+            .await
     }
 }
 

@@ -136,6 +136,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
             runs: Arc::new(table.clone()),
             enqueuer: Enqueuer::new(Arc::new(queue.clone())),
             events: Some(events.clone() as Arc<dyn EventSink>),
+            breaker: None,
         },
     );
     let run_id = "sim-run".to_string();

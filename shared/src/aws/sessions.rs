@@ -85,6 +85,17 @@ impl AwsContext {
         &self.base
     }
 
+    /// Who this process is: the ARN `sts:GetCallerIdentity` gives (any
+    /// identity may call it), recorded with an operator's decisions.
+    pub async fn caller_arn(&self) -> Result<String, AwsError> {
+        let me = aws_sdk_sts::Client::new(&self.base)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        Ok(me.arn.unwrap_or_else(|| "unknown".into()))
+    }
+
     /// The partition of the configured region (`aws`, `aws-cn`, `aws-us-gov`).
     pub fn partition(&self) -> &'static str {
         match self.base.region().map(|r| r.as_ref()) {

@@ -17,6 +17,7 @@ use super::validate::{
     valid_role_name, valid_table_name, valid_tag_key,
 };
 use super::ConfigError;
+use crate::breaker::BreakerThreshold;
 use crate::domain::{AccountId, AccountSource, Mode};
 use crate::policy::UnusedKeys;
 
@@ -256,6 +257,14 @@ pub struct SettingsArgs {
         value_parser = within(1u32, 1000), global = true
     )]
     pub max_receives: u32,
+    /// Failed results of an enforce run that open the circuit breaker (the rest of the run, and later runs, act in audit mode until `keyrotor breaker reset`): a count like `3`, a share of the run's users like `5%`, or `off`.
+    #[arg(
+        long,
+        env = "KEYROTOR_BREAKER_FAILURES",
+        default_value = "5%",
+        value_parser = trimmed::<BreakerThreshold>, global = true
+    )]
+    pub breaker_failures: BreakerThreshold,
 }
 
 /// `KEYROTOR_SHARDS_PER_ACCOUNT`: `auto` or a number of groups.

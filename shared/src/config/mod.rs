@@ -125,6 +125,8 @@ pub struct Settings {
     pub max_message_age: chrono::Duration,
     /// The queue's `maxReceiveCount`.
     pub max_receives: u32,
+    /// When the circuit breaker opens.
+    pub breaker_failures: crate::breaker::BreakerThreshold,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -234,6 +236,7 @@ impl Settings {
             allow_future_as_of: a.allow_future_as_of,
             max_message_age: Duration::hours(a.max_message_age_hours),
             max_receives: a.max_receives,
+            breaker_failures: a.breaker_failures,
         })
     }
 
@@ -335,6 +338,8 @@ mod tests {
             (&["--deactivate-days", "80"], "KEYROTOR_DEACTIVATE_DAYS"),
             (&["--warn-days", "90"], "KEYROTOR_WARN_DAYS"),
             (&["--mode", "yolo"], "KEYROTOR_MODE"),
+            (&["--breaker-failures", "0%"], "KEYROTOR_BREAKER_FAILURES"),
+            (&["--breaker-failures", "many"], "KEYROTOR_BREAKER_FAILURES"),
             (&["--queue-url", "not a url"], "KEYROTOR_QUEUE_URL"),
             (
                 &["--topic-arn", "arn:aws:sqs:us-east-1:123456789012:q"],

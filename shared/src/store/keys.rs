@@ -9,6 +9,7 @@
 //! | run's account (counters, digest claim) | `RUN#<run>` | `ACCOUNT#<account>` |
 //! | result | `RUN#<run>` | `RESULT#<account>#<user>` |
 //! | run index | `RUNS` | `<run>` |
+//! | circuit breaker | `CONTROL` | `BREAKER` |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +31,8 @@ pub const REGISTRY_SK: &str = "META";
 pub const RUN_SK: &str = "RUN";
 /// The partition key of the run index (one item per run, sorted by run id).
 pub const RUNS_PK: &str = "RUNS";
+/// The partition key of the deployment's control items (the breaker).
+pub const CONTROL_PK: &str = "CONTROL";
 
 /// One item's primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +81,14 @@ impl ItemKey {
         ItemKey {
             pk: run_pk(run_id),
             sk: format!("{RESULT}{account_id}#{user_name}"),
+        }
+    }
+
+    /// The circuit breaker (one for the deployment).
+    pub fn breaker() -> ItemKey {
+        ItemKey {
+            pk: CONTROL_PK.into(),
+            sk: "BREAKER".into(),
         }
     }
 

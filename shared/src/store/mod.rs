@@ -2,6 +2,7 @@
 //! ledger. The port is [`LedgerPort`]; [`DynamoLedger`] is its adapter.
 
 mod attr;
+pub mod breaker;
 mod dynamo;
 pub mod keys;
 pub mod registry;

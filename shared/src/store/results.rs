@@ -357,12 +357,24 @@ impl ResultStore {
             .expression_attribute_values(":email", s(r.account_email.clone().unwrap_or_default()))
             .build()
             .expect("table, key and expression are set");
-        let duplicate = self
-            .transact_once([
-                TransactWriteItem::builder().put(put).build(),
-                TransactWriteItem::builder().update(count).build(),
-            ])
-            .await?;
+        let mut items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(count).build(),
+        ];
+        // The circuit breaker's count: on the run's item, since it is a
+        // run's failures that open it. Failures are rare, so this adds no
+        // load worth the name to that item.
+        if r.outcome == Outcome::Failed && r.mode == Mode::Enforce {
+            let failures = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(ItemKey::run(&r.run_id).attributes()))
+                .update_expression("ADD enforce_failures :one")
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .expect("table, key and expression are set");
+            items.push(TransactWriteItem::builder().update(failures).build());
+        }
+        let duplicate = self.transact_once(items).await?;
         if duplicate {
             return Ok(Recorded::Duplicate);
         }
@@ -466,7 +478,7 @@ impl ResultStore {
         // A failed condition: rolled up by another worker meanwhile (its
         // counts cannot have moved: the account was complete).
         let done_already = self
-            .transact_once([
+            .transact_once(vec![
                 TransactWriteItem::builder().update(mark).build(),
                 TransactWriteItem::builder().update(add).build(),
             ])
@@ -480,12 +492,12 @@ impl ResultStore {
     /// meets another on the same item (an account's results count on its
     /// one item), and the SDK does not retry that; nor has it retried a 5xx
     /// for ever: both are retried here.
-    async fn transact_once(&self, items: [TransactWriteItem; 2]) -> Result<bool, AwsError> {
+    async fn transact_once(&self, items: Vec<TransactWriteItem>) -> Result<bool, AwsError> {
         let attempt = || async {
             let transaction = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.to_vec()))
+                .set_transact_items(Some(items.clone()))
                 .send()
                 .await;
             match transaction {
