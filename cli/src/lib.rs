@@ -64,6 +64,8 @@ pub enum Command {
     Report(commands::report::ReportArgs),
     /// Show the circuit breaker, or `reset` it so that enforce runs act again.
     Breaker(commands::breaker::BreakerArgs),
+    /// Show the rollout waves, or `release N` / `halt N` one by hand.
+    Waves(commands::waves::WavesArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -98,5 +100,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => commands::status::run(&cli, args).await,
         Command::Report(args) => commands::report::run(&cli, args).await,
         Command::Breaker(args) => commands::breaker::run(&cli, args).await,
+        Command::Waves(args) => commands::waves::run(&cli, args).await,
     }
 }

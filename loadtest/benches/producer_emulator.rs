@@ -322,6 +322,8 @@ async fn send_floor(sqs: &aws_sdk_sqs::Client, queue: &str, members: &[Member]) 
                 exempt: false,
                 shard: None,
                 shards: None,
+                wave: None,
+                audit_only: false,
                 sig: None,
             })
             .collect();

@@ -215,6 +215,8 @@ mod tests {
                 exempt: false,
                 shard: None,
                 shards: None,
+                wave: None,
+                audit_only: false,
                 sig: None,
             })
             .collect()

@@ -20,6 +20,17 @@ pub struct AccountInfo {
     pub active: bool,
     /// Whether account tags can be read from Organizations (not for the registry).
     pub in_organizations: bool,
+    /// Its rollout wave, once the producer placed it (`KEYROTOR_WAVES`).
+    pub wave: Option<WavePlace>,
+}
+
+/// An account's rollout wave, and whether an enforce run audits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavePlace {
+    /// The wave, from 1.
+    pub wave: u32,
+    /// The wave is not released: enforce runs audit the account.
+    pub audit_only: bool,
 }
 
 /// Lists accounts.
@@ -31,6 +42,17 @@ pub trait AccountInventory: Send + Sync {
     /// only Organizations has account tags.
     async fn excluded(&self, _account: &AccountInfo) -> Result<bool, AwsError> {
         Ok(false)
+    }
+    /// The ids of every account under `ou` (an OU or the root),
+    /// recursively; only Organizations has OUs (the settings refuse OU
+    /// waves with the registry).
+    async fn accounts_under(&self, ou: &str) -> Result<Vec<String>, AwsError> {
+        Err(AwsError::Service {
+            op: "organizations:ListAccountsForParent",
+            code: "NoOrganizations".into(),
+            message: format!("{ou}: this account source has no OUs"),
+            source: None,
+        })
     }
 }
 
@@ -92,6 +114,7 @@ fn info(a: aws_sdk_organizations::types::Account) -> AccountInfo {
         email: a.email,
         active: a.status == Some(AccountStatus::Active),
         in_organizations: true,
+        wave: None,
     }
 }
 
@@ -114,6 +137,12 @@ impl AccountInventory for OrgInventory {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
         Ok(out)
+    }
+
+    async fn accounts_under(&self, ou: &str) -> Result<Vec<String>, AwsError> {
+        let mut out = Vec::new();
+        self.under(ou, &mut out).await?;
+        Ok(out.into_iter().map(|a| a.id).collect())
     }
 
     async fn excluded(&self, account: &AccountInfo) -> Result<bool, AwsError> {
@@ -150,6 +179,7 @@ impl AccountInventory for RegistryInventory {
                 email: Some(a.email),
                 active: a.enabled,
                 in_organizations: false,
+                wave: None,
             })
             .collect())
     }

@@ -3,7 +3,7 @@
 //! record kept up to date, failures recorded and published — never fatal to
 //! the run.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,10 +19,12 @@ use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::{BreakerPort, BreakerStore};
 use keyrotor_shared::store::registry::AccountRegistry;
 use keyrotor_shared::store::runs::{RunStore, RunsPort};
+use keyrotor_shared::store::waves::{WaveStore, WavesPort};
+use keyrotor_shared::waves::{due_for_release, states, WaveState, SOAK_DECIDER};
 use serde::Serialize;
 
 use crate::enqueue::{Enqueuer, BATCH};
-use crate::inventory::{AccountInfo, AccountInventory, OrgInventory, RegistryInventory};
+use crate::inventory::{AccountInfo, AccountInventory, OrgInventory, RegistryInventory, WavePlace};
 use crate::users::{MemberDirectory, SdkDirectory};
 
 /// What to produce.
@@ -63,6 +65,10 @@ pub struct ProduceSummary {
     /// Enforce was asked for, but the circuit breaker is open: the run is
     /// an audit run.
     pub held_by_breaker: bool,
+    /// The rollout waves and their accounts in this run (when
+    /// `KEYROTOR_WAVES` is set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveSummary>,
     /// Accounts whose users were enqueued.
     pub accounts: usize,
     /// Users found in them.
@@ -75,6 +81,17 @@ pub struct ProduceSummary {
     pub failures: Vec<AccountFailure>,
     /// Accounts left out: not ACTIVE, out of scope, excluded or tagged `keyrotor:exclude`.
     pub skipped_accounts: usize,
+}
+
+/// One rollout wave in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaveSummary {
+    /// The wave, from 1.
+    pub wave: u32,
+    /// `released` (enforced), `pending` or `halted` (audited).
+    pub state: WaveState,
+    /// The run's accounts in it.
+    pub accounts: usize,
 }
 
 /// What happened to one account.
@@ -124,6 +141,7 @@ pub struct Producer {
     enqueuer: Enqueuer,
     events: Option<Arc<dyn EventSink>>,
     breaker: Option<Arc<dyn BreakerPort>>,
+    waves: Option<Arc<dyn WavesPort>>,
 }
 
 /// What a producer works through (the SDK's, or the load simulator's).
@@ -141,6 +159,8 @@ pub struct ProducerParts {
     /// The circuit breaker: while it is open, an enforce run is produced
     /// in audit mode.
     pub breaker: Option<Arc<dyn BreakerPort>>,
+    /// The rollout waves' records (`KEYROTOR_WAVES`).
+    pub waves: Option<Arc<dyn WavesPort>>,
 }
 
 impl Producer {
@@ -184,7 +204,11 @@ impl Producer {
                 runs: Arc::new(RunStore::new(ddb.clone(), settings.table.clone())),
                 enqueuer: Enqueuer::new(Arc::new(queue)),
                 events,
-                breaker: Some(Arc::new(BreakerStore::new(ddb, settings.table.clone()))),
+                breaker: Some(Arc::new(BreakerStore::new(
+                    ddb.clone(),
+                    settings.table.clone(),
+                ))),
+                waves: Some(Arc::new(WaveStore::new(ddb, settings.table.clone()))),
             },
         ))
     }
@@ -199,7 +223,81 @@ impl Producer {
             enqueuer: parts.enqueuer,
             events: parts.events,
             breaker: parts.breaker,
+            waves: parts.waves,
         }
+    }
+
+    /// Places each account in its rollout wave (`KEYROTOR_WAVES`; nothing
+    /// without waves): an enforce run first releases the wave that has
+    /// soaked, then audits the accounts of waves not released, and starts
+    /// the soak clock of the released waves it enforces.
+    async fn place_in_waves(
+        &self,
+        req: &ProduceRequest,
+        accounts: &mut [AccountInfo],
+    ) -> Result<Vec<WaveSummary>, ProduceError> {
+        let waves = &self.settings.waves;
+        let Some(store) = self.waves.as_ref().filter(|_| !waves.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let mut under = HashMap::new();
+        for ou in waves.ous() {
+            let ids = self
+                .inventory
+                .accounts_under(ou)
+                .await
+                .map_err(ProduceError::Inventory)?;
+            under.insert(ou.to_string(), ids.into_iter().collect::<HashSet<_>>());
+        }
+        let count = waves.0.len() as u32;
+        // The soak's clock, as the ledger's: the evaluation time, or the
+        // real time if later.
+        let now = keyrotor_shared::time::ledger_time(req.as_of, self.settings.allow_future_as_of);
+        let mut records = store.records().await.map_err(ProduceError::Runs)?;
+        if req.mode == Mode::Enforce {
+            if let Some(wave) = due_for_release(count, &records, self.settings.wave_soak, now) {
+                let record = store
+                    .decide(wave, WaveState::Released, SOAK_DECIDER)
+                    .await
+                    .map_err(ProduceError::Runs)?;
+                tracing::info!(wave, "wave released: the wave before it soaked clean");
+                records.insert(wave, record);
+            }
+        }
+        let states = states(count, &records);
+        let mut summary: Vec<WaveSummary> = states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| WaveSummary {
+                wave: i as u32 + 1,
+                state: *state,
+                accounts: 0,
+            })
+            .collect();
+        for account in accounts.iter_mut() {
+            if self.out_of_scope(req, account).is_some() {
+                continue;
+            }
+            let wave = waves.wave_of(&account.id, &under).expect("there are waves");
+            let released = states[wave as usize - 1] == WaveState::Released;
+            summary[wave as usize - 1].accounts += 1;
+            account.wave = Some(WavePlace {
+                wave,
+                audit_only: req.mode == Mode::Enforce && !released,
+            });
+        }
+        if req.mode == Mode::Enforce {
+            for wave in summary
+                .iter()
+                .filter(|w| w.state == WaveState::Released && w.accounts > 0)
+            {
+                store
+                    .enforced(wave.wave, now)
+                    .await
+                    .map_err(ProduceError::Runs)?;
+            }
+        }
+        Ok(summary)
     }
 
     /// Whether the circuit breaker is open (then an enforce run is produced
@@ -265,11 +363,12 @@ impl Producer {
             .await
             .map_err(ProduceError::Runs)?;
         let key = key.as_str();
-        let accounts = self
+        let mut accounts = self
             .inventory
             .accounts()
             .await
             .map_err(ProduceError::Inventory)?;
+        let waves = self.place_in_waves(req, &mut accounts).await?;
         let total = accounts.len();
         tracing::info!(run_id = %run_id, accounts = total, "producing");
 
@@ -284,6 +383,7 @@ impl Producer {
             run_id: run_id.clone(),
             mode: req.mode,
             held_by_breaker: held,
+            waves,
             accounts: 0,
             users: 0,
             enqueued: 0,
@@ -535,6 +635,8 @@ impl Producer {
             exempt: exempt.contains(&user_name),
             shard: (shards > 1).then_some(shard),
             shards: (shards > 1).then_some(shards),
+            wave: account.wave.map(|w| w.wave),
+            audit_only: account.wave.is_some_and(|w| w.audit_only),
             user_name,
             sig: None,
         }

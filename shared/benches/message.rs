@@ -27,6 +27,8 @@ fn bench(c: &mut Criterion) {
         exempt: false,
         shard: Some(3),
         shards: Some(10),
+        wave: None,
+        audit_only: false,
         sig: None,
     };
     message.sign(&key);

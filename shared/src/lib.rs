@@ -37,3 +37,4 @@ pub mod retry;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod waves;

@@ -44,6 +44,13 @@ pub struct WorkMessage {
     /// budget (`KEYROTOR_IAM_RATE`), so the fleet as a whole stays under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,
+    /// The account's rollout wave, when `KEYROTOR_WAVES` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<u32>,
+    /// The account's wave is not released (or is halted): an enforce run
+    /// evaluates this user in audit mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit_only: bool,
     /// HMAC-SHA256 of the message's fields under its run's message key
     /// (hex): only the producer, which drew the key, can make a message the
     /// workers accept for that run.
@@ -92,6 +99,14 @@ impl WorkMessage {
         // keep the signature they always had.
         if let Some(shards) = self.shards {
             mac.update(format!("#shards={shards}").as_bytes());
+        }
+        // Likewise the wave, and the hold on it: a copy without the hold
+        // fails the signature.
+        if let Some(wave) = self.wave {
+            mac.update(format!("#wave={wave}").as_bytes());
+        }
+        if self.audit_only {
+            mac.update(b"#audit_only");
         }
         Some(mac)
     }
@@ -175,6 +190,8 @@ mod tests {
             exempt: false,
             shard: None,
             shards: None,
+            wave: None,
+            audit_only: false,
             sig: None,
         }
     }

@@ -23,6 +23,7 @@ use keyrotor_shared::queue::QueuePort;
 use keyrotor_shared::store::breaker::{BreakerPort, BreakerState};
 use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
+use keyrotor_shared::store::waves::WavesPort;
 
 use crate::digest::{send_digest_to, AccountDigest, DigestLine, Mailer, SentMarker, Templates};
 use crate::shares::MessagesLeft;
@@ -92,8 +93,9 @@ pub struct Email {
 /// such a message is rejected, with the reason).
 enum Verdict {
     /// Act, in this mode (the lesser of the message's and the worker's);
-    /// `held` when the circuit breaker turned enforce into audit.
-    Go { mode: Mode, held: bool },
+    /// `held` says why enforce was turned into audit (the circuit breaker,
+    /// a wave not released), if it was.
+    Go { mode: Mode, held: Option<String> },
     /// Not acted on; recorded as `failed` (stale, or a future evaluation time).
     Refuse(String),
     /// Not acted on; recorded as `skipped` (outside the worker's scope).
@@ -146,6 +148,8 @@ pub struct Worker {
     left: MessagesLeft,
     /// The circuit breaker, when this deployment has one.
     breaker: Option<Arc<dyn BreakerPort>>,
+    /// The rollout waves' records, told of trouble in a wave.
+    waves: Option<Arc<dyn WavesPort>>,
     /// Whether the breaker was open, and when that was read.
     breaker_seen: Mutex<Option<(tokio::time::Instant, bool)>>,
 }
@@ -173,7 +177,16 @@ impl Worker {
             left: MessagesLeft::default(),
             breaker: None,
             breaker_seen: Mutex::new(None),
+            waves: None,
         }
+    }
+
+    /// The same worker, recording trouble (a failed enforce result, an
+    /// adoption hold that ran out) in the account's rollout wave, which
+    /// restarts that wave's soak.
+    pub fn with_waves(mut self, waves: Arc<dyn WavesPort>) -> Worker {
+        self.waves = Some(waves);
+        self
     }
 
     /// The same worker, held to audit mode while `breaker` is open, and
@@ -257,11 +270,8 @@ impl Worker {
             Verdict::Go { mode, held } => match self.execute(m, mode).await {
                 Ok(r) => {
                     let mut item = item_from(m, mode, &r);
-                    if held {
-                        item.reason = format!(
-                            "{} (audit only: the circuit breaker is open; `keyrotor breaker reset` lets enforce runs act again)",
-                            item.reason
-                        );
+                    if let Some(why) = held {
+                        item.reason = format!("{} (audit only: {why})", item.reason);
                     }
                     result = Some(r);
                     item
@@ -316,6 +326,7 @@ impl Worker {
             .await
             .map_err(|e| MessageFailure::retry(&e))?;
         self.count_against_breaker(m, &item).await?;
+        self.wave_trouble(m, &item, result.as_ref()).await?;
         fail::fail_point!("worker-after-publish");
         self.after_record(m, progress).await?;
         Ok(Processed {
@@ -342,6 +353,7 @@ impl Worker {
                 .map_err(|e| MessageFailure::retry(&e))?;
         }
         self.count_against_breaker(m, &recorded).await?;
+        self.wave_trouble(m, &recorded, None).await?;
         self.after_record(m, None).await?;
         Ok(Some(Processed {
             handled: Handled::Duplicate,
@@ -468,9 +480,20 @@ impl Worker {
         } else {
             Mode::Audit
         };
-        let held = mode == Mode::Enforce && self.breaker_open().await?;
-        if held {
+        let mut held = None;
+        if mode == Mode::Enforce && m.audit_only {
+            held = Some(format!(
+                "the account's rollout wave{} is not released; see `keyrotor waves`",
+                m.wave.map(|w| format!(" {w}")).unwrap_or_default()
+            ));
+        } else if mode == Mode::Enforce && self.breaker_open().await? {
             tracing::warn!("the circuit breaker is open: acting in audit mode");
+            held = Some(
+                "the circuit breaker is open; `keyrotor breaker reset` lets enforce runs act again"
+                    .into(),
+            );
+        }
+        if held.is_some() {
             mode = Mode::Audit;
         }
         if mode == Mode::Enforce {
@@ -510,6 +533,38 @@ impl Worker {
             .open;
         *self.breaker_seen.lock().expect("not poisoned") = Some((now, open));
         Ok(open)
+    }
+
+    /// Records trouble in the message's rollout wave: a `failed` enforce
+    /// result, or a key switched off because its adoption hold ran out.
+    /// Either restarts the wave's soak, so the next wave waits.
+    async fn wave_trouble(
+        &self,
+        m: &WorkMessage,
+        item: &ResultItem,
+        result: Option<&UserResult>,
+    ) -> Result<(), MessageFailure> {
+        let (Some(waves), Some(wave)) = (&self.waves, m.wave) else {
+            return Ok(());
+        };
+        let what = if item.outcome == Outcome::Failed && item.mode == Mode::Enforce {
+            format!("{} / {} failed: {}", m.account_id, m.user_name, item.reason)
+        } else if result.is_some_and(|r| r.hold_ran_out) {
+            format!(
+                "{} / {}: an adoption hold ran out (the application did not take up its new key)",
+                m.account_id, m.user_name
+            )
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(wave, trouble = %what, "trouble in the account's rollout wave: its soak restarts");
+        // The clock of the soak: the run's evaluation time, or the real
+        // time if later (as the ledger's times).
+        let at = keyrotor_shared::time::ledger_time(m.as_of, self.settings.allow_future_as_of);
+        waves
+            .trouble(wave, &what, at)
+            .await
+            .map_err(|e| MessageFailure::retry(&e))
     }
 
     /// After a `failed` enforce result is recorded (its count added to the

@@ -13,6 +13,7 @@ use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::BreakerStore;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
+use keyrotor_shared::store::waves::WaveStore;
 use keyrotor_shared::store::DynamoLedger;
 
 use crate::digest::{Mailer, RenderedEmail, SesMailer, Templates};
@@ -75,7 +76,11 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
         events,
         email,
     )
-    .with_breaker(Arc::new(BreakerStore::new(ddb, settings.table.clone())));
+    .with_breaker(Arc::new(BreakerStore::new(
+        ddb.clone(),
+        settings.table.clone(),
+    )))
+    .with_waves(Arc::new(WaveStore::new(ddb, settings.table.clone())));
     Ok(match &settings.queue_url {
         Some(url) => worker.with_queue(Arc::new(SqsQueue::new(
             aws_sdk_sqs::Client::new(base),

@@ -9,6 +9,7 @@ pub mod produce;
 pub mod report;
 pub mod rotate;
 pub mod status;
+pub mod waves;
 pub mod work;
 
 use std::sync::Arc;

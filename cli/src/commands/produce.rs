@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use keyrotor_producer::lambda::parse_force_user;
+use keyrotor_producer::run::WaveSummary;
 use keyrotor_producer::{AccountOutcome, ProduceError, ProduceRequest, Producer};
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::Settings;
@@ -26,6 +27,27 @@ pub struct ProduceArgs {
     /// Reuse a run id (to re-send a run; duplicates are dropped).
     #[arg(long, env = "KEYROTOR_RUN_ID")]
     pub run_id: Option<String>,
+}
+
+/// `waves      1 released (1 account), 2 pending (2 accounts)`, when there
+/// are waves.
+fn waves_line(waves: &[WaveSummary]) -> String {
+    if waves.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = waves
+        .iter()
+        .map(|w| {
+            let s = if w.accounts == 1 { "" } else { "s" };
+            format!(
+                "{} {} ({} account{s})",
+                w.wave,
+                w.state.as_str(),
+                w.accounts
+            )
+        })
+        .collect();
+    format!("waves      {}\n", each.join(", "))
 }
 
 /// Runs `produce`.
@@ -87,7 +109,7 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> Result<ExitCode, CliError> {
             },
             s.users,
             s.enqueued
-        )
+        ) + &waves_line(&s.waves)
     });
     Ok(if summary.failed_accounts.is_empty() {
         ExitCode::SUCCESS

@@ -119,6 +119,8 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
         exempt: false,
         shard: None,
         shards: None,
+        wave: None,
+        audit_only: false,
         sig: None,
     };
     message.sign(&key);

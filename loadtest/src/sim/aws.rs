@@ -442,6 +442,7 @@ impl AccountInventory for SimInventory {
                 email: Some(format!("owner+{id}@example.com")),
                 active: true,
                 in_organizations: true,
+                wave: None,
             })
             .collect();
         for _ in 0..accounts.len().div_ceil(20).max(1) {

@@ -137,6 +137,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
             enqueuer: Enqueuer::new(Arc::new(queue.clone())),
             events: Some(events.clone() as Arc<dyn EventSink>),
             breaker: None,
+            waves: None,
         },
     );
     let run_id = "sim-run".to_string();

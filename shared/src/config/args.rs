@@ -20,6 +20,7 @@ use super::ConfigError;
 use crate::breaker::BreakerThreshold;
 use crate::domain::{AccountId, AccountSource, Mode};
 use crate::policy::UnusedKeys;
+use crate::waves::Waves;
 
 /// Raw settings as flags and environment variables. Parse with
 /// [`super::Settings::from_args`].
@@ -265,6 +266,17 @@ pub struct SettingsArgs {
         value_parser = trimmed::<BreakerThreshold>, global = true
     )]
     pub breaker_failures: BreakerThreshold,
+    /// Staged rollout: waves separated by `;`, each a comma-separated list of account ids and OU ids (an OU with every account under it); accounts in no wave belong to the last. Enforce runs enforce only released waves and audit the rest. Unset or blank: no waves.
+    #[arg(long, env = "KEYROTOR_WAVES", value_parser = trimmed::<Waves>, global = true)]
+    pub waves: Option<Waves>,
+    /// Days a released wave must run clean in enforce mode (no failed result, no adoption hold that ran out) before the next wave is released.
+    #[arg(
+        long,
+        env = "KEYROTOR_WAVE_SOAK_DAYS",
+        default_value = "7",
+        value_parser = within(0u16, 3650), global = true
+    )]
+    pub wave_soak_days: u16,
 }
 
 /// `KEYROTOR_SHARDS_PER_ACCOUNT`: `auto` or a number of groups.

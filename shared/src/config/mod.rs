@@ -127,6 +127,10 @@ pub struct Settings {
     pub max_receives: u32,
     /// When the circuit breaker opens.
     pub breaker_failures: crate::breaker::BreakerThreshold,
+    /// The rollout waves (empty: none).
+    pub waves: crate::waves::Waves,
+    /// How long a released wave must run clean before the next is released.
+    pub wave_soak: chrono::Duration,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -169,6 +173,18 @@ impl Settings {
     /// them hold; the first broken rule is named in the error.
     pub fn from_args(a: &SettingsArgs) -> Result<Settings, ConfigError> {
         validate::ages(a.rotate_days, a.deactivate_days, a.delete_days, a.warn_days)?;
+        if let Some(waves) = &a.waves {
+            if a.account_source == AccountSource::Table && !waves.ous().is_empty() {
+                return Err(ConfigError {
+                    env: "KEYROTOR_WAVES".into(),
+                    flag: "waves".into(),
+                    message: format!(
+                        "names OUs ({}), but with KEYROTOR_ACCOUNT_SOURCE=table accounts have no OU: list account ids",
+                        waves.ous().join(", ")
+                    ),
+                });
+            }
+        }
         let policy = PolicyConfig {
             rotate_after: Duration::days(a.rotate_days.into()),
             deactivate_after: Duration::days(a.deactivate_days.into()),
@@ -237,6 +253,8 @@ impl Settings {
             max_message_age: Duration::hours(a.max_message_age_hours),
             max_receives: a.max_receives,
             breaker_failures: a.breaker_failures,
+            waves: a.waves.clone().unwrap_or_default(),
+            wave_soak: Duration::days(a.wave_soak_days.into()),
         })
     }
 
@@ -340,6 +358,16 @@ mod tests {
             (&["--mode", "yolo"], "KEYROTOR_MODE"),
             (&["--breaker-failures", "0%"], "KEYROTOR_BREAKER_FAILURES"),
             (&["--breaker-failures", "many"], "KEYROTOR_BREAKER_FAILURES"),
+            (
+                &["--waves", "111111111111;;ou-ab12-cdef3456"],
+                "KEYROTOR_WAVES",
+            ),
+            (&["--waves", "prod"], "KEYROTOR_WAVES"),
+            (
+                &["--account-source", "table", "--waves", "ou-ab12-cdef3456"],
+                "KEYROTOR_WAVES",
+            ),
+            (&["--wave-soak-days", "a week"], "KEYROTOR_WAVE_SOAK_DAYS"),
             (&["--queue-url", "not a url"], "KEYROTOR_QUEUE_URL"),
             (
                 &["--topic-arn", "arn:aws:sqs:us-east-1:123456789012:q"],

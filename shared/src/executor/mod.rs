@@ -24,7 +24,7 @@ use crate::aws::{
     StsVerifier,
 };
 use crate::config::Settings;
-use crate::domain::{KeyAction, KeyState, KeyStatus, Mode};
+use crate::domain::{Action, KeyAction, KeyState, KeyStatus, Mode};
 use crate::error::AwsError;
 use crate::policy::{self, ActionKind, Evaluation, UserFacts};
 use crate::store::{LedgerPort, RunWork, StoreError, UserRecord};
@@ -479,6 +479,13 @@ impl Executor {
             outcome,
             new_key_id: run.new_key_id.clone(),
             secret_arn: run.secret_arn.clone(),
+            hold_ran_out: due.iter().any(|a| {
+                a.ends_hold
+                    && run
+                        .performed
+                        .iter()
+                        .any(|p| p.action == Action::Deactivate && p.key_id == a.key_id)
+            }),
             performed: run.performed.clone(),
             owner_email: None,
             reason,

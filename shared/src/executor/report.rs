@@ -90,6 +90,10 @@ pub struct UserResult {
     pub secret_arn: Option<String>,
     /// What was carried out, in order.
     pub performed: Vec<KeyAction>,
+    /// A key was switched off because its adoption hold ran out (the
+    /// application never took up its new key).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hold_ran_out: bool,
     /// The user's owner (the owner-tag email), if tagged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,
@@ -136,6 +140,7 @@ pub(super) fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> Use
         new_key_id: None,
         secret_arn: None,
         performed: Vec::new(),
+        hold_ran_out: false,
         owner_email: None,
         reason: format!("exempt: {reason}"),
     }
@@ -233,6 +238,7 @@ mod tests {
                 new_key_id: new_key.map(str::to_string),
                 secret_arn: None,
                 performed: performed.to_vec(),
+                hold_ran_out: false,
                 owner_email: None,
                 reason: String::new(),
             };

@@ -165,6 +165,11 @@ pub struct PlannedAction {
     pub reason: String,
     /// For `Warn` and `Hold`: the action warned about or held back.
     pub milestone: Option<ActionKind>,
+    /// A deactivation that goes ahead because its adoption hold ran out
+    /// (the application never took up the new key): staged rollout counts
+    /// it as trouble in the account's wave.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ends_hold: bool,
 }
 
 /// The identity of the warning of `milestone` for `key_id` (see

@@ -82,6 +82,7 @@ impl Plan<'_> {
             due,
             reason,
             milestone,
+            ends_hold: false,
         });
     }
 
@@ -383,6 +384,9 @@ impl Plan<'_> {
             });
         } else {
             self.push(ActionKind::Deactivate, cand, until, expired, None);
+            if let Some(last) = self.actions.last_mut() {
+                last.ends_hold = true;
+            }
         }
     }
 

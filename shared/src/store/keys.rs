@@ -10,6 +10,7 @@
 //! | result | `RUN#<run>` | `RESULT#<account>#<user>` |
 //! | run index | `RUNS` | `<run>` |
 //! | circuit breaker | `CONTROL` | `BREAKER` |
+//! | rollout wave | `CONTROL` | `WAVE#<n>` (zero-padded) |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,8 +32,11 @@ pub const REGISTRY_SK: &str = "META";
 pub const RUN_SK: &str = "RUN";
 /// The partition key of the run index (one item per run, sorted by run id).
 pub const RUNS_PK: &str = "RUNS";
-/// The partition key of the deployment's control items (the breaker).
+/// The partition key of the deployment's control items (the breaker, the
+/// waves).
 pub const CONTROL_PK: &str = "CONTROL";
+/// The sort-key prefix of the waves' items.
+pub const WAVE_SK_PREFIX: &str = "WAVE#";
 
 /// One item's primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +93,14 @@ impl ItemKey {
         ItemKey {
             pk: CONTROL_PK.into(),
             sk: "BREAKER".into(),
+        }
+    }
+
+    /// A rollout wave's decisions and soak clock.
+    pub fn wave(wave: u32) -> ItemKey {
+        ItemKey {
+            pk: CONTROL_PK.into(),
+            sk: format!("{WAVE_SK_PREFIX}{wave:04}"),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod results;
 pub mod retry;
 pub mod runs;
 mod table;
+pub mod waves;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
