@@ -13,7 +13,7 @@ use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{ConfigError, Settings};
 use keyrotor_shared::domain::{AccountId, AccountSource, Mode};
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventSink, ResultEvent, SnsEvents};
+use keyrotor_shared::events::{EventSink, ResultEvent};
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::{BreakerPort, BreakerStore};
@@ -191,10 +191,7 @@ impl Producer {
                 settings.table.clone(),
             ))),
         };
-        let events = settings.topic_arn.as_ref().map(|arn| {
-            Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(base), arn.clone()))
-                as Arc<dyn EventSink>
-        });
+        let events = keyrotor_shared::event_bus::sinks(&settings, base);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(base), queue_url);
         Ok(Producer::from_parts(
             settings.clone(),

@@ -27,6 +27,7 @@ pub mod breaker;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod event_bus;
 pub mod events;
 pub mod executor;
 pub mod message;

@@ -515,3 +515,33 @@ fn the_scanners_read_what_they_should() {
         "  B:\n    Action: iam:ListUsers\n"
     );
 }
+
+#[test]
+fn the_functions_may_put_events_on_the_chosen_bus_alone() {
+    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
+        .expect("read infra/hub.yaml");
+    for role in ["ProducerPolicy", "WorkerPolicy"] {
+        let block = resource_block(&hub, role);
+        let statement = block
+            .split("- Sid: PutEventsOnTheBus")
+            .nth(1)
+            .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
+            .unwrap_or_else(|| panic!("no PutEventsOnTheBus statement in {role}"));
+        for needle in [
+            "Action: events:PutEvents",
+            "- EventBusIsArn",
+            "- !Ref EventBus",
+            "event-bus/${EventBus}",
+        ] {
+            assert!(
+                statement.contains(needle),
+                "{role}: no `{needle}` in {statement}"
+            );
+        }
+        assert!(
+            block.contains("- HasEventBus\n            - Sid: PutEventsOnTheBus"),
+            "{role}: the statement exists only with a bus"
+        );
+        assert!(!statement.contains('*'), "{role}: no wildcard: {statement}");
+    }
+}

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use keyrotor_shared::aws::{AwsContext, Limits};
 use keyrotor_shared::config::Settings;
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::events::{EventSink, SnsEvents};
 use keyrotor_shared::executor::{Executor, SdkPorts};
 use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::BreakerStore;
@@ -54,9 +53,7 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
         Arc::new(DynamoLedger::new(ddb.clone(), settings.table.clone())),
         Executor::process_owner_id(),
     ));
-    let events = settings.topic_arn.as_ref().map(|arn| {
-        Arc::new(SnsEvents::new(aws_sdk_sns::Client::new(base), arn.clone())) as Arc<dyn EventSink>
-    });
+    let events = keyrotor_shared::event_bus::sinks(&settings, base);
     let email = match &settings.sender {
         Some(sender) => Some(Email {
             sender: sender.clone(),

@@ -13,8 +13,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Args;
 
 use super::validate::{
-    secret_name_template, valid_arn, valid_arn_global, valid_email, valid_queue_url, valid_region,
-    valid_role_name, valid_table_name, valid_tag_key,
+    secret_name_template, valid_arn, valid_arn_global, valid_email, valid_event_bus,
+    valid_queue_url, valid_region, valid_role_name, valid_table_name, valid_tag_key,
 };
 use super::ConfigError;
 use crate::breaker::BreakerThreshold;
@@ -40,6 +40,9 @@ pub struct SettingsArgs {
     /// SNS topic ARN that receives every result event.
     #[arg(long, env = "KEYROTOR_TOPIC_ARN", value_parser = checked(|s| valid_arn(s, "sns"), "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"), global = true)]
     pub topic_arn: Option<String>,
+    /// EventBridge bus (name or ARN) that also receives every result, run and breaker event (source `keyrotor`, detail-type the event type).
+    #[arg(long, env = "KEYROTOR_EVENT_BUS", value_parser = checked(valid_event_bus, "an EventBridge bus name or ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"), global = true)]
+    pub event_bus: Option<String>,
     /// Verified SESv2 sender address for owner emails.
     #[arg(long, env = "KEYROTOR_SENDER", value_parser = checked(valid_email, "an email address"), global = true)]
     pub sender: Option<String>,

@@ -58,6 +58,8 @@ pub struct Settings {
     pub table: String,
     /// SNS results topic ARN.
     pub topic_arn: Option<String>,
+    /// EventBridge bus that also receives every event.
+    pub event_bus: Option<String>,
     /// SESv2 sender address.
     pub sender: Option<String>,
     /// Member-account role name.
@@ -217,6 +219,7 @@ impl Settings {
             queue_url: given(&a.queue_url),
             table: a.table.clone(),
             topic_arn: given(&a.topic_arn),
+            event_bus: given(&a.event_bus),
             sender: given(&a.sender),
             role_name: a.role_name.clone(),
             producer_role_name,
@@ -356,6 +359,11 @@ mod tests {
             (&["--deactivate-days", "80"], "KEYROTOR_DEACTIVATE_DAYS"),
             (&["--warn-days", "90"], "KEYROTOR_WARN_DAYS"),
             (&["--mode", "yolo"], "KEYROTOR_MODE"),
+            (&["--event-bus", "bus name"], "KEYROTOR_EVENT_BUS"),
+            (
+                &["--event-bus", "arn:aws:sns:us-east-1:123456789012:topic"],
+                "KEYROTOR_EVENT_BUS",
+            ),
             (&["--breaker-failures", "0%"], "KEYROTOR_BREAKER_FAILURES"),
             (&["--breaker-failures", "many"], "KEYROTOR_BREAKER_FAILURES"),
             (

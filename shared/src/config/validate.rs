@@ -40,6 +40,20 @@ pub(super) fn valid_arn_global(arn: &str, service: &str) -> bool {
         && !parts[5].is_empty()
 }
 
+/// An EventBridge bus: its name (1–256 of `A-Z a-z 0-9 . _ - /`) or its
+/// ARN (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`).
+pub(super) fn valid_event_bus(s: &str) -> bool {
+    if s.starts_with("arn:") {
+        return valid_arn(s, "events")
+            && s.splitn(6, ':')
+                .nth(5)
+                .is_some_and(|r| r.len() > "event-bus/".len() && r.starts_with("event-bus/"));
+    }
+    (1..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+}
+
 pub(super) fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return false;
