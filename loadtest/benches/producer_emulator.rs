@@ -324,6 +324,8 @@ async fn send_floor(sqs: &aws_sdk_sqs::Client, queue: &str, members: &[Member]) 
                 shards: None,
                 wave: None,
                 audit_only: false,
+                incident: false,
+                exposed_key: None,
                 sig: None,
             })
             .collect();

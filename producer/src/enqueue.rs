@@ -217,6 +217,8 @@ mod tests {
                 shards: None,
                 wave: None,
                 audit_only: false,
+                incident: false,
+                exposed_key: None,
                 sig: None,
             })
             .collect()

@@ -6,13 +6,19 @@
 //!  "force_user": ["111122223333:ci"], "run_id": "..."}
 //! ```
 //! Every field is optional; `{}` runs with the function's settings.
+//!
+//! The same function takes the AWS Health events of exposed keys (source
+//! `aws.health`, routed by the EventBridge rules of `infra/`): see
+//! [`handle`].
 
 use keyrotor_shared::config::Settings;
 use keyrotor_shared::domain::{AccountId, Mode};
 use keyrotor_shared::time::parse_as_of;
 use serde::Deserialize;
 
-use crate::ProduceRequest;
+use keyrotor_shared::incident::Exposure;
+
+use crate::{ProduceRequest, Producer};
 
 /// The schedule's input.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +83,52 @@ impl ScheduleEvent {
     }
 }
 
+/// What the producer function was invoked with.
+#[derive(Debug, Clone)]
+pub enum ProducerEvent {
+    /// The schedule's input: one run.
+    Schedule(ScheduleEvent),
+    /// An AWS Health event reporting exposed keys.
+    Exposure(Exposure),
+}
+
+impl ProducerEvent {
+    /// Reads an invocation's payload: an `aws.health` event is an exposure
+    /// (any other Health event is refused, naming it); anything else is a
+    /// schedule input.
+    pub fn parse(payload: serde_json::Value) -> Result<ProducerEvent, String> {
+        if payload.get("source").and_then(|s| s.as_str()) == Some("aws.health") {
+            return Exposure::of_event(&payload)
+                .map(ProducerEvent::Exposure)
+                .map_err(|e| e.to_string());
+        }
+        serde_json::from_value(payload)
+            .map(ProducerEvent::Schedule)
+            .map_err(|e| format!("not a schedule input: {e}"))
+    }
+}
+
+/// The function's handler: a run for a schedule input, an incident run
+/// for an exposure (in `KEYROTOR_MODE`, now); the answer is the summary.
+pub async fn handle(
+    producer: &Producer,
+    settings: &Settings,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, anyhow::Error> {
+    let answer = match ProducerEvent::parse(payload).map_err(anyhow::Error::msg)? {
+        ProducerEvent::Schedule(event) => {
+            let req = event.request(settings).map_err(anyhow::Error::msg)?;
+            serde_json::to_value(producer.produce(&req, &|_, _| {}).await?)
+        }
+        ProducerEvent::Exposure(exposure) => serde_json::to_value(
+            producer
+                .incident(&exposure, settings.mode, keyrotor_shared::time::now())
+                .await?,
+        ),
+    };
+    Ok(answer.expect("plain data"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +168,27 @@ mod tests {
             serde_json::from_value(serde_json::json!({"force_user": ["ci"]})).unwrap();
         assert!(bad.request(&settings()).is_err());
         assert!(serde_json::from_str::<ScheduleEvent>(r#"{"moed": "enforce"}"#).is_err());
+    }
+
+    #[test]
+    fn health_events_are_exposures_and_the_rest_schedules() {
+        let health = serde_json::json!({
+            "source": "aws.health", "account": "111122223333",
+            "detail": {"eventTypeCode": "AWS_RISK_CREDENTIALS_EXPOSED",
+                       "affectedEntities": [{"entityValue": "AKIAIOSFODNN7EXAMPLE"}]}
+        });
+        assert!(matches!(
+            ProducerEvent::parse(health),
+            Ok(ProducerEvent::Exposure(e)) if e.key_ids == ["AKIAIOSFODNN7EXAMPLE"]
+        ));
+        let other = serde_json::json!({"source": "aws.health", "detail": {"eventTypeCode": "AWS_EC2_MAINTENANCE"}});
+        assert!(ProducerEvent::parse(other)
+            .unwrap_err()
+            .contains("not an AWS Health exposed-key event"));
+        assert!(matches!(
+            ProducerEvent::parse(serde_json::json!({"mode": "audit"})),
+            Ok(ProducerEvent::Schedule(_))
+        ));
+        assert!(ProducerEvent::parse(serde_json::json!({"moed": "x"})).is_err());
     }
 }

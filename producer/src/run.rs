@@ -3,6 +3,10 @@
 //! record kept up to date, failures recorded and published — never fatal to
 //! the run.
 
+mod incident;
+
+pub use incident::{ExposedUser, IncidentSummary};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -634,6 +638,8 @@ impl Producer {
             shards: (shards > 1).then_some(shards),
             wave: account.wave.map(|w| w.wave),
             audit_only: account.wave.is_some_and(|w| w.audit_only),
+            incident: false,
+            exposed_key: None,
             user_name,
             sig: None,
         }

@@ -36,6 +36,13 @@ pub trait MemberDirectory: Send + Sync {
         account_id: &str,
         marker: Option<String>,
     ) -> Result<UserPage, AwsError>;
+    /// The user of an access key of the account (an exposed key's), or
+    /// `None` when IAM does not know the key.
+    async fn owner_of_key(
+        &self,
+        account_id: &str,
+        key_id: &str,
+    ) -> Result<Option<String>, AwsError>;
 }
 
 /// [`MemberDirectory`] over IAM, through the member role of each account.
@@ -106,5 +113,34 @@ impl MemberDirectory for SdkDirectory {
             .map_err(|e| AwsError::from_sdk("iam:ListUsers", e))?;
         let next = if out.is_truncated { out.marker } else { None };
         Ok((out.users.into_iter().map(|u| u.user_name).collect(), next))
+    }
+
+    async fn owner_of_key(
+        &self,
+        account_id: &str,
+        key_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        user_of_key(&self.iam(account_id).await, key_id).await
+    }
+}
+
+/// The user an access key belongs to (`GetAccessKeyLastUsed` names it;
+/// any key of the account may be asked about), or `None` when IAM does not
+/// know the key.
+pub async fn user_of_key(
+    iam: &aws_sdk_iam::Client,
+    key_id: &str,
+) -> Result<Option<String>, AwsError> {
+    match iam
+        .get_access_key_last_used()
+        .access_key_id(key_id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.user_name),
+        Err(e) => match AwsError::from_sdk("iam:GetAccessKeyLastUsed", e) {
+            AwsError::NotFound { .. } => Ok(None),
+            other => Err(other),
+        },
     }
 }

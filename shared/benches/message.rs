@@ -29,6 +29,8 @@ fn bench(c: &mut Criterion) {
         shards: Some(10),
         wave: None,
         audit_only: false,
+        incident: false,
+        exposed_key: None,
         sig: None,
     };
     message.sign(&key);

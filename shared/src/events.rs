@@ -40,6 +40,12 @@ pub struct ResultEvent {
     pub as_of: DateTime<Utc>,
     /// When this happened (real clock).
     pub at: DateTime<Utc>,
+    /// An incident: the user's key was reported exposed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incident: bool,
+    /// In an incident: the quarantine policy AWS attached to the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_policy: Option<String>,
 }
 
 /// The event type string of [`ResultEvent`].
@@ -67,6 +73,8 @@ impl ResultEvent {
             secret_arn: None,
             as_of,
             at: crate::time::now(),
+            incident: false,
+            quarantine_policy: None,
         }
     }
 }

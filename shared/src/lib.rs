@@ -30,6 +30,7 @@ pub mod error;
 pub mod event_bus;
 pub mod events;
 pub mod executor;
+pub mod incident;
 pub mod message;
 pub mod policy;
 pub mod provision;

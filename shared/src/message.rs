@@ -51,6 +51,14 @@ pub struct WorkMessage {
     /// evaluates this user in audit mode.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub audit_only: bool,
+    /// An incident: AWS reported `exposed_key` exposed. The user's key is
+    /// replaced at once and the exposed one handled by
+    /// `KEYROTOR_EXPOSED_KEY_ACTION`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incident: bool,
+    /// The exposed key, in an incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_key: Option<String>,
     /// HMAC-SHA256 of the message's fields under its run's message key
     /// (hex): only the producer, which drew the key, can make a message the
     /// workers accept for that run.
@@ -107,6 +115,12 @@ impl WorkMessage {
         }
         if self.audit_only {
             mac.update(b"#audit_only");
+        }
+        if self.incident {
+            mac.update(b"#incident");
+        }
+        if let Some(key) = &self.exposed_key {
+            mac.update(format!("#exposed_key={key}").as_bytes());
         }
         Some(mac)
     }
@@ -192,6 +206,8 @@ mod tests {
             shards: None,
             wave: None,
             audit_only: false,
+            incident: false,
+            exposed_key: None,
             sig: None,
         }
     }

@@ -545,3 +545,51 @@ fn the_functions_may_put_events_on_the_chosen_bus_alone() {
         assert!(!statement.contains('*'), "{role}: no wildcard: {statement}");
     }
 }
+
+#[test]
+fn the_exposed_key_rules_match_every_risk_code_and_reach_the_producer() {
+    let codes = keyrotor_shared::incident::RISK_CODES;
+    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
+        .expect("read infra/hub.yaml");
+    let member = member_template();
+    for (file, template, rules) in [
+        (
+            "hub.yaml",
+            hub.as_str(),
+            &["IncidentRule", "LocalIncidentRule"][..],
+        ),
+        ("member-role.yaml", member.as_str(), &["ExposedKeyRule"][..]),
+    ] {
+        for rule in rules {
+            let block = resource_block(template, rule);
+            assert!(
+                block.contains("source: [aws.health]"),
+                "{file} {rule}: {block}"
+            );
+            for code in codes {
+                assert!(
+                    block.contains(&format!("- {code}\n")),
+                    "{file} {rule} misses {code}: {block}"
+                );
+            }
+        }
+    }
+    for permission in ["IncidentInvokePermission", "LocalIncidentInvokePermission"] {
+        let block = resource_block(&hub, permission);
+        assert!(block.contains("Principal: events.amazonaws.com"), "{block}");
+        assert!(
+            block.contains("FunctionName: !Ref ProducerFunction"),
+            "{block}"
+        );
+    }
+    let bus = resource_block(&hub, "IncidentBus");
+    assert!(
+        bus.contains("aws:PrincipalOrgID: !Ref OrganizationId"),
+        "{bus}"
+    );
+    let forwarder = resource_block(&member, "IncidentForwarderRole");
+    assert!(
+        forwarder.contains("Resource: !Ref HubIncidentBusArn"),
+        "{forwarder}"
+    );
+}

@@ -217,14 +217,18 @@ async fn the_member_stack_creates_what_keyrotor_assumes_and_attaches() {
         "true"
     );
 
-    // The producer's role: trusted by the producer only, lists only.
+    // The producer's role: trusted by the producer only, reads only (the
+    // user of an exposed key: GetAccessKeyLastUsed).
     let (trust, perms) = role("keyrotor-member-reader").await;
     assert_eq!(
         trust["Statement"][0]["Condition"]["ArnEquals"]["aws:PrincipalArn"],
         "arn:aws:iam::123456789012:role/keyrotor-producer",
         "{trust}"
     );
-    assert_eq!(allowed_actions(&perms), ["iam:GetGroup", "iam:ListUsers"]);
+    assert_eq!(
+        allowed_actions(&perms),
+        ["iam:GetAccessKeyLastUsed", "iam:GetGroup", "iam:ListUsers"]
+    );
 
     // The managed policy is the harness's (the one every other test's
     // accounts get), plus decryption with the configured key.

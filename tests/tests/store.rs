@@ -165,6 +165,8 @@ fn result(run_id: &str, account: &str, user: &str, outcome: &str) -> ResultItem 
         secret_arn: None,
         owner_email: None,
         key_ages: None,
+        incident: false,
+        quarantine_policy: None,
         at: keyrotor_e2e::today(),
     }
 }

@@ -651,6 +651,7 @@ impl Worker {
                 .exempt
                 .then(|| "member of the exemption group".to_string()),
             iam_share: self.left.share(&m.run_id, &m.account_id, m.iam_share()),
+            exposed_key: m.exposed_key.clone().filter(|_| m.incident),
         };
         self.executor.process(&req).await
     }
@@ -879,6 +880,8 @@ fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> R
         secret_arn: None,
         owner_email: None,
         key_ages: None,
+        incident: m.incident,
+        quarantine_policy: None,
         at: keyrotor_shared::time::now(),
     }
 }
@@ -899,6 +902,7 @@ fn item_from(m: &WorkMessage, mode: Mode, r: &UserResult) -> ResultItem {
         secret_arn: r.secret_arn.clone(),
         owner_email: r.owner_email.clone(),
         key_ages: Some(r.key_ages(m.as_of)),
+        quarantine_policy: r.quarantine_policy.clone(),
         ..base_item(m, mode, r.outcome, r.reason.clone())
     }
 }
@@ -934,5 +938,7 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
         secret_arn: item.secret_arn.clone(),
         as_of: m.as_of,
         at: item.at,
+        incident: item.incident,
+        quarantine_policy: item.quarantine_policy.clone(),
     }
 }

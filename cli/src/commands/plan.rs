@@ -69,6 +69,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
                 run_id: None,
                 exempt: None,
                 iam_share: keyrotor_shared::aws::IamShare::WHOLE,
+                exposed_key: None,
             };
             tasks.spawn(async move {
                 let plan = executor.plan(&req).await;

@@ -266,6 +266,8 @@ pub(crate) mod fixtures {
             secret_arn: None,
             owner_email: None,
             key_ages: None,
+            incident: false,
+            quarantine_policy: None,
             at: DateTime::parse_from_rfc3339(&format!("2026-06-01T00:{minute:02}:00Z"))
                 .unwrap()
                 .with_timezone(&Utc),

@@ -221,6 +221,24 @@ impl IamPort for SimIam {
         }
         Ok(())
     }
+
+    async fn attached_policy_names(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        self.sim
+            .iam("ListAttachedUserPolicies", &self.account)
+            .await?;
+        let world = self.sim.world();
+        Ok(world
+            .accounts
+            .get(&self.account)
+            .and_then(|a| a.users.get(user_name))
+            .map(|u| {
+                u.policies
+                    .iter()
+                    .filter_map(|arn| arn.rsplit('/').next().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }
 
 /// Secrets Manager of one account.
@@ -516,6 +534,15 @@ impl MemberDirectory for SimDirectory {
             .flatten()
             .filter(|last| users.keys().next_back() != Some(last));
         Ok((page, next))
+    }
+
+    /// The simulator models no incidents: no key is reported exposed.
+    async fn owner_of_key(
+        &self,
+        _account_id: &str,
+        _key_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        Ok(None)
     }
 }
 

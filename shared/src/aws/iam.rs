@@ -71,6 +71,9 @@ pub trait IamPort: Send + Sync {
     /// lets a user read its own secret). Idempotent: attaching an attached
     /// policy succeeds. A missing policy is `AwsError::NotFound`.
     async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError>;
+    /// The names of the managed policies attached to the user (an incident
+    /// looks for AWS's quarantine policy).
+    async fn attached_policy_names(&self, user_name: &str) -> Result<Vec<String>, AwsError>;
 }
 
 /// [`IamPort`] over the AWS SDK.
@@ -290,5 +293,25 @@ impl IamPort for SdkIam {
             .await
             .map_err(|e| AwsError::from_sdk("iam:AttachUserPolicy", e))?;
         Ok(())
+    }
+
+    async fn attached_policy_names(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_attached_user_policies()
+            .user_name(user_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("iam:ListAttachedUserPolicies", e))?;
+            names.extend(
+                page.attached_policies
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| p.policy_name),
+            );
+        }
+        Ok(names)
     }
 }

@@ -348,6 +348,10 @@ impl IamPort for LimitedIam {
         self.ready().await;
         self.inner.attach_read_policy(user_name, policy_arn).await
     }
+    async fn attached_policy_names(&self, user_name: &str) -> Result<Vec<String>, AwsError> {
+        self.ready().await;
+        self.inner.attached_policy_names(user_name).await
+    }
 }
 
 struct LimitedSecrets {
@@ -410,6 +414,9 @@ mod tests {
         }
         async fn attach_read_policy(&self, _: &str, _: &str) -> Result<(), AwsError> {
             Ok(())
+        }
+        async fn attached_policy_names(&self, _: &str) -> Result<Vec<String>, AwsError> {
+            Ok(Vec::new())
         }
     }
 

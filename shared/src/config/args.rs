@@ -19,6 +19,7 @@ use super::validate::{
 use super::ConfigError;
 use crate::breaker::BreakerThreshold;
 use crate::domain::{AccountId, AccountSource, Mode};
+use crate::incident::ExposedKeyAction;
 use crate::policy::UnusedKeys;
 use crate::waves::Waves;
 
@@ -280,6 +281,14 @@ pub struct SettingsArgs {
         value_parser = within(0u16, 3650), global = true
     )]
     pub wave_soak_days: u16,
+    /// What happens to a key AWS Health reported exposed, once its replacement is stored: `deactivate` it at once (no install grace, no adoption hold) or `hold` it to the usual grace.
+    #[arg(
+        long,
+        env = "KEYROTOR_EXPOSED_KEY_ACTION",
+        default_value = "deactivate",
+        value_parser = trimmed::<ExposedKeyAction>, global = true
+    )]
+    pub exposed_key_action: ExposedKeyAction,
 }
 
 /// `KEYROTOR_SHARDS_PER_ACCOUNT`: `auto` or a number of groups.

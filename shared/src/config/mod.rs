@@ -133,6 +133,8 @@ pub struct Settings {
     pub waves: crate::waves::Waves,
     /// How long a released wave must run clean before the next is released.
     pub wave_soak: chrono::Duration,
+    /// What happens to an exposed key once its replacement is stored.
+    pub exposed_key_action: crate::incident::ExposedKeyAction,
 }
 
 /// Parses env-only settings for the Lambda binaries.
@@ -258,6 +260,7 @@ impl Settings {
             breaker_failures: a.breaker_failures,
             waves: a.waves.clone().unwrap_or_default(),
             wave_soak: Duration::days(a.wave_soak_days.into()),
+            exposed_key_action: a.exposed_key_action,
         })
     }
 
@@ -360,6 +363,10 @@ mod tests {
             (&["--warn-days", "90"], "KEYROTOR_WARN_DAYS"),
             (&["--mode", "yolo"], "KEYROTOR_MODE"),
             (&["--event-bus", "bus name"], "KEYROTOR_EVENT_BUS"),
+            (
+                &["--exposed-key-action", "delete"],
+                "KEYROTOR_EXPOSED_KEY_ACTION",
+            ),
             (
                 &["--event-bus", "arn:aws:sns:us-east-1:123456789012:topic"],
                 "KEYROTOR_EVENT_BUS",

@@ -26,6 +26,7 @@ use crate::aws::{
 use crate::config::Settings;
 use crate::domain::{Action, KeyAction, KeyState, KeyStatus, Mode};
 use crate::error::AwsError;
+use crate::incident::{ExposedKeyAction, QUARANTINE_POLICY_PREFIX};
 use crate::policy::{self, ActionKind, Evaluation, UserFacts};
 use crate::store::{LedgerPort, RunWork, StoreError, UserRecord};
 
@@ -162,6 +163,9 @@ pub struct UserRequest {
     pub exempt: Option<String>,
     /// The share of the account's IAM budget this request may use.
     pub iam_share: IamShare,
+    /// An incident: this key of the user was reported exposed (AWS
+    /// Health, or `rotate --exposed`).
+    pub exposed_key: Option<String>,
 }
 
 /// Why processing a user failed.
@@ -453,6 +457,10 @@ impl Executor {
                 run.perform(action, &mut keys).await?;
             }
         }
+        let quarantine = match &req.exposed_key {
+            Some(exposed) => self.incident(req, exposed, run, &mut keys).await?,
+            None => None,
+        };
         // Forget keys that no longer exist so the ledger does not grow.
         let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
         let history = &mut run.record.history;
@@ -489,7 +497,76 @@ impl Executor {
             performed: run.performed.clone(),
             owner_email: None,
             reason,
+            quarantine_policy: quarantine,
         })
+    }
+
+    /// An exposed key, after the run's due steps (a forced rotation of it
+    /// among them): switched off at once once its replacement is stored
+    /// (`KEYROTOR_EXPOSED_KEY_ACTION=deactivate`), never before. The
+    /// replacement is the key the ledger last stored, when it is another
+    /// active key. AWS's quarantine policy on the user is reported, not
+    /// removed; its name is returned.
+    async fn incident(
+        &self,
+        req: &UserRequest,
+        exposed: &str,
+        run: &mut steps::LockedRun<'_>,
+        keys: &mut Vec<KeyState>,
+    ) -> Result<Option<String>, ExecError> {
+        let active = |id: &str, keys: &[KeyState]| {
+            keys.iter()
+                .any(|k| k.key_id == id && k.status == KeyStatus::Active)
+        };
+        let replacement = run
+            .record
+            .new_key_id
+            .clone()
+            .filter(|k| k != exposed && active(k, keys));
+        if !active(exposed, keys) {
+            run.notes.push(format!(
+                "incident: the exposed key {exposed} is no longer active"
+            ));
+        } else if replacement.is_none() {
+            run.notes.push(format!(
+                "incident: the exposed key {exposed} has no stored replacement, so it stays on (switching it off would break its application); act by hand"
+            ));
+        } else if self.settings.exposed_key_action == ExposedKeyAction::Hold {
+            run.notes.push(format!(
+                "incident: the exposed key {exposed} was replaced; KEYROTOR_EXPOSED_KEY_ACTION=hold leaves it to the install grace"
+            ));
+        } else if req.mode == Mode::Enforce {
+            let switch_off = policy::PlannedAction {
+                kind: ActionKind::Deactivate,
+                key_id: exposed.to_string(),
+                due: req.as_of,
+                reason: "reported exposed by AWS".into(),
+                milestone: None,
+                ends_hold: false,
+            };
+            run.perform(&switch_off, keys).await?;
+            run.notes.push(format!(
+                "incident: the exposed key {exposed} was switched off at once; its replacement is stored"
+            ));
+        } else {
+            run.notes.push(format!(
+                "incident: the exposed key {exposed} would be switched off at once (audit)"
+            ));
+        }
+        let quarantine = run
+            .ports
+            .iam
+            .attached_policy_names(&req.user_name)
+            .await?
+            .into_iter()
+            .find(|name| name.starts_with(QUARANTINE_POLICY_PREFIX));
+        if let Some(policy) = &quarantine {
+            run.notes.push(format!(
+                "AWS attached {policy} to the user, which also restricts its new key; keyrotor leaves it: once the application uses the new key, detach it (aws iam detach-user-policy --user-name {} --policy-arn arn:aws:iam::aws:policy/{policy})",
+                req.user_name
+            ));
+        }
+        Ok(quarantine)
     }
 
     fn evaluate(
@@ -499,11 +576,18 @@ impl Executor {
         exempt: Option<&str>,
         req: &UserRequest,
     ) -> Evaluation {
+        // An incident forces the rotation of the exposed key only while
+        // that key is active: once it is off or gone, nothing is rotated.
+        let force = req.force
+            && req.exposed_key.as_ref().is_none_or(|exposed| {
+                keys.iter()
+                    .any(|k| k.key_id == *exposed && k.status == KeyStatus::Active)
+            });
         let facts = UserFacts {
             keys,
             history: &record.history,
             exempt,
-            force: req.force,
+            force,
         };
         policy::evaluate(&self.settings.policy, &facts, req.as_of)
     }

@@ -99,6 +99,10 @@ pub struct UserResult {
     pub owner_email: Option<String>,
     /// A one-line explanation.
     pub reason: String,
+    /// In an incident: the quarantine policy AWS attached to the user, if
+    /// it did (keyrotor leaves it; the reason says what to do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_policy: Option<String>,
 }
 
 impl UserResult {
@@ -143,6 +147,7 @@ pub(super) fn skipped(req: &UserRequest, keys: &[KeyState], reason: &str) -> Use
         hold_ran_out: false,
         owner_email: None,
         reason: format!("exempt: {reason}"),
+        quarantine_policy: None,
     }
 }
 
@@ -241,6 +246,7 @@ mod tests {
                 hold_ran_out: false,
                 owner_email: None,
                 reason: String::new(),
+                quarantine_policy: None,
             };
         let ages = result(&after, &performed, Some("AKIANEW")).key_ages(as_of);
         assert_eq!(ages.before, [95, 101]);

@@ -71,6 +71,12 @@ pub struct ResultItem {
     /// results written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_ages: Option<KeyAges>,
+    /// An incident: the user's key was reported exposed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incident: bool,
+    /// In an incident: the quarantine policy AWS attached to the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_policy: Option<String>,
     /// When (real clock).
     pub at: DateTime<Utc>,
 }
@@ -884,6 +890,8 @@ mod tests {
                 before: vec![95],
                 after: vec![95],
             }),
+            incident: false,
+            quarantine_policy: None,
             at: DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
