@@ -279,7 +279,9 @@ impl Worker {
                 Err(e) if e.is_retryable() && receive_count < self.settings.max_receives => {
                     let not_before = match &e {
                         ExecError::Busy { until_ms, .. } => {
-                            DateTime::from_timestamp_millis(*until_ms)
+                            DateTime::from_timestamp_millis(*until_ms).map(|until| {
+                                busy_retry_at(until, receive_count, keyrotor_shared::time::now())
+                            })
                         }
                         _ => None,
                     };
@@ -863,6 +865,24 @@ impl SentMarker for Recipients<'_> {
     }
 }
 
+/// How soon a first delivery that found its user locked is tried again:
+/// the lock's holder is most often a second delivery of the same message
+/// (SQS delivers at least once; the producer's nudge) that finishes within
+/// seconds, after which the retry finds its result. Waiting for the lease
+/// to end (minutes) would stall the user for nothing.
+const BUSY_FIRST_RETRY: chrono::Duration = chrono::Duration::seconds(10);
+
+/// When a delivery that found the user locked until `until` is retried:
+/// soon on its first receive, at the lease's end after that (a holder that
+/// stopped keeps the lock until then, and each retry spends a receive).
+fn busy_retry_at(until: DateTime<Utc>, receive_count: u32, now: DateTime<Utc>) -> DateTime<Utc> {
+    if receive_count <= 1 {
+        until.min(now + BUSY_FIRST_RETRY)
+    } else {
+        until
+    }
+}
+
 /// The result item of `m` with `outcome` and `reason`, nothing performed.
 fn base_item(m: &WorkMessage, mode: Mode, outcome: Outcome, reason: String) -> ResultItem {
     ResultItem {
@@ -940,5 +960,20 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
         at: item.at,
         incident: item.incident,
         quarantine_policy: item.quarantine_policy.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_busy_delivery_retries_soon_and_later_ones_at_the_lease_end() {
+        let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let lease_end = now + chrono::Duration::seconds(290);
+        assert_eq!(busy_retry_at(lease_end, 1, now), now + BUSY_FIRST_RETRY);
+        assert_eq!(busy_retry_at(lease_end, 2, now), lease_end);
+        let soon = now + chrono::Duration::seconds(3);
+        assert_eq!(busy_retry_at(soon, 1, now), soon, "never after the lease's end");
     }
 }
