@@ -256,7 +256,7 @@ impl Worker {
         // what this run did) and meet the recorded result at `record`. One
         // read less per user.
         if receive_count > 1 {
-            if let Some(found) = self.finish_recorded(m).await? {
+            if let Some(found) = self.finish_recorded(m, receive_count).await? {
                 return Ok(found);
             }
         }
@@ -317,7 +317,7 @@ impl Worker {
             // Recorded meanwhile — by another delivery, or by our own attempt
             // whose answer was lost: finish that record's outbox.
             Recorded::Duplicate => {
-                if let Some(found) = self.finish_recorded(m).await? {
+                if let Some(found) = self.finish_recorded(m, receive_count).await? {
                     return Ok(Processed { result, ..found });
                 }
                 None
@@ -330,7 +330,7 @@ impl Worker {
         self.count_against_breaker(m, &item).await?;
         self.wave_trouble(m, &item, result.as_ref()).await?;
         fail::fail_point!("worker-after-publish");
-        self.after_record(m, progress).await?;
+        self.after_record(m, progress, receive_count).await?;
         Ok(Processed {
             handled: Handled::Done(item.outcome),
             result,
@@ -340,7 +340,11 @@ impl Worker {
 
     /// A recorded result: publishes it if that did not happen yet, and runs
     /// the completion check (a digest or summary may still be owed).
-    async fn finish_recorded(&self, m: &WorkMessage) -> Result<Option<Processed>, MessageFailure> {
+    async fn finish_recorded(
+        &self,
+        m: &WorkMessage,
+        receive_count: u32,
+    ) -> Result<Option<Processed>, MessageFailure> {
         let Some((recorded, published)) = self
             .results
             .find(&m.run_id, &m.account_id, &m.user_name)
@@ -356,7 +360,7 @@ impl Worker {
         }
         self.count_against_breaker(m, &recorded).await?;
         self.wave_trouble(m, &recorded, None).await?;
-        self.after_record(m, None).await?;
+        self.after_record(m, None, receive_count).await?;
         Ok(Some(Processed {
             handled: Handled::Duplicate,
             result: None,
@@ -683,6 +687,7 @@ impl Worker {
         &self,
         m: &WorkMessage,
         progress: Option<(Progress, Option<Progress>)>,
+        receive_count: u32,
     ) -> Result<(), MessageFailure> {
         let (account, run) = match progress {
             Some(p) => p,
@@ -708,11 +713,16 @@ impl Worker {
         if owed.is_empty() {
             return Ok(());
         }
-        // Come back once another holder's claim may be taken over.
+        // Come back once another holder's claim may be taken over; on a
+        // first receive sooner, since that holder is most often another
+        // message of the account finishing the same digest or summary in
+        // a moment (two last results recorded at once both see the
+        // account complete).
+        let now = keyrotor_shared::time::now();
         let not_before = owed
             .iter()
             .filter_map(|o| match o {
-                Owed::Busy(at) => Some(*at),
+                Owed::Busy(at) => Some(busy_retry_at(*at, receive_count, now)),
                 Owed::Failed(_) => None,
             })
             .max();
@@ -865,14 +875,16 @@ impl SentMarker for Recipients<'_> {
     }
 }
 
-/// How soon a first delivery that found its user locked is tried again:
-/// the lock's holder is most often a second delivery of the same message
-/// (SQS delivers at least once; the producer's nudge) that finishes within
-/// seconds, after which the retry finds its result. Waiting for the lease
-/// to end (minutes) would stall the user for nothing.
+/// How soon a first delivery that found a user's lock, or a digest's or
+/// summary's claim, held by another is tried again: the holder is most
+/// often another delivery finishing within seconds (a second delivery of
+/// the same message; the other of two last results of an account), after
+/// which the retry finds the work done. Waiting for the lease to end
+/// (minutes) would stall the message, and a pool's `--until-idle`, for
+/// nothing.
 const BUSY_FIRST_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 
-/// When a delivery that found the user locked until `until` is retried:
+/// When a delivery that found a lock or claim held until `until` is retried:
 /// soon on its first receive, at the lease's end after that (a holder that
 /// stopped keeps the lock until then, and each retry spends a receive).
 fn busy_retry_at(until: DateTime<Utc>, receive_count: u32, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -974,6 +986,10 @@ mod tests {
         assert_eq!(busy_retry_at(lease_end, 1, now), now + BUSY_FIRST_RETRY);
         assert_eq!(busy_retry_at(lease_end, 2, now), lease_end);
         let soon = now + chrono::Duration::seconds(3);
-        assert_eq!(busy_retry_at(soon, 1, now), soon, "never after the lease's end");
+        assert_eq!(
+            busy_retry_at(soon, 1, now),
+            soon,
+            "never after the lease's end"
+        );
     }
 }

@@ -9,6 +9,8 @@
 //! (`noop`) are counted rather than listed, and the page says so and points
 //! to the CSV, which always holds every user.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use keyrotor_shared::domain::Outcome;
 use keyrotor_shared::policy::PolicyConfig;
@@ -63,15 +65,15 @@ pub fn render(report: &Report, policy: &PolicyConfig) -> Result<String, minijinj
     let started = parse_time(&run.started);
     let listing_all = report.results.len() <= MAX_LISTED;
     let mut listed = 0;
+    let mut by_account: HashMap<&str, Vec<&ResultRow>> = HashMap::new();
+    for r in &report.results {
+        by_account.entry(r.account_id.as_str()).or_default().push(r);
+    }
     let accounts: Vec<AccountSection> = report
         .accounts
         .iter()
         .map(|a| {
-            let rows: Vec<&ResultRow> = report
-                .results
-                .iter()
-                .filter(|r| r.account_id == a.account_id)
-                .collect();
+            let rows = by_account.remove(a.account_id.as_str()).unwrap_or_default();
             let total = rows.len();
             let rows: Vec<&ResultRow> = rows
                 .into_iter()

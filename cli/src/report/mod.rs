@@ -124,8 +124,26 @@ impl Report {
             (a.account_id.as_str(), a.user_name.as_str())
                 .cmp(&(b.account_id.as_str(), b.user_name.as_str()))
         });
-        let mut accounts: Vec<AccountReport> =
-            run.per_account.iter().map(|a| account(a, &rows)).collect();
+        let mut failures: BTreeMap<&str, Vec<Failure>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.outcome == Outcome::Failed) {
+            failures
+                .entry(r.account_id.as_str())
+                .or_default()
+                .push(Failure {
+                    user_name: r.user_name.clone(),
+                    reason: r.reason.clone(),
+                });
+        }
+        let mut accounts: Vec<AccountReport> = run
+            .per_account
+            .iter()
+            .map(|a| {
+                account(
+                    a,
+                    failures.remove(a.account_id.as_str()).unwrap_or_default(),
+                )
+            })
+            .collect();
         accounts.sort_by(|a, b| {
             let failing = |r: &AccountReport| r.failures.is_empty() && r.error.is_none();
             (failing(a), a.account_id.as_str()).cmp(&(failing(b), b.account_id.as_str()))
@@ -193,21 +211,14 @@ fn row(r: ResultItem) -> ResultRow {
     }
 }
 
-fn account(a: &RunAccount, rows: &[ResultRow]) -> AccountReport {
+fn account(a: &RunAccount, failures: Vec<Failure>) -> AccountReport {
     AccountReport {
         account_id: a.account_id.clone(),
         account_name: a.account_name.clone(),
         expected: a.expected,
         done: a.done,
         outcomes: a.counts.clone(),
-        failures: rows
-            .iter()
-            .filter(|r| r.account_id == a.account_id && r.outcome == Outcome::Failed)
-            .map(|r| Failure {
-                user_name: r.user_name.clone(),
-                reason: r.reason.clone(),
-            })
-            .collect(),
+        failures,
         error: a.error.clone(),
     }
 }
