@@ -131,6 +131,17 @@ pub enum ProduceError {
     /// A re-produced run asked for a different evaluation time or mode.
     #[error("{0}")]
     RunMismatch(String),
+    /// An exposed key in an account keyrotor does not work (excluded, not
+    /// in `KEYROTOR_ACCOUNTS`, not active).
+    #[error(
+        "account {account_id} is out of keyrotor's scope ({why}): the exposed key is not acted on"
+    )]
+    OutOfScope {
+        /// The account.
+        account_id: String,
+        /// Why it is out of scope.
+        why: String,
+    },
     /// Enforce with a future evaluation time (a bad request: exit 2).
     #[error(transparent)]
     FutureAsOf(#[from] keyrotor_shared::time::FutureAsOf),

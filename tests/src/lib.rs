@@ -290,13 +290,30 @@ pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
 
 /// `keyrotor init --prefix PREFIX` and the queue URL it made.
 pub fn init_queue(emu: &Emulator, table: &str, prefix: &str) -> String {
+    init_stack(emu, table, prefix).queue_url
+}
+
+/// What `keyrotor init` made: the work queue and the results topic.
+pub struct Stack {
+    /// `KEYROTOR_QUEUE_URL`.
+    pub queue_url: String,
+    /// `KEYROTOR_TOPIC_ARN`.
+    pub topic_arn: String,
+}
+
+/// Runs `keyrotor init --prefix PREFIX` for `table`; what it made.
+pub fn init_stack(emu: &Emulator, table: &str, prefix: &str) -> Stack {
     let ran = run(
         emu.keyrotor(table),
         &["init", "--prefix", prefix, "--output", "json"],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let made: serde_json::Value = serde_json::from_str(&ran.stdout).expect("init json");
-    made["queue_url"].as_str().expect("queue_url").to_string()
+    let text = |name: &str| made[name].as_str().expect(name).to_string();
+    Stack {
+        queue_url: text("queue_url"),
+        topic_arn: text("topic_arn"),
+    }
 }
 
 impl Emulator {

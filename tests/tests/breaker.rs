@@ -4,7 +4,7 @@
 //! and `keyrotor breaker reset` lets enforce runs act again.
 
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{drain_queue, run, subscribe_queue, today, Emulator, Fault};
+use keyrotor_e2e::{drain_queue, init_stack, run, subscribe_queue, today, Emulator, Fault};
 use serde_json::Value;
 
 const MANAGEMENT: &str = "123456789012";
@@ -15,14 +15,9 @@ const USERS: usize = 6;
 async fn failures_open_the_breaker_hold_later_runs_in_audit_and_reset_closes_it() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let made = run(
-        emu.keyrotor(TABLE),
-        &["init", "--prefix", "breaker", "--output", "json"],
-    );
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let made: Value = serde_json::from_str(&made.stdout).unwrap();
-    let queue = made["queue_url"].as_str().unwrap().to_string();
-    let topic = made["topic_arn"].as_str().unwrap().to_string();
+    let made = init_stack(&emu, TABLE, "breaker");
+    let queue = made.queue_url;
+    let topic = made.topic_arn;
     let config = emu.hub_config().await;
     let events = subscribe_queue(&config, &topic, "breaker-events", None).await;
     let acct = org.account("breaker0").await;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{drain_queue, run, subscribe_queue, today, Emulator};
+use keyrotor_e2e::{drain_queue, init_stack, run, subscribe_queue, today, Emulator};
 use serde_json::{json, Value};
 
 const MANAGEMENT: &str = "123456789012";
@@ -18,14 +18,9 @@ async fn results_and_the_run_summary_reach_the_bus_once_as_on_sns() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
     let config = emu.hub_config().await;
-    let made = run(
-        emu.keyrotor(TABLE),
-        &["init", "--prefix", "bus", "--output", "json"],
-    );
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let made: Value = serde_json::from_str(&made.stdout).unwrap();
-    let queue = made["queue_url"].as_str().unwrap().to_string();
-    let topic = made["topic_arn"].as_str().unwrap().to_string();
+    let made = init_stack(&emu, TABLE, "bus");
+    let queue = made.queue_url;
+    let topic = made.topic_arn;
     let on_sns = subscribe_queue(&config, &topic, "bus-sns-copy", None).await;
 
     // The operator's side: a bus, a rule for keyrotor's events, a queue.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{drain_queue, run, subscribe_queue, today, Emulator};
+use keyrotor_e2e::{drain_queue, init_stack, run, subscribe_queue, today, Emulator};
 use keyrotor_producer::Producer;
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{Settings, SettingsArgs};
@@ -57,14 +57,9 @@ fn health_event(account: &str, key_id: &str) -> Value {
 async fn a_health_event_replaces_the_exposed_key_and_switches_it_off_at_once() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let made = run(
-        emu.keyrotor(TABLE),
-        &["init", "--prefix", "incident", "--output", "json"],
-    );
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let made: Value = serde_json::from_str(&made.stdout).unwrap();
-    let queue = made["queue_url"].as_str().unwrap().to_string();
-    let topic = made["topic_arn"].as_str().unwrap().to_string();
+    let made = init_stack(&emu, TABLE, "incident");
+    let queue = made.queue_url;
+    let topic = made.topic_arn;
     let config = emu.hub_config().await;
     let events = subscribe_queue(&config, &topic, "incident-events", None).await;
 

@@ -4,7 +4,7 @@
 
 use keyrotor_e2e::browser;
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{run, today, Emulator};
+use keyrotor_e2e::{init_stack, run, today, Emulator};
 use serde_json::Value;
 
 const MANAGEMENT: &str = "123456789012";
@@ -14,13 +14,8 @@ const TABLE: &str = "keyrotor-report";
 async fn a_worked_run_reports_every_user_once_in_json_csv_and_html() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let made = run(
-        emu.keyrotor(TABLE),
-        &["init", "--prefix", "report", "--output", "json"],
-    );
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let made: Value = serde_json::from_str(&made.stdout).unwrap();
-    let queue = made["queue_url"].as_str().unwrap().to_string();
+    let made = init_stack(&emu, TABLE, "report");
+    let queue = made.queue_url;
     let acct = org.account("report0").await;
     for (i, age) in [95, 30, 120].into_iter().enumerate() {
         acct.user(&format!("user{i}"))

@@ -5,7 +5,7 @@
 //! when. Wave 2 is an OU with its account one OU further down.
 
 use keyrotor_e2e::world::{days, Account, Org};
-use keyrotor_e2e::{run, today, Emulator};
+use keyrotor_e2e::{init_stack, run, today, Emulator};
 use serde_json::Value;
 
 const MANAGEMENT: &str = "123456789012";
@@ -39,13 +39,8 @@ fn outcome_of(report: &Value, account: &Account) -> (String, String) {
 async fn waves_release_after_the_soak_and_an_operator_halts_and_releases() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let made = run(
-        emu.keyrotor(TABLE),
-        &["init", "--prefix", "waves", "--output", "json"],
-    );
-    assert_eq!(made.code, 0, "{}", made.stderr);
-    let made: Value = serde_json::from_str(&made.stdout).unwrap();
-    let queue = made["queue_url"].as_str().unwrap().to_string();
+    let made = init_stack(&emu, TABLE, "waves");
+    let queue = made.queue_url;
 
     let first = org.account("wave-first").await;
     let second = org.account("wave-second").await;

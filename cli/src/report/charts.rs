@@ -66,21 +66,7 @@ impl Progress {
         let base = H - BOTTOM;
         let bar_w = plot_w / n;
         let mut out = open_svg("Results over time");
-        axes(&mut out);
-        for i in 0..=4 {
-            let f = f64::from(i) / 4.0;
-            let y = base - plot_h * f;
-            let _ = writeln!(
-                out,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{lx}" y="{ty:.1}" text-anchor="end">{count}</text><text x="{rx}" y="{ty:.1}">{pct}%</text>"##,
-                r = W - RIGHT,
-                lx = LEFT - 6.0,
-                rx = W - RIGHT + 6.0,
-                ty = y + 4.0,
-                count = peak / 4 * i as usize,
-                pct = (f * 100.0) as u32,
-            );
-        }
+        axes(&mut out, peak, true);
         let mut points = format!("{LEFT:.1},{base:.1}");
         let mut running = 0;
         for (i, &count) in self.per_bar.iter().enumerate() {
@@ -163,19 +149,7 @@ pub fn ages_svg(bands: &[(i64, Option<i64>)], before: &[usize], after: &[usize])
     let slot = plot_w / bands.len().max(1) as f64;
     let bar_w = slot * 0.35;
     let mut out = open_svg("Ages of the active keys, before and after the run");
-    axes(&mut out);
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
-        let y = base - plot_h * f;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{lx}" y="{ty:.1}" text-anchor="end">{count}</text>"##,
-            r = W - RIGHT,
-            lx = LEFT - 6.0,
-            ty = y + 4.0,
-            count = peak / 4 * i as usize,
-        );
-    }
+    axes(&mut out, peak, false);
     for (i, band) in bands.iter().enumerate() {
         let x = LEFT + slot * i as f64 + slot * 0.12;
         for (j, (counts, colour, when)) in
@@ -224,13 +198,36 @@ fn open_svg(title: &str) -> String {
     )
 }
 
-fn axes(out: &mut String) {
+/// The axes and five gridlines, labelled from 0 to `peak` on the left
+/// and, with `percent`, from 0 % to 100 % on the right.
+fn axes(out: &mut String, peak: usize, percent: bool) {
+    let base = H - BOTTOM;
     let _ = writeln!(
         out,
-        r##"<line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}" stroke="#333"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}" stroke="#333"/>"##,
-        b = H - BOTTOM,
+        r##"<line x1="{LEFT}" y1="{base}" x2="{r}" y2="{base}" stroke="#333"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="#333"/>"##,
         r = W - RIGHT,
     );
+    for i in 0..=4 {
+        let y = base - (H - TOP - BOTTOM) * f64::from(i) / 4.0;
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{lx}" y="{ty:.1}" text-anchor="end">{count}</text>"##,
+            r = W - RIGHT,
+            lx = LEFT - 6.0,
+            ty = y + 4.0,
+            count = peak / 4 * i as usize,
+        );
+        if percent {
+            let _ = write!(
+                out,
+                r##"<text x="{rx}" y="{ty:.1}">{pct}%</text>"##,
+                rx = W - RIGHT + 6.0,
+                ty = y + 4.0,
+                pct = i * 25,
+            );
+        }
+        out.push('\n');
+    }
 }
 
 /// The top of an axis that shows `peak`: a multiple of 4, so that its

@@ -83,9 +83,10 @@ impl Producer {
             force_users: Vec::new(),
         };
         if let Some(why) = self.out_of_scope(&req, &account) {
-            return Err(ProduceError::RunMismatch(format!(
-                "account {account_id} is out of keyrotor's scope ({why}): the exposed key is not acted on"
-            )));
+            return Err(ProduceError::OutOfScope {
+                account_id: account_id.clone(),
+                why,
+            });
         }
         let mut summary = IncidentSummary {
             run_id: None,

@@ -1,5 +1,6 @@
-//! DynamoDB attribute helpers shared by the stores: building values and
-//! reading them back with defaults.
+//! DynamoDB attribute helpers shared by the stores: building values,
+//! reading them back with defaults, reading one item, and decoding an item
+//! into its `serde_dynamo` type.
 
 use std::collections::HashMap;
 
@@ -49,4 +50,37 @@ pub(crate) fn blank_is_none<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Option<String>, D::Error> {
     let value: Option<String> = serde::Deserialize::deserialize(d)?;
     Ok(value.filter(|v| !v.is_empty()))
+}
+
+/// One item by its key, read consistently; `None` when there is none.
+pub(crate) async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &super::keys::ItemKey,
+) -> Result<Option<HashMap<String, AttributeValue>>, crate::error::AwsError> {
+    let got = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key.attributes()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| crate::error::AwsError::from_sdk("dynamodb:GetItem", e))?;
+    Ok(got.item)
+}
+
+/// An item as its `serde_dynamo` type; one that does not decode is a
+/// `CorruptItem` error of `op` naming `what` and the item's key.
+pub(crate) fn decode_item<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    what: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, crate::error::AwsError> {
+    let key = super::keys::key_of(&item);
+    serde_dynamo::from_item(item).map_err(|e| crate::error::AwsError::Service {
+        op,
+        code: "CorruptItem".into(),
+        message: format!("{what} {key}: {e}"),
+        source: None,
+    })
 }

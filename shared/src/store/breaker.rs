@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::attr::{num, s, time};
+use super::attr::{decode_item, get_item, num, s, time};
 use super::keys::ItemKey;
 use crate::error::AwsError;
 
@@ -91,41 +91,25 @@ impl BreakerStore {
             table: table.into(),
         }
     }
-
-    async fn get(&self, key: ItemKey) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key.attributes()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        Ok(got.item)
-    }
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<BreakerState, AwsError> {
-    serde_dynamo::from_item(item).map_err(|e| AwsError::Service {
-        op: "dynamodb:GetItem",
-        code: "CorruptItem".into(),
-        message: format!("the breaker item {}: {e}", ItemKey::breaker()),
-        source: None,
-    })
+    decode_item("dynamodb:GetItem", "the breaker item", item)
 }
 
 #[async_trait]
 impl BreakerPort for BreakerStore {
     async fn state(&self) -> Result<BreakerState, AwsError> {
-        match self.get(ItemKey::breaker()).await? {
+        match get_item(&self.client, &self.table, &ItemKey::breaker()).await? {
             Some(item) => decode(item),
             None => Ok(BreakerState::default()),
         }
     }
 
     async fn run_failures(&self, run_id: &str) -> Result<RunFailures, AwsError> {
-        let item = self.get(ItemKey::run(run_id)).await?.unwrap_or_default();
+        let item = get_item(&self.client, &self.table, &ItemKey::run(run_id))
+            .await?
+            .unwrap_or_default();
         Ok(RunFailures {
             failures: num(&item, "enforce_failures"),
             expected: num(&item, "expected"),

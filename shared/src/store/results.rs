@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::attr::{flag, n, num, s, text};
+use super::attr::{decode_item, flag, get_item, n, num, s, text};
 use super::keys::{results_prefix, run_pk, ItemKey};
 use crate::domain::{KeyAction, Mode, Outcome};
 use crate::error::AwsError;
@@ -559,16 +559,8 @@ impl ResultStore {
     }
 
     async fn get(&self, key: ItemKey) -> Result<HashMap<String, AttributeValue>, AwsError> {
-        Ok(self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key.attributes()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?
-            .item
+        Ok(get_item(&self.client, &self.table, &key)
+            .await?
             .unwrap_or_default())
     }
 
@@ -734,15 +726,11 @@ fn decode(
     account_id: &str,
     item: &HashMap<String, AttributeValue>,
 ) -> Result<ResultItem, AwsError> {
-    serde_dynamo::from_item(item.clone()).map_err(|e| AwsError::Service {
-        op: "dynamodb:Query",
-        code: "CorruptItem".into(),
-        message: format!(
-            "result item {} of run {run_id}, account {account_id}: {e}",
-            super::keys::key_of(item)
-        ),
-        source: None,
-    })
+    decode_item(
+        "dynamodb:Query",
+        &format!("the result of run {run_id}, account {account_id}, item"),
+        item.clone(),
+    )
 }
 
 /// The result items, counters and once-only claims the worker needs: the

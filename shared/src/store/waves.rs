@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::attr::{s, time};
+use super::attr::{decode_item, s, time};
 use super::keys::{ItemKey, CONTROL_PK, PK, SK};
 use crate::error::AwsError;
 use crate::waves::{WaveRecord, WaveState};
@@ -57,13 +57,7 @@ impl WaveStore {
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<WaveRecord, AwsError> {
-    let key = super::keys::key_of(&item);
-    serde_dynamo::from_item(item).map_err(|e| AwsError::Service {
-        op: "dynamodb:Query",
-        code: "CorruptItem".into(),
-        message: format!("the wave item {key}: {e}"),
-        source: None,
-    })
+    decode_item("dynamodb:Query", "the wave item", item)
 }
 
 #[async_trait]
