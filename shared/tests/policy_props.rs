@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use keyrotor_shared::domain::{KeyHistory, KeyState, KeyStatus, LastUsed, Verification};
 use keyrotor_shared::policy::{
-    evaluate, ActionKind, PlannedAction, PolicyConfig, UnusedKeys, UserFacts,
+    evaluate, last_use_matters, ActionKind, PlannedAction, PolicyConfig, UnusedKeys, UserFacts,
 };
 use proptest::prelude::*;
 
@@ -343,6 +343,23 @@ fn simulate(s: &Scenario) -> Result<usize, TestCaseError> {
         };
         let eval = evaluate(&s.config, &facts, now);
         prop_assert!(!eval.exempt);
+        // The executor skips `GetAccessKeyLastUsed` when the policy says
+        // last use cannot matter: then the plan without it is the plan.
+        let unread: Vec<KeyState> = world
+            .keys
+            .iter()
+            .map(|k| KeyState {
+                last_used: None,
+                ..k.clone()
+            })
+            .collect();
+        let without = UserFacts {
+            keys: &unread,
+            ..facts
+        };
+        if !last_use_matters(&s.config, &without, now) {
+            prop_assert_eq!(&evaluate(&s.config, &without, now), &eval, "day {}", today);
+        }
 
         for a in &eval.actions {
             // Later actions show only as warnings (within W) and holds.

@@ -35,10 +35,10 @@ const TOTAL_PER_USER: u64 = 17;
 /// The call budget per rotated user, printed next to the measure.
 const TARGET_PER_USER: u64 = 15;
 
-/// Rotates `USERS` due users of one account through `produce` and one
-/// `work` pool with the emulator's clock at `clock`; returns the calls the
-/// worker made.
-async fn worker_calls(clock: DateTime<Utc>) -> BTreeMap<String, u64> {
+/// Works `USERS` users of one account, each with one used key `age` days
+/// old, through `produce` and one `work` pool with the emulator's clock at
+/// `clock`; returns the calls the worker made.
+async fn worker_calls(clock: DateTime<Utc>, age: i64) -> BTreeMap<String, u64> {
     let emu = Emulator::start();
     emu.set_clock(clock);
     let org = Org::new(&emu).await;
@@ -50,7 +50,7 @@ async fn worker_calls(clock: DateTime<Utc>) -> BTreeMap<String, u64> {
     );
     let made: Value = serde_json::from_str(&made.stdout).unwrap();
     for i in 0..USERS {
-        acct.user(&format!("app{i}")).await.used_key_aged(95).await;
+        acct.user(&format!("app{i}")).await.used_key_aged(age).await;
     }
     emu.set_clock(clock);
     let keyrotor = || {
@@ -70,8 +70,9 @@ async fn worker_calls(clock: DateTime<Utc>) -> BTreeMap<String, u64> {
     );
     assert_eq!(worked.code, 0, "{}", worked.stderr);
     let calls = emu.calls(false);
+    let keys_after = if age >= 90 { 2 } else { 1 };
     for i in 0..USERS {
-        assert_eq!(acct.keys(&format!("app{i}")).await.len(), 2);
+        assert_eq!(acct.keys(&format!("app{i}")).await.len(), keys_after);
     }
     calls
 }
@@ -113,7 +114,7 @@ fn at_most(calls: &BTreeMap<String, u64>, action: &str, per_user: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_rotation_creates_one_key_and_member_sessions_are_reused() {
-    let calls = worker_calls(Utc::now()).await;
+    let calls = worker_calls(Utc::now(), 95).await;
     report("clock at the real time", &calls);
     assert_eq!(calls.get("iam:CreateAccessKey"), Some(&USERS));
     assert_eq!(calls.get("secretsmanager:CreateSecret"), Some(&USERS));
@@ -151,11 +152,29 @@ async fn an_emulator_clock_in_the_past_expires_every_session_at_once() {
     // moto dates the role's credentials by its own clock: in the past, they
     // have expired before they arrive, and the SDK assumes the role again
     // for nearly every call. Benchmarks must run the emulator at real time.
-    let calls = worker_calls(keyrotor_e2e::today()).await;
+    let calls = worker_calls(keyrotor_e2e::today(), 95).await;
     report("clock in the past", &calls);
     assert_eq!(calls.get("iam:CreateAccessKey"), Some(&USERS));
     assert!(
         calls.get("sts:AssumeRole").copied().unwrap_or(0) > USERS,
         "{calls:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_with_one_young_key_costs_no_last_use_read() {
+    // Most users of a sweep have one key far from any milestone: whether
+    // it was used cannot change their plan, so its GetAccessKeyLastUsed is
+    // not spent (the policy's `last_use_matters`).
+    // The fixtures date keys from the emulator's day; its sessions then
+    // expire at once (see below), which costs STS calls, not IAM ones.
+    let calls = worker_calls(keyrotor_e2e::today(), 30).await;
+    report("one young key each", &calls);
+    assert_eq!(calls.get("iam:CreateAccessKey"), None, "{calls:?}");
+    assert_eq!(calls.get("iam:GetAccessKeyLastUsed"), None, "{calls:?}");
+    assert_eq!(calls.get("iam:ListAccessKeys"), Some(&USERS), "{calls:?}");
+    // GetUser and ListAccessKeys: two IAM calls a user.
+    at_most(&calls, "iam:GetUser", 1);
+    let iam = sum(&calls, Some("iam:"));
+    assert!(iam <= 2 * USERS, "{iam} IAM calls: {calls:?}");
 }

@@ -58,7 +58,7 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
         Some(sender) => Some(Email {
             sender: sender.clone(),
             mailer: Arc::new(LimitedMailer::new(
-                Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(base))),
+                Arc::new(SesMailer::from_base(base)),
                 limits,
             )),
             templates: Arc::new(Templates::load(settings.template_dir.as_deref())?),

@@ -14,7 +14,7 @@ use keyrotor_shared::aws::{
     IamPort, IamShare, KeyVerifier, Limits, NewKey, SecretInfo, SecretsPort, StoreSecret,
     StoredSecret, UserInfo,
 };
-use keyrotor_shared::domain::{KeyState, KeyStatus};
+use keyrotor_shared::domain::{KeyState, KeyStatus, LastUsed};
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{BreakerEvent, EventSink, ResultEvent, RunEvent};
 use keyrotor_shared::executor::{AccountPorts, PortsFactory};
@@ -99,28 +99,35 @@ impl IamPort for SimIam {
         Ok(names)
     }
 
-    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
+    async fn list_key_metadata(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
         self.sim.iam("ListAccessKeys", &self.account).await?;
-        let keys = {
-            let world = self.sim.world();
-            let user = world.accounts[&self.account]
-                .users
-                .get(user_name)
-                .ok_or_else(|| not_found("iam:ListAccessKeys", user_name))?;
-            user.keys.clone()
-        };
-        for _ in &keys {
-            self.sim.iam("GetAccessKeyLastUsed", &self.account).await?;
-        }
-        Ok(keys
-            .into_iter()
+        let world = self.sim.world();
+        let user = world.accounts[&self.account]
+            .users
+            .get(user_name)
+            .ok_or_else(|| not_found("iam:ListAccessKeys", user_name))?;
+        Ok(user
+            .keys
+            .iter()
             .map(|k| KeyState {
-                key_id: k.key_id,
+                key_id: k.key_id.clone(),
                 status: k.status,
                 created: k.created,
-                last_used: k.last_used,
+                last_used: None,
             })
             .collect())
+    }
+
+    async fn key_last_used(&self, key_id: &str) -> Result<Option<LastUsed>, AwsError> {
+        self.sim.iam("GetAccessKeyLastUsed", &self.account).await?;
+        let world = self.sim.world();
+        world.accounts[&self.account]
+            .users
+            .values()
+            .flat_map(|u| &u.keys)
+            .find(|k| k.key_id == key_id)
+            .map(|k| k.last_used.clone())
+            .ok_or_else(|| not_found("iam:GetAccessKeyLastUsed", key_id))
     }
 
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
@@ -603,7 +610,7 @@ impl Mailer for SimMailer {
     async fn send(&self, _from: &str, _to: &str, _email: &RenderedEmail) -> Result<(), AwsError> {
         self.sim
             .model
-            .call(Service::Ses, "SendEmail", "hub", Retry::Sdk)
+            .call(Service::Ses, "SendEmail", "hub", Retry::Send)
             .await
     }
 }

@@ -1,5 +1,6 @@
 //! An SVG chart of progress over time: the share of users finished against
-//! simulated seconds, one line per shape.
+//! simulated seconds, one line per shape, and a dashed tail to the sweep's
+//! end where emails went out after the last result.
 
 use std::fmt::Write;
 
@@ -11,12 +12,18 @@ const LEFT: f64 = 60.0;
 const BOTTOM: f64 = 40.0;
 const COLOURS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
 
-/// The chart of `reports` (each `finished_at` over its `users`).
+/// The chart of `reports` (each `finished_at` over its `users`), as long as
+/// the longest sweep.
 pub fn svg(title: &str, reports: &[&Report]) -> String {
     let end = reports
         .iter()
-        .filter_map(|r| r.finished_at.last())
-        .copied()
+        .map(|r| {
+            r.finished_at
+                .last()
+                .copied()
+                .unwrap_or(0.0)
+                .max(r.sweep_seconds)
+        })
         .fold(1.0_f64, f64::max);
     let x = |t: f64| LEFT + (W - LEFT - 20.0) * t / end;
     let y = |share: f64| (H - BOTTOM) - (H - BOTTOM - 30.0) * share;
@@ -73,6 +80,22 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
             out,
             r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>"##
         );
+        let last = r.finished_at.last().copied().unwrap_or(0.0);
+        if r.sweep_seconds > last + 0.5 {
+            // The sweep ends with the last email, later than the last
+            // result: dash the wait so that the chart ends where the
+            // sweep does.
+            let share = r.finished_at.len() as f64 / r.users.max(1) as f64;
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x1:.1}" y1="{y0:.1}" x2="{x2:.1}" y2="{y0:.1}" stroke="{colour}" stroke-width="2" stroke-dasharray="6 4"/><text x="{x2:.1}" y="{ty:.1}" text-anchor="end" fill="{colour}">last email at {s:.0} s</text>"##,
+                x1 = x(last),
+                x2 = x(r.sweep_seconds),
+                y0 = y(share),
+                ty = y(share) + 16.0 + 14.0 * i as f64,
+                s = r.sweep_seconds,
+            );
+        }
         let _ = writeln!(
             out,
             r##"<text x="{lx}" y="{ly}" fill="{colour}">{name}: {done} of {users} in {s:.0} s</text>"##,
@@ -92,4 +115,36 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(finished_at: Vec<f64>, sweep_seconds: f64) -> Report {
+        Report {
+            shape: "keyrotor",
+            users: finished_at.len(),
+            finished_at,
+            sweep_seconds,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn the_axis_runs_to_the_last_email_and_the_wait_is_dashed() {
+        let r = report(vec![1.0, 2.0, 40.0], 100.0);
+        let chart = svg("t", &[&r]);
+        assert!(chart.contains(">100 s</text>"), "{chart}");
+        assert!(chart.contains("last email at 100 s"), "{chart}");
+        assert!(chart.contains("stroke-dasharray"), "{chart}");
+    }
+
+    #[test]
+    fn a_sweep_ending_with_its_last_result_has_no_tail() {
+        let r = report(vec![1.0, 2.0, 40.0], 40.0);
+        let chart = svg("t", &[&r]);
+        assert!(chart.contains(">40 s</text>"), "{chart}");
+        assert!(!chart.contains("last email"), "{chart}");
+    }
 }

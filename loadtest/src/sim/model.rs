@@ -182,6 +182,9 @@ pub enum Retry {
     /// The producer's IAM reads: the SDK's retries with more attempts
     /// (`keyrotor_producer::users::LISTING_ATTEMPTS`).
     Listing,
+    /// The digest's `SendEmail`: the SDK's retries with more attempts
+    /// (`keyrotor_worker::digest::mailer::SEND_ATTEMPTS`).
+    Send,
     /// keyrotor's `CreateAccessKey`: the SDK's retries are off, and the
     /// adapter retries only a throttling answer, 5 attempts in all, waiting
     /// 200 ms doubling (plus jitter) in between.
@@ -339,6 +342,7 @@ impl Model {
         let attempts = match retry {
             Retry::Sdk | Retry::ThrottlingOnly => SDK_ATTEMPTS,
             Retry::Listing => keyrotor_producer::users::LISTING_ATTEMPTS,
+            Retry::Send => keyrotor_worker::digest::mailer::SEND_ATTEMPTS,
             Retry::Never => 1,
         };
         let mut attempt = 0;
@@ -357,11 +361,14 @@ impl Model {
                     let delay = Duration::from_millis(200 << (attempt - 1));
                     tokio::time::sleep(delay.mul_f64(1.0 + self.uniform())).await;
                 }
-                Err(e) if matches!(retry, Retry::Sdk | Retry::Listing) && attempt < attempts => {
+                Err(e)
+                    if matches!(retry, Retry::Sdk | Retry::Listing | Retry::Send)
+                        && attempt < attempts =>
+                {
                     self.counters.lock().expect("not poisoned").retries += 1;
                     // The SDK's backoff: full jitter on 1 s doubling, 20 s at most.
                     let cap =
-                        Duration::from_secs(1 << (attempt - 1).min(4)).min(Duration::from_secs(20));
+                        Duration::from_secs(1 << (attempt - 1).min(5)).min(Duration::from_secs(20));
                     tokio::time::sleep(cap.mul_f64(self.uniform())).await;
                     drop(e);
                 }

@@ -12,7 +12,7 @@ use super::table::SimTable;
 use super::SimConfig;
 
 /// One simulation's report (`--output json` prints it).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// `keyrotor` or `reference`.
     pub shape: &'static str,

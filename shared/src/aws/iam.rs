@@ -59,8 +59,24 @@ pub trait IamPort: Send + Sync {
     async fn list_groups_for_user(&self, user_name: &str) -> Result<Vec<String>, AwsError>;
     /// `ListUsers` (every page): the user names.
     async fn list_user_names(&self) -> Result<Vec<String>, AwsError>;
+    /// `ListAccessKeys`: the keys, oldest first, their last use not read
+    /// (`None`).
+    async fn list_key_metadata(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError>;
+    /// `GetAccessKeyLastUsed`: when (and with which service) the key was
+    /// last used; `None` when never.
+    async fn key_last_used(&self, key_id: &str) -> Result<Option<LastUsed>, AwsError>;
     /// `ListAccessKeys` + `GetAccessKeyLastUsed` for each key, oldest first.
-    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError>;
+    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
+        let keys = self.list_key_metadata(user_name).await?;
+        self.with_last_use(keys).await
+    }
+    /// `keys` with each one's last use read (`GetAccessKeyLastUsed` per key).
+    async fn with_last_use(&self, mut keys: Vec<KeyState>) -> Result<Vec<KeyState>, AwsError> {
+        for key in &mut keys {
+            key.last_used = self.key_last_used(&key.key_id).await?;
+        }
+        Ok(keys)
+    }
     /// `CreateAccessKey`.
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError>;
     /// `UpdateAccessKey` to `Inactive`.
@@ -203,7 +219,7 @@ impl IamPort for SdkIam {
         Ok(names)
     }
 
-    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
+    async fn list_key_metadata(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
         let out = self
             .client
             .list_access_keys()
@@ -211,38 +227,44 @@ impl IamPort for SdkIam {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("iam:ListAccessKeys", e))?;
-        let mut keys = Vec::new();
-        for meta in out.access_key_metadata {
-            let (Some(key_id), Some(created)) = (meta.access_key_id, meta.create_date) else {
-                continue;
-            };
-            let last = self
-                .client
-                .get_access_key_last_used()
-                .access_key_id(&key_id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("iam:GetAccessKeyLastUsed", e))?;
-            let last_used = last.access_key_last_used.and_then(|l| {
-                l.last_used_date.map(|at| LastUsed {
-                    at: to_chrono(&at),
-                    service: Some(l.service_name).filter(|s| !s.is_empty() && s != "N/A"),
+        let mut keys: Vec<KeyState> = out
+            .access_key_metadata
+            .into_iter()
+            .filter_map(|meta| {
+                let (Some(key_id), Some(created)) = (meta.access_key_id, meta.create_date) else {
+                    return None;
+                };
+                Some(KeyState {
+                    key_id,
+                    // Only an explicit Inactive counts: a key of unknown status
+                    // is treated as active, and an active key is never deleted.
+                    status: match meta.status {
+                        Some(StatusType::Inactive) => KeyStatus::Inactive,
+                        _ => KeyStatus::Active,
+                    },
+                    created: to_chrono(&created),
+                    last_used: None,
                 })
-            });
-            keys.push(KeyState {
-                key_id,
-                // Only an explicit Inactive counts: a key of unknown status
-                // is treated as active, and an active key is never deleted.
-                status: match meta.status {
-                    Some(StatusType::Inactive) => KeyStatus::Inactive,
-                    _ => KeyStatus::Active,
-                },
-                created: to_chrono(&created),
-                last_used,
-            });
-        }
+            })
+            .collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.key_id.cmp(&b.key_id)));
         Ok(keys)
+    }
+
+    async fn key_last_used(&self, key_id: &str) -> Result<Option<LastUsed>, AwsError> {
+        let last = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("iam:GetAccessKeyLastUsed", e))?;
+        Ok(last.access_key_last_used.and_then(|l| {
+            l.last_used_date.map(|at| LastUsed {
+                at: to_chrono(&at),
+                service: Some(l.service_name).filter(|s| !s.is_empty() && s != "N/A"),
+            })
+        }))
     }
 
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {

@@ -20,7 +20,7 @@ use governor::{Quota, RateLimiter};
 use super::iam::{IamPort, NewKey, UserInfo};
 use super::secrets::{SecretInfo, SecretsPort, StoreSecret, StoredSecret};
 use crate::config::Settings;
-use crate::domain::KeyState;
+use crate::domain::{KeyState, LastUsed};
 use crate::error::AwsError;
 
 /// governor's clock on tokio's time, so that a wait is a tokio sleep: the
@@ -326,11 +326,13 @@ impl IamPort for LimitedIam {
         self.ready().await;
         self.inner.list_user_names().await
     }
-    async fn list_keys(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
-        // ListAccessKeys plus one GetAccessKeyLastUsed per key (at most two).
+    async fn list_key_metadata(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
         self.ready().await;
+        self.inner.list_key_metadata(user_name).await
+    }
+    async fn key_last_used(&self, key_id: &str) -> Result<Option<LastUsed>, AwsError> {
         self.ready().await;
-        self.inner.list_keys(user_name).await
+        self.inner.key_last_used(key_id).await
     }
     async fn create_key(&self, user_name: &str) -> Result<NewKey, AwsError> {
         self.ready().await;
@@ -400,8 +402,11 @@ mod tests {
         async fn list_user_names(&self) -> Result<Vec<String>, AwsError> {
             Ok(Vec::new())
         }
-        async fn list_keys(&self, _: &str) -> Result<Vec<KeyState>, AwsError> {
+        async fn list_key_metadata(&self, _: &str) -> Result<Vec<KeyState>, AwsError> {
             Ok(Vec::new())
+        }
+        async fn key_last_used(&self, _: &str) -> Result<Option<LastUsed>, AwsError> {
+            Ok(None)
         }
         async fn create_key(&self, _: &str) -> Result<NewKey, AwsError> {
             unreachable!("not called")

@@ -384,8 +384,13 @@ impl Executor {
         announced: Option<KeyAction>,
     ) -> Result<UserResult, ExecError> {
         let req = run.req;
-        let mut keys = run.ports.iam.list_keys(&req.user_name).await?;
+        let mut keys = run.ports.iam.list_key_metadata(&req.user_name).await?;
+        let mut last_use_read = false;
         if run.record.intent.is_some() {
+            // Recovery tells an orphan from a key someone signed with by
+            // its last use.
+            keys = run.ports.iam.with_last_use(keys).await?;
+            last_use_read = true;
             keys = run.recover(&keys).await?;
         }
         if let Some(announced) = announced {
@@ -437,6 +442,9 @@ impl Executor {
                 run.record.history.reactivated_at.remove(&key.key_id);
                 changed = true;
             }
+        }
+        if !last_use_read && self.last_use_matters(&keys, &run.record, req) {
+            keys = run.ports.iam.with_last_use(keys).await?;
         }
         let evaluation = self.evaluate(&keys, &run.record, None, req);
         let mut warned = false;
@@ -576,21 +584,38 @@ impl Executor {
         exempt: Option<&str>,
         req: &UserRequest,
     ) -> Evaluation {
-        // An incident forces the rotation of the exposed key only while
-        // that key is active: once it is off or gone, nothing is rotated.
-        let force = req.force
-            && req.exposed_key.as_ref().is_none_or(|exposed| {
-                keys.iter()
-                    .any(|k| k.key_id == *exposed && k.status == KeyStatus::Active)
-            });
         let facts = UserFacts {
             keys,
             history: &record.history,
             exempt,
-            force,
+            force: forced(keys, req),
         };
         policy::evaluate(&self.settings.policy, &facts, req.as_of)
     }
+
+    /// Whether the keys' last use (not read yet) can change the plan: one
+    /// `GetAccessKeyLastUsed` a key is spent only then (see
+    /// [`policy::last_use_matters`]).
+    fn last_use_matters(&self, keys: &[KeyState], record: &UserRecord, req: &UserRequest) -> bool {
+        let facts = UserFacts {
+            keys,
+            history: &record.history,
+            exempt: None,
+            force: forced(keys, req),
+        };
+        policy::last_use_matters(&self.settings.policy, &facts, req.as_of)
+    }
+}
+
+/// Whether the request forces a rotation. An incident forces the rotation
+/// of the exposed key only while that key is active: once it is off or
+/// gone, nothing is rotated.
+fn forced(keys: &[KeyState], req: &UserRequest) -> bool {
+    req.force
+        && req.exposed_key.as_ref().is_none_or(|exposed| {
+            keys.iter()
+                .any(|k| k.key_id == *exposed && k.status == KeyStatus::Active)
+        })
 }
 
 async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::UserInfo, ExecError> {

@@ -79,7 +79,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{KeyHistory, KeyState};
 
 pub use config::{PolicyConfig, UnusedKeys};
-pub use rules::evaluate;
+pub use rules::{evaluate, last_use_matters};
 
 /// How long after keyrotor's own verification call a use of the new key is
 /// still taken to be that call: IAM updates `LastUsed` with a lag of up to

@@ -54,6 +54,45 @@ pub fn evaluate(config: &PolicyConfig, facts: &UserFacts<'_>, now: DateTime<Utc>
     }
 }
 
+/// Whether the keys' last use can change what [`evaluate`] decides for
+/// `facts` at `now` (`facts`' keys are taken as read without it). The
+/// executor reads last use, one `GetAccessKeyLastUsed` a key, only when it
+/// can: most users of a sweep have one young key, and those calls were
+/// about a third of a sweep's IAM budget.
+///
+/// With two keys it always can (which one the application relies on,
+/// whether the replacement was adopted). With one, the rules look only at
+/// whether it was ever used (rotate or retire an unused key): evaluating
+/// both ways and comparing is exact.
+pub fn last_use_matters(config: &PolicyConfig, facts: &UserFacts<'_>, now: DateTime<Utc>) -> bool {
+    if facts.keys.len() > 1 {
+        return true;
+    }
+    let with = |last_used: Option<LastUsed>| {
+        let keys: Vec<KeyState> = facts
+            .keys
+            .iter()
+            .map(|k| KeyState {
+                last_used: last_used.clone(),
+                ..k.clone()
+            })
+            .collect();
+        evaluate(
+            config,
+            &UserFacts {
+                keys: &keys,
+                ..*facts
+            },
+            now,
+        )
+    };
+    with(None)
+        != with(Some(LastUsed {
+            at: now,
+            service: None,
+        }))
+}
+
 /// Keys by creation time; the key id breaks ties so the choice is stable.
 fn order(key: &KeyState) -> (DateTime<Utc>, &str) {
     (key.created, key.key_id.as_str())

@@ -818,3 +818,35 @@ fn planned_actions_serialise_for_plan_output() {
     let back: Evaluation = serde_json::from_value(json).unwrap();
     assert_eq!(back, eval);
 }
+
+#[test]
+fn a_young_single_key_does_not_need_its_last_use() {
+    let u = user([active("A", 0)]);
+    let matters = |u: &User, on: i64| {
+        let facts = UserFacts {
+            keys: &u.keys,
+            history: &u.history,
+            exempt: u.exempt,
+            force: u.force,
+        };
+        last_use_matters(&u.config, &facts, day(on))
+    };
+    // Far from any milestone nothing is planned, used or not.
+    assert!(!matters(&u, 30));
+    // From the warning window on, an unused key is retired instead of
+    // rotated (the default), so its last use decides.
+    let warn_from = 90 - u.config.warn_within.num_days();
+    assert!(matters(&u, warn_from));
+    assert!(matters(&u, 95));
+    // Unused keys rotated like used ones: last use never decides.
+    let rotate_all = user([active("A", 0)]).with(|c| c.unused_keys = UnusedKeys::Rotate);
+    assert!(!matters(&rotate_all, 95));
+    // Two keys: which one the application relies on always matters.
+    let two = user([active("A", 0), active("B", 80)]);
+    assert!(matters(&two, 30));
+    // A lone inactive key is deleted on age alone.
+    assert!(!matters(
+        &user([inactive("A", 0)]).deactivated("A", 100),
+        120
+    ));
+}

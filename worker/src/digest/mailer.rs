@@ -27,6 +27,35 @@ impl SesMailer {
     pub fn new(client: aws_sdk_sesv2::Client) -> SesMailer {
         SesMailer { client }
     }
+
+    /// A mailer whose SESv2 client is `base` with [`send_retry_config`].
+    pub fn from_base(base: &aws_config::SdkConfig) -> SesMailer {
+        let config = aws_sdk_sesv2::config::Builder::from(base)
+            .retry_config(send_retry_config())
+            .build();
+        SesMailer::new(aws_sdk_sesv2::Client::from_conf(config))
+    }
+}
+
+/// `SendEmail` attempts before a digest gives up for this delivery (and
+/// its message is retried later).
+///
+/// More than the other clients' five: SES's sending rate is the hub
+/// account's, shared by every worker, and digests bunch up. An account's
+/// digest goes out when its last result is in, and in a sweep of many
+/// alike accounts they all finish within a minute: on Lambda, a thousand
+/// environments each send one at once against a quota of 14 a second. With
+/// five attempts (about 15 s of backoff) most of them failed and their
+/// messages came back 10, 20, 40 s later, adding minutes to the sweep
+/// (`keyrotor-loadtest sim --lambda-max-concurrency 1000`); twelve attempts
+/// (about 75 s of jittered backoff, 20 s at most between two) let the
+/// bunch drain at SES's own rate. Throttled sends cost no quota.
+pub const SEND_ATTEMPTS: u32 = 12;
+
+/// The SESv2 client's retries: adaptive, as the other clients, with
+/// [`SEND_ATTEMPTS`].
+pub fn send_retry_config() -> aws_config::retry::RetryConfig {
+    keyrotor_shared::aws::sessions::retry_config().with_max_attempts(SEND_ATTEMPTS)
 }
 
 const SEND_EMAIL: &str = "sesv2:SendEmail";
