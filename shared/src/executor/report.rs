@@ -20,7 +20,8 @@ pub struct KeyView {
     pub status: &'static str,
     /// Creation time.
     pub created: DateTime<Utc>,
-    /// Last use, or null.
+    /// Last use, or null: never used, or not read (a rotation reads it
+    /// only when it can change the plan; `plan` always reads it).
     pub last_used: Option<DateTime<Utc>>,
 }
 
