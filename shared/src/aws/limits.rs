@@ -164,7 +164,17 @@ impl Limits {
                 let quota = Quota::with_period(period)
                     .expect("a positive period")
                     .allow_burst(burst);
-                Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
+                let limiter = RateLimiter::direct_with_clock(quota, self.clock.clone());
+                // A new share starts empty, not with its burst: another
+                // process may have spent the group's share a moment ago
+                // (FIFO hands a group's next messages to any worker; a
+                // Lambda batch to a fresh environment), and the shares of
+                // 1/R replace those of 1/K while the old ones are still
+                // spent. Fresh bursts were nearly every throttling answer
+                // the load simulator saw (15,235 of 15,354 for 1,000
+                // accounts x 100 users, at 7 % more sweep time).
+                while limiter.check().is_ok() {}
+                Arc::new(limiter)
             })
             .clone()
     }
@@ -445,11 +455,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_group_alone_is_paced_at_its_share() {
+    async fn a_group_alone_is_paced_at_its_share_from_an_empty_start() {
         let limits = limits();
         let port = limits.iam("111111111111", group(0), Arc::new(Instant));
+        // Half of 2 calls a second, and no burst to start with: another
+        // process may just have spent the group's share.
         let took = two_calls(port.as_ref()).await;
-        assert!((0.9..1.1).contains(&took), "took {took} s");
+        assert!((1.9..2.1).contains(&took), "took {took} s");
     }
 
     #[tokio::test(start_paused = true)]
@@ -457,8 +469,12 @@ mod tests {
         let limits = limits();
         let working = limits.iam("111111111111", group(0), Arc::new(Instant));
         let _waiting = limits.iam("111111111111", group(1), Arc::new(Instant));
+        // After one period each share has a call: the second is borrowed.
         let took = two_calls(working.as_ref()).await;
-        assert!(took < 0.01, "the second call borrowed, yet took {took} s");
+        assert!(
+            (0.9..1.1).contains(&took),
+            "the second call borrowed, yet took {took} s"
+        );
         // Both shares spent: the next call waits for the first new token.
         let started = tokio::time::Instant::now();
         working.delete_key("u", "k").await.expect("answered");
@@ -473,7 +489,7 @@ mod tests {
         drop(limits.iam("111111111111", group(1), Arc::new(Instant)));
         let _other_account = limits.iam("222222222222", group(1), Arc::new(Instant));
         let took = two_calls(working.as_ref()).await;
-        assert!((0.9..1.1).contains(&took), "took {took} s");
+        assert!((1.9..2.1).contains(&took), "took {took} s");
     }
 
     #[tokio::test(start_paused = true)]
@@ -483,14 +499,25 @@ mod tests {
         let policy =
             |account: Option<(&str, IamShare)>| limits.secrets(account, Arc::new(NoSecrets));
         let started = tokio::time::Instant::now();
-        for account in ["111111111111", "222222222222", "333333333333"] {
-            policy(Some((account, IamShare::WHOLE)))
-                .put_resource_policy("arn", "{}")
-                .await
-                .expect("answered");
+        // Three accounts at once, each waiting one period of its own budget
+        // (a member account's share starts empty), not three.
+        let [a, b, c] = ["111111111111", "222222222222", "333333333333"]
+            .map(|account| policy(Some((account, IamShare::WHOLE))));
+        let written = tokio::join!(
+            a.put_resource_policy("arn", "{}"),
+            b.put_resource_policy("arn", "{}"),
+            c.put_resource_policy("arn", "{}"),
+        );
+        for w in [written.0, written.1, written.2] {
+            w.expect("answered");
         }
-        assert!(started.elapsed() < Duration::from_millis(10));
+        let took = started.elapsed();
+        assert!(
+            (Duration::from_millis(900)..Duration::from_millis(1100)).contains(&took),
+            "{took:?}"
+        );
         // A central secrets account is one budget for the process.
+        let started = tokio::time::Instant::now();
         let central = policy(None);
         central
             .put_resource_policy("arn", "{}")
