@@ -127,10 +127,10 @@ async fn queue_is_empty(queue: &dyn QueuePort) -> bool {
 
 /// Receives a pool sends at once, at most. A FIFO receive hands over the
 /// messages of one group (as many as it can, up to 10), so a pool that
-/// received one group per round trip could take on only about 50 groups a
-/// second: a pool of 1,024 took minutes to fill, and refilled slower than
-/// its groups finished (the load simulator: 580 s against 177 s for the
-/// same fleet as 16 pools of 256).
+/// sent one receive at a time took on one group a round trip (some 50 a
+/// second), and a large pool took seconds to fill its permits and to
+/// refill those its groups freed. (In the load simulator this came with
+/// the filling delete batches below, which made most of the difference.)
 pub const RECEIVES_AT_ONCE: usize = 8;
 
 /// The sizes of the receives to send with `available` free permits: one
