@@ -86,6 +86,9 @@ type ShareLimiters = std::collections::HashMap<(Budget, String, IamShare), Arc<D
 type HeldShares =
     std::collections::HashMap<(String, u32), std::collections::BTreeMap<u32, (Arc<Direct>, usize)>>;
 
+/// Share limiters a process keeps before it forgets those not in use.
+const SHARES_KEPT: usize = 4096;
+
 /// The limiters of one process.
 #[derive(Clone)]
 pub struct Limits {
@@ -152,9 +155,15 @@ impl Limits {
         rate: NonZeroU32,
         burst: NonZeroU32,
     ) -> Arc<Direct> {
-        self.shares
-            .lock()
-            .expect("not poisoned")
+        let mut shares = self.shares.lock().expect("not poisoned");
+        if shares.len() >= SHARES_KEPT {
+            // Forget the shares no port holds. A share made again starts
+            // empty, which is never more than a kept one would allow, so
+            // forgetting keeps the budget; without it a long-running pool
+            // kept one limiter per account and share it ever saw.
+            shares.retain(|_, limiter| Arc::strong_count(limiter) > 1);
+        }
+        shares
             .entry((budget, account_id.to_string(), share))
             .or_insert_with(|| {
                 let of = share.of.max(1);
@@ -489,6 +498,23 @@ mod tests {
         drop(limits.iam("111111111111", group(1), Arc::new(Instant)));
         let _other_account = limits.iam("222222222222", group(1), Arc::new(Instant));
         let took = two_calls(working.as_ref()).await;
+        assert!((1.9..2.1).contains(&took), "took {took} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shares_no_port_holds_are_forgotten_once_many_were_made() {
+        let limits = limits();
+        let held = limits.iam("111111111111", group(0), Arc::new(Instant));
+        for n in 0..SHARES_KEPT - 1 {
+            drop(limits.iam(&format!("{n:012}"), group(1), Arc::new(Instant)));
+        }
+        assert_eq!(limits.shares.lock().unwrap().len(), SHARES_KEPT);
+        // The next share forgets every one no port holds, and only those.
+        let _next = limits.iam("222222222222", group(0), Arc::new(Instant));
+        let kept = limits.shares.lock().unwrap().len();
+        assert_eq!(kept, 2, "the held share and the new one");
+        // The held share still paces its calls (it was not replaced).
+        let took = two_calls(held.as_ref()).await;
         assert!((1.9..2.1).contains(&took), "took {took} s");
     }
 
