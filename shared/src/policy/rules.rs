@@ -58,7 +58,7 @@ pub fn evaluate(config: &PolicyConfig, facts: &UserFacts<'_>, now: DateTime<Utc>
 /// `facts` at `now` (`facts`' keys are taken as read without it). The
 /// executor reads last use, one `GetAccessKeyLastUsed` a key, only when it
 /// can: most users of a sweep have one young key, and those calls were
-/// about a third of a sweep's IAM budget.
+/// about a quarter of a sweep's IAM calls.
 ///
 /// With two keys it always can (which one the application relies on,
 /// whether the replacement was adopted). With one, the rules look only at
