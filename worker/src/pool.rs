@@ -198,15 +198,18 @@ pub async fn run_pool(
             outs = receives => outs,
         };
         let mut messages = Vec::new();
-        let mut failed = None;
+        let mut failed = false;
         for out in outs {
             match out {
                 Ok(received) => messages.extend(received),
-                Err(e) => failed = Some(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "receive failed");
+                    failed = true;
+                }
             }
         }
-        if let (Some(e), true) = (failed, messages.is_empty()) {
-            tracing::warn!(error = %e, "receive failed; backing off");
+        // Back off only when no receive of the round brought anything.
+        if failed && messages.is_empty() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }

@@ -584,12 +584,7 @@ impl Executor {
         exempt: Option<&str>,
         req: &UserRequest,
     ) -> Evaluation {
-        let facts = UserFacts {
-            keys,
-            history: &record.history,
-            exempt,
-            force: forced(keys, req),
-        };
+        let facts = facts(keys, record, exempt, req);
         policy::evaluate(&self.settings.policy, &facts, req.as_of)
     }
 
@@ -597,25 +592,31 @@ impl Executor {
     /// `GetAccessKeyLastUsed` a key is spent only then (see
     /// [`policy::last_use_matters`]).
     fn last_use_matters(&self, keys: &[KeyState], record: &UserRecord, req: &UserRequest) -> bool {
-        let facts = UserFacts {
-            keys,
-            history: &record.history,
-            exempt: None,
-            force: forced(keys, req),
-        };
+        let facts = facts(keys, record, None, req);
         policy::last_use_matters(&self.settings.policy, &facts, req.as_of)
     }
 }
 
-/// Whether the request forces a rotation. An incident forces the rotation
-/// of the exposed key only while that key is active: once it is off or
-/// gone, nothing is rotated.
-fn forced(keys: &[KeyState], req: &UserRequest) -> bool {
-    req.force
+/// What the policy is given for the request. An incident forces the
+/// rotation of the exposed key only while that key is active: once it is
+/// off or gone, nothing is rotated.
+fn facts<'a>(
+    keys: &'a [KeyState],
+    record: &'a UserRecord,
+    exempt: Option<&'a str>,
+    req: &UserRequest,
+) -> UserFacts<'a> {
+    let force = req.force
         && req.exposed_key.as_ref().is_none_or(|exposed| {
             keys.iter()
                 .any(|k| k.key_id == *exposed && k.status == KeyStatus::Active)
-        })
+        });
+    UserFacts {
+        keys,
+        history: &record.history,
+        exempt,
+        force,
+    }
 }
 
 async fn get_user(iam: &dyn IamPort, req: &UserRequest) -> Result<crate::aws::UserInfo, ExecError> {
