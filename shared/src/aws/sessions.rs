@@ -9,6 +9,11 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::Mutex;
 
@@ -50,12 +55,61 @@ pub fn timeout_config() -> TimeoutConfig {
         .build()
 }
 
+/// One HTTPS client for every SDK client of the process: the SDK's default
+/// (rustls with aws-lc, the proxy from `HTTPS_PROXY`/`NO_PROXY`), built once.
+/// Without it every service client builds its own: a worker makes IAM,
+/// Secrets Manager and STS clients per message, and each built a TLS
+/// configuration (parsing the trusted roots: 29 % of a worker's
+/// instructions against the emulator) and opened new connections, a TLS
+/// handshake per message and service on real AWS. Clients of one
+/// configuration share the connection pool; a connection carries no
+/// credentials (each request is signed), so sessions of different accounts
+/// may share it.
+pub fn shared_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, ConnectorBuilder};
+    let https = Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    SharedHttpClient::new(ValidatedOnce(https))
+}
+
+/// The shared client without its check at each client's construction: the
+/// SDK's hyper client builds a whole TLS connector there and drops it (to
+/// load the trusted roots early), once per service client, which cost as
+/// much as the sharing saved. Its connectors are built, and cached, at the
+/// first request instead.
+#[derive(Debug)]
+struct ValidatedOnce(SharedHttpClient);
+
+impl HttpClient for ValidatedOnce {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
 impl AwsContext {
     /// Loads the standard AWS configuration (region, profile, credentials,
     /// `AWS_ENDPOINT_URL`, ...) as the SDK does, with keyrotor's retry and
-    /// timeout settings.
+    /// timeout settings and one [`shared_http_client`].
     pub async fn load(role_name: &str) -> AwsContext {
         let base = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_http_client())
             .retry_config(retry_config())
             .timeout_config(timeout_config())
             .load()
