@@ -257,6 +257,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn service_clients_of_the_shared_client_build_no_connector_each() {
+        use aws_smithy_http_client::{Builder, ConnectorBuilder};
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let counting = |built: Arc<AtomicUsize>| {
+            Builder::new().build_with_connector_fn(move |_, _| {
+                built.fetch_add(1, SeqCst);
+                ConnectorBuilder::default().build_http()
+            })
+        };
+        let config = |client: SharedHttpClient| {
+            SdkConfig::builder()
+                .region(aws_config::Region::new("eu-west-1"))
+                .behavior_version(BehaviorVersion::latest())
+                .http_client(client)
+                .build()
+        };
+        let by_sdk = Arc::new(AtomicUsize::new(0));
+        let by_ours = Arc::new(AtomicUsize::new(0));
+        let sdk_config = config(counting(by_sdk.clone()));
+        let our_config = config(SharedHttpClient::new(ValidatedOnce(counting(
+            by_ours.clone(),
+        ))));
+        for _ in 0..3 {
+            aws_sdk_iam::Client::new(&sdk_config);
+            aws_sdk_iam::Client::new(&our_config);
+        }
+        assert_eq!(by_sdk.load(SeqCst), 3, "the SDK's check builds one each");
+        assert_eq!(by_ours.load(SeqCst), 0, "built at the first request");
+    }
+
+    #[test]
     fn another_role_name_changes_only_the_role() {
         let base = SdkConfig::builder()
             .region(aws_config::Region::new("eu-west-1"))
