@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
@@ -22,9 +23,16 @@ use crate::error::{AwsError, SdkSource};
 /// The hub's SDK configuration plus a cache of member-account sessions.
 ///
 /// Each member account gets an [`AssumeRoleProvider`] for
-/// `arn:PARTITION:iam::ACCOUNT:role/ROLE_NAME`; the SDK's identity cache
-/// keeps its credentials until shortly before they expire, so an account is
-/// assumed once per hour at most however many users it has.
+/// `arn:PARTITION:iam::ACCOUNT:role/ROLE_NAME` and an identity cache of its
+/// own, which keeps the credentials until shortly before they expire, so an
+/// account is assumed once per hour at most however many users it has.
+///
+/// The cache is the account's own because the SDK's shared cache (the one
+/// `aws-config` puts in the base configuration) holds at most 64
+/// credentials providers and then evicts an arbitrary one: a worker serving
+/// more accounts than that, or verifying more new keys, would assume roles
+/// again and again (measured on the emulator, one runtime thread: 292
+/// `AssumeRole` calls for one account's 200 users).
 #[derive(Clone)]
 pub struct AwsContext {
     base: SdkConfig,
@@ -177,9 +185,16 @@ impl AwsContext {
             .configure(&self.base)
             .build()
             .await;
+        self.with_own_cache(provider)
+    }
+
+    /// The base configuration with `provider`'s credentials, cached in a
+    /// cache of their own (see [`AwsContext`]).
+    fn with_own_cache(&self, provider: AssumeRoleProvider) -> SdkConfig {
         self.base
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
+            .identity_cache(IdentityCache::lazy().build())
             .build()
     }
 
@@ -226,11 +241,7 @@ impl AwsContext {
             .configure(&self.base)
             .build()
             .await;
-        let config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(provider))
-            .build();
+        let config = self.with_own_cache(provider);
         sessions.insert(account_id.to_string(), config.clone());
         config
     }
@@ -304,6 +315,153 @@ mod tests {
             "arn:aws:iam::111122223333:role/keyrotor-member"
         );
         assert_eq!(producer.base().region(), worker.base().region());
+    }
+
+    const USER_ARN: &str = "arn:aws:iam::111122223333:user/alice";
+
+    /// STS answering as AWS does (any caller is `USER_ARN`), counting the
+    /// `AssumeRole` calls.
+    #[derive(Debug, Clone, Default)]
+    struct FakeSts {
+        assumed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl FakeSts {
+        fn assumed(&self) -> usize {
+            self.assumed.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for FakeSts {
+        fn call(
+            &self,
+            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            let form = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+            let xml = if form.contains("Action=AssumeRole") {
+                self.assumed
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+                 <AccessKeyId>ASIAMEMBER</AccessKeyId><SecretAccessKey>member-secret</SecretAccessKey>\
+                 <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+                 </Credentials><AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/m/keyrotor</Arn>\
+                 <AssumedRoleId>AROAMEMBER:keyrotor</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+                 </AssumeRoleResponse>"
+                    .to_string()
+            } else {
+                format!(
+                    "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{USER_ARN}</Arn>\
+                     <UserId>AIDAALICE</UserId><Account>111122223333</Account>\
+                     </GetCallerIdentityResult></GetCallerIdentityResponse>"
+                )
+            };
+            let status = 200.try_into().expect("a status");
+            let answer = aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                status,
+                aws_smithy_types::body::SdkBody::from(xml),
+            );
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(answer))
+        }
+    }
+
+    impl HttpClient for FakeSts {
+        fn http_connector(
+            &self,
+            _settings: &HttpConnectorSettings,
+            _components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// The hub's configuration as `aws-config` loads it, answered by `sts`,
+    /// with fixed credentials behind the shared identity cache `cache`.
+    async fn hub_config(
+        sts: &FakeSts,
+        cache: impl aws_smithy_runtime_api::client::identity::ResolveCachedIdentity + 'static,
+    ) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .http_client(sts.clone())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIAHUB",
+                "hub-secret",
+                None,
+                None,
+                "hub",
+            ))
+            .identity_cache(cache)
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn each_account_is_assumed_once_however_many_accounts_a_worker_serves() {
+        let sts = FakeSts::default();
+        let context = AwsContext::from_config(
+            hub_config(&sts, IdentityCache::lazy().build()).await,
+            "keyrotor-member",
+        );
+        // More accounts than the SDK's shared cache holds (64), twice over.
+        let accounts: Vec<String> = (0..200u64)
+            .map(|i| (100_000_000_000 + i).to_string())
+            .collect();
+        for _ in 0..2 {
+            for account in &accounts {
+                let member = context.for_account(account).await;
+                aws_sdk_sts::Client::new(&member)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .expect("answered");
+            }
+        }
+        assert_eq!(sts.assumed(), accounts.len());
+    }
+
+    /// An identity cache that counts the lookups made through it.
+    #[derive(Debug, Clone)]
+    struct CountingCache {
+        inner: aws_smithy_runtime_api::client::identity::SharedIdentityCache,
+        lookups: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl aws_smithy_runtime_api::client::identity::ResolveCachedIdentity for CountingCache {
+        fn resolve_cached_identity<'a>(
+            &'a self,
+            resolver: aws_smithy_runtime_api::client::identity::SharedIdentityResolver,
+            components: &'a RuntimeComponents,
+            bag: &'a aws_smithy_types::config_bag::ConfigBag,
+        ) -> aws_smithy_runtime_api::client::identity::IdentityFuture<'a> {
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner
+                .resolve_cached_identity(resolver, components, bag)
+        }
+    }
+
+    #[tokio::test]
+    async fn verifying_new_keys_stays_out_of_the_hub_cache() {
+        use crate::aws::verify::{KeyVerifier, StsVerifier};
+        let sts = FakeSts::default();
+        let hub_cache = CountingCache {
+            inner: IdentityCache::lazy().build(),
+            lookups: Arc::default(),
+        };
+        let verifier = StsVerifier::new(&hub_config(&sts, hub_cache.clone()).await);
+        for i in 0..100 {
+            let secret = secrecy::SecretString::from(format!("new-secret-{i}"));
+            verifier
+                .verify(&format!("AKIANEW{i:05}"), &secret, USER_ARN)
+                .await
+                .expect("the key signs as the user");
+        }
+        // Each key would otherwise take a slot of that cache, and past 64
+        // evict the hub's own credentials or a member account's session.
+        assert_eq!(
+            hub_cache.lookups.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::identity::IdentityCache;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
@@ -77,10 +78,13 @@ impl KeyVerifier for StsVerifier {
             None,
             "keyrotor-verify",
         );
+        // Fixed credentials need no cache, and passing them through the
+        // base's would evict the sessions cached there (see `AwsContext`).
         let config = self
             .base
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(creds))
+            .identity_cache(IdentityCache::no_cache())
             .build();
         let client = aws_sdk_sts::Client::new(&config);
         until_propagated(self.waits, key_id, user_arn, || async {
