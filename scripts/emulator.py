@@ -677,6 +677,62 @@ def make_sqs_polls_prompt(monotonic, recheck=0.1):
     SQSBackend.receive_message = receive_message
 
 
+def keep_alive_handler(base):
+    """`base` with HTTP/1.1 keep-alive, as AWS's endpoints keep connections.
+
+    werkzeug's development server answers every request with `Connection:
+    close`, because http.server cannot skip a request body the application
+    left unread. Each SDK call then opened and tore down its own connection,
+    which the worker's CPU figures counted (about 10 system calls a call) and
+    which AWS, keeping connections alive, does not charge. This handler reads
+    each body in full before the application sees it, so the next request
+    line is always where the stream stands, and keeps the connection open. A
+    chunked body (never sent by the SDK for these services) still closes it.
+    After each answer werkzeug also reads whatever else the client sent,
+    which on a kept connection is the next request: once the body is taken,
+    that read finds nothing.
+    """
+
+    class AfterBody:
+        def __init__(self, rfile, handler):
+            self.rfile, self.handler = rfile, handler
+
+        def read(self, *args):
+            return b"" if self.handler.drained else self.rfile.read(*args)
+
+        def __getattr__(self, name):
+            return getattr(self.rfile, name)
+
+    class KeepAliveRequestHandler(base):
+        drained = False
+        # Headers and body go out in separate writes; on a kept connection
+        # Nagle would hold the body until the client's delayed ACK (40 ms).
+        disable_nagle_algorithm = True
+
+        def setup(self):
+            super().setup()
+            self.rfile = AfterBody(self.rfile, self)
+
+        def handle_one_request(self):
+            self.drained = False
+            super().handle_one_request()
+
+        def make_environ(self):
+            environ = super().make_environ()
+            self.drained = not environ.get("wsgi.input_terminated")
+            if self.drained:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                environ["wsgi.input"] = io.BytesIO(self.rfile.rfile.read(length) if length > 0 else b"")
+            return environ
+
+        def send_header(self, keyword, value):
+            if self.drained and keyword.lower() == "connection" and value.lower() == "close":
+                return
+            super().send_header(keyword, value)
+
+    return KeepAliveRequestHandler
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -821,7 +877,8 @@ def main():
                 return list(moto_app(environ, start_response))
         return moto_app(environ, start_response)
 
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(args.host, args.port, app, threaded=True,
+                         request_handler=keep_alive_handler(MotoRequestHandler))
     port = server.server_address[1]
 
     def stop(*_):
