@@ -62,6 +62,10 @@ registered in the role's account). Throttled requests never reach moto and
 are not fault-rule matches, but they are counted in /_keyrotor/calls, like
 every request made.
 
+Connections are kept alive between requests (HTTP/1.1), as AWS's endpoints
+keep them; werkzeug's development server alone closes each one (see
+keep_alive_handler).
+
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
 once it answers, and exits when its parent process dies (unless --detach), on SIGTERM or SIGINT.
