@@ -31,8 +31,7 @@ use crate::error::{AwsError, SdkSource};
 /// `aws-config` puts in the base configuration) holds at most 64
 /// credentials providers and then evicts an arbitrary one: a worker serving
 /// more accounts than that, or verifying more new keys, would assume roles
-/// again and again (measured on the emulator, one runtime thread: 292
-/// `AssumeRole` calls for one account's 200 users).
+/// again and again (docs/DECISIONS.md, "Assumed-role sessions").
 #[derive(Clone)]
 pub struct AwsContext {
     base: SdkConfig,
@@ -266,11 +265,18 @@ fn assume_role_code(err: &(dyn std::error::Error + 'static)) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
+    use aws_smithy_runtime_api::client::identity::{
+        IdentityFuture, ResolveCachedIdentity, SharedIdentityCache, SharedIdentityResolver,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::config_bag::ConfigBag;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
     #[test]
     fn service_clients_of_the_shared_client_build_no_connector_each() {
         use aws_smithy_http_client::{Builder, ConnectorBuilder};
-        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         let counting = |built: Arc<AtomicUsize>| {
             Builder::new().build_with_connector_fn(move |_, _| {
                 built.fetch_add(1, SeqCst);
@@ -323,24 +329,20 @@ mod tests {
     /// `AssumeRole` calls.
     #[derive(Debug, Clone, Default)]
     struct FakeSts {
-        assumed: Arc<std::sync::atomic::AtomicUsize>,
+        assumed: Arc<AtomicUsize>,
     }
 
     impl FakeSts {
         fn assumed(&self) -> usize {
-            self.assumed.load(std::sync::atomic::Ordering::SeqCst)
+            self.assumed.load(SeqCst)
         }
     }
 
-    impl aws_smithy_runtime_api::client::http::HttpConnector for FakeSts {
-        fn call(
-            &self,
-            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
-        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+    impl HttpConnector for FakeSts {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
             let form = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
             let xml = if form.contains("Action=AssumeRole") {
-                self.assumed
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.assumed.fetch_add(1, SeqCst);
                 "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
                  <AccessKeyId>ASIAMEMBER</AccessKeyId><SecretAccessKey>member-secret</SecretAccessKey>\
                  <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
@@ -356,11 +358,8 @@ mod tests {
                 )
             };
             let status = 200.try_into().expect("a status");
-            let answer = aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
-                status,
-                aws_smithy_types::body::SdkBody::from(xml),
-            );
-            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(answer))
+            let answer = HttpResponse::new(status, SdkBody::from(xml));
+            HttpConnectorFuture::ready(Ok(answer))
         }
     }
 
@@ -376,10 +375,7 @@ mod tests {
 
     /// The hub's configuration as `aws-config` loads it, answered by `sts`,
     /// with fixed credentials behind the shared identity cache `cache`.
-    async fn hub_config(
-        sts: &FakeSts,
-        cache: impl aws_smithy_runtime_api::client::identity::ResolveCachedIdentity + 'static,
-    ) -> SdkConfig {
+    async fn hub_config(sts: &FakeSts, cache: impl ResolveCachedIdentity + 'static) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new("eu-west-1"))
             .http_client(sts.clone())
@@ -422,19 +418,18 @@ mod tests {
     /// An identity cache that counts the lookups made through it.
     #[derive(Debug, Clone)]
     struct CountingCache {
-        inner: aws_smithy_runtime_api::client::identity::SharedIdentityCache,
-        lookups: Arc<std::sync::atomic::AtomicUsize>,
+        inner: SharedIdentityCache,
+        lookups: Arc<AtomicUsize>,
     }
 
-    impl aws_smithy_runtime_api::client::identity::ResolveCachedIdentity for CountingCache {
+    impl ResolveCachedIdentity for CountingCache {
         fn resolve_cached_identity<'a>(
             &'a self,
-            resolver: aws_smithy_runtime_api::client::identity::SharedIdentityResolver,
+            resolver: SharedIdentityResolver,
             components: &'a RuntimeComponents,
-            bag: &'a aws_smithy_types::config_bag::ConfigBag,
-        ) -> aws_smithy_runtime_api::client::identity::IdentityFuture<'a> {
-            self.lookups
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            bag: &'a ConfigBag,
+        ) -> IdentityFuture<'a> {
+            self.lookups.fetch_add(1, SeqCst);
             self.inner
                 .resolve_cached_identity(resolver, components, bag)
         }
@@ -458,10 +453,7 @@ mod tests {
         }
         // Each key would otherwise take a slot of that cache, and past 64
         // evict the hub's own credentials or a member account's session.
-        assert_eq!(
-            hub_cache.lookups.load(std::sync::atomic::Ordering::SeqCst),
-            0
-        );
+        assert_eq!(hub_cache.lookups.load(SeqCst), 0);
     }
 
     #[tokio::test]
