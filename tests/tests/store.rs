@@ -337,3 +337,128 @@ async fn a_result_item_reads_back_as_it_was_written() {
     let listed = results.account_results(run, "111111111111").await.unwrap();
     assert_eq!(listed, vec![rotated, planned]);
 }
+
+/// The emulator backs up only the items a transaction names (moto's own
+/// rollback copies the whole table first): a transaction cancelled by its
+/// last entry must leave every item it wrote before as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
+    use aws_sdk_dynamodb::types::{
+        AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+    };
+    use std::collections::HashMap;
+
+    let emu = Emulator::start();
+    let config = emu.hub_config().await;
+    let db = aws_sdk_dynamodb::Client::new(&config);
+    let table = "keyrotor-txn";
+    ensure_table(&db, table).await.unwrap();
+    let s = |v: &str| AttributeValue::S(v.into());
+    let key = |pk: &str| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s("x"))]);
+    let item = |pk: &str, v: &str| {
+        let mut item = key(pk);
+        item.insert("v".into(), s(v));
+        item
+    };
+    for (pk, v) in [("updated", "1"), ("deleted", "1"), ("checked", "1")] {
+        db.put_item()
+            .table_name(table)
+            .set_item(Some(item(pk, v)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let entries = [
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item("new", "1")))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(table)
+                    .set_key(Some(key("updated")))
+                    .update_expression("SET v = :two, w = :two")
+                    .expression_attribute_values(":two", s("2"))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+        TransactWriteItem::builder()
+            .delete(
+                Delete::builder()
+                    .table_name(table)
+                    .set_key(Some(key("deleted")))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+        TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name(table)
+                    .set_key(Some(key("checked")))
+                    .condition_expression("v = :two")
+                    .expression_attribute_values(":two", s("2"))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+    ];
+    let cancelled = db
+        .transact_write_items()
+        .set_transact_items(Some(entries.to_vec()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:?}", cancelled).contains("TransactionCanceled"),
+        "{cancelled:?}"
+    );
+    let get = |pk: &'static str| {
+        let db = db.clone();
+        async move {
+            db.get_item()
+                .table_name(table)
+                .set_key(Some(key(pk)))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    assert_eq!(get("new").await, None, "the put is undone");
+    assert_eq!(
+        get("updated").await,
+        Some(item("updated", "1")),
+        "the update is undone"
+    );
+    assert_eq!(
+        get("deleted").await,
+        Some(item("deleted", "1")),
+        "the delete is undone"
+    );
+    // The same transaction, its check now true, applies every entry.
+    db.put_item()
+        .table_name(table)
+        .set_item(Some(item("checked", "2")))
+        .send()
+        .await
+        .unwrap();
+    db.transact_write_items()
+        .set_transact_items(Some(entries.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get("new").await, Some(item("new", "1")));
+    let mut updated = item("updated", "2");
+    updated.insert("w".into(), s("2"));
+    assert_eq!(get("updated").await, Some(updated));
+    assert_eq!(get("deleted").await, None);
+}
