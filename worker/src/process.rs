@@ -794,10 +794,8 @@ const CLAIM_WAITS: [std::time::Duration; 6] = [
 /// [`Claim::Busy`]: at once, then after each of `waits`; the last answer
 /// when it stays busy. The holder is most often the other of an account's
 /// two last results, recorded at once, sending in a second or two; going
-/// back to the queue instead cost every such account a retry of 11 s and
-/// its FIFO group that long (the emulator's 20 accounts x 20 users: one
-/// retry per account for the digest, another for the summary, at the end
-/// of the run).
+/// back to the queue instead cost each such message a retry of 11 s, and
+/// its FIFO group as long (see DECISIONS, "Lock lease").
 async fn claim_waiting<F, Fut>(
     waits: &[std::time::Duration],
     mut claim: F,
