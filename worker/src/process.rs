@@ -573,9 +573,8 @@ impl Worker {
     /// The account digest and the run summary, when the run's counters say
     /// they are due. Each is claimed (`sending`, then `sent`), so it goes
     /// out once; a claim whose holder died is taken over after a while. A
-    /// failure, or a claim another worker still holds after a short wait
-    /// ([`CLAIM_WAITS`]), leaves this message for a retry, so that the
-    /// digest or summary is never lost.
+    /// failure, or a claim another worker holds now, leaves this message
+    /// for a retry, so that the digest or summary is never lost.
     async fn after_record(
         &self,
         m: &WorkMessage,
@@ -639,11 +638,11 @@ impl Worker {
         F: FnOnce(BTreeSet<String>) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>>,
     {
-        let claim = || {
-            self.results
-                .claim(&m.run_id, notice, &self.owner, self.settings.lock_lease)
-        };
-        let already_sent = match claim_waiting(&CLAIM_WAITS, claim).await? {
+        let already_sent = match self
+            .results
+            .claim(&m.run_id, notice, &self.owner, self.settings.lock_lease)
+            .await?
+        {
             Claim::Done => return Ok(()),
             Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
             Claim::Mine { already_sent } => already_sent,
@@ -777,43 +776,6 @@ impl SentMarker for Recipients<'_> {
 /// nothing.
 const BUSY_FIRST_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 
-/// The waits of a delivery that found a digest's or summary's claim held
-/// by another, checking again after each (see [`claim_waiting`]): 7.75 s in
-/// all, less than [`BUSY_FIRST_RETRY`], so waiting here never delays the
-/// notice more than a retry through the queue would.
-const CLAIM_WAITS: [std::time::Duration; 6] = [
-    std::time::Duration::from_millis(250),
-    std::time::Duration::from_millis(500),
-    std::time::Duration::from_secs(1),
-    std::time::Duration::from_secs(2),
-    std::time::Duration::from_secs(2),
-    std::time::Duration::from_secs(2),
-];
-
-/// Calls `claim` (a claim of a digest or summary) until it is not
-/// [`Claim::Busy`]: at once, then after each of `waits`; the last answer
-/// when it stays busy. The holder is most often the other of an account's
-/// two last results, recorded at once, sending in a second or two; going
-/// back to the queue instead cost each such message a retry of 11 s, and
-/// its FIFO group as long (see DECISIONS, "Lock lease").
-async fn claim_waiting<F, Fut>(
-    waits: &[std::time::Duration],
-    mut claim: F,
-) -> Result<Claim, AwsError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Claim, AwsError>>,
-{
-    let mut waits = waits.iter();
-    loop {
-        let found = claim().await?;
-        match (&found, waits.next()) {
-            (Claim::Busy { .. }, Some(wait)) => tokio::time::sleep(*wait).await,
-            _ => return Ok(found),
-        }
-    }
-}
-
 /// When a delivery that found a lock or claim held until `until` is retried:
 /// soon on its first receive, at the lease's end after that (a holder that
 /// stopped keeps the lock until then, and each retry spends a receive).
@@ -896,55 +858,6 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn busy() -> Claim {
-        Claim::Busy {
-            stale_at: DateTime::from_timestamp(1_780_000_300, 0).unwrap(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_held_claim_is_waited_for_in_process_until_it_is_sent() {
-        let start = tokio::time::Instant::now();
-        let answers = Mutex::new(vec![Claim::Done, busy(), busy()]);
-        let found = claim_waiting(&CLAIM_WAITS, || async {
-            Ok(answers.lock().unwrap().pop().unwrap())
-        })
-        .await
-        .unwrap();
-        assert_eq!(found, Claim::Done);
-        assert!(answers.lock().unwrap().is_empty(), "asked three times");
-        assert_eq!(
-            start.elapsed(),
-            CLAIM_WAITS[0] + CLAIM_WAITS[1],
-            "no wait after the answer"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_claim_that_stays_held_goes_back_to_the_queue_sooner_than_a_retry() {
-        let start = tokio::time::Instant::now();
-        let asked = std::sync::atomic::AtomicUsize::new(0);
-        let found = claim_waiting(&CLAIM_WAITS, || async {
-            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(busy())
-        })
-        .await
-        .unwrap();
-        assert_eq!(found, busy());
-        assert_eq!(asked.into_inner(), CLAIM_WAITS.len() + 1);
-        assert!(start.elapsed() < BUSY_FIRST_RETRY.to_std().unwrap());
-        // An error is not waited on: the message retries.
-        let err = claim_waiting(&CLAIM_WAITS, || async {
-            Err(AwsError::Throttled {
-                op: "dynamodb:UpdateItem",
-                message: "slow down".into(),
-                source: None,
-            })
-        })
-        .await;
-        assert!(err.is_err());
-    }
 
     #[test]
     fn a_first_busy_delivery_retries_soon_and_later_ones_at_the_lease_end() {
