@@ -74,7 +74,7 @@ backs up the items it names, not its whole table
 worked out once, not per request (make_dispatch_remember); and a delivered
 message's retention check reads one queue attribute instead of computing
 them all (make_sqs_retention_check_direct). On the 20 accounts x 20 users
-bench they took the worker from 104 s to 52 s.
+bench (one group an account) they took the worker from 104 s to 52 s.
 
 It binds port 0 (the kernel picks a free port, so parallel emulators never
 collide), prints one JSON line {"endpoint": "http://127.0.0.1:PORT"} on stdout
