@@ -346,6 +346,7 @@ async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
     use aws_sdk_dynamodb::types::{
         AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
     };
+    use keyrotor_shared::store::keys::{PK, SK};
     use std::collections::HashMap;
 
     let emu = Emulator::start();
@@ -354,7 +355,7 @@ async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
     let table = "keyrotor-txn";
     ensure_table(&db, table).await.unwrap();
     let s = |v: &str| AttributeValue::S(v.into());
-    let key = |pk: &str| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s("x"))]);
+    let key = |pk: &str| HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s("x"))]);
     let item = |pk: &str, v: &str| {
         let mut item = key(pk);
         item.insert("v".into(), s(v));
