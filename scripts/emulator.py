@@ -26,6 +26,9 @@ a role must exist in the target account, except the
 OrganizationAccountAccessRole that Organizations creates in every account it
 creates. So "the member role is missing" can be tested as it happens in AWS,
 with an AccessDenied answer. `--lenient-assume-role` restores moto's way.
+A secret scheduled for deletion refuses new values (`PutSecretValue`, and
+`CreateSecret` of its name) with InvalidRequestException, as in AWS; moto
+stores them.
 
 DynamoDB requests are served one at a time. moto applies an update
 expression as an unlocked read-modify-write on a threaded server, so two
@@ -632,6 +635,39 @@ def make_assume_role_strict():
     STSBackend.assume_role = assume_role
 
 
+def make_deleted_secrets_refuse_values():
+    """AWS refuses a new value for a secret scheduled for deletion
+    (`PutSecretValue`, and `CreateSecret` of its name) with
+    InvalidRequestException until it is restored; moto stores the value in
+    the doomed secret. keyrotor relies on the refusal (it does not read the
+    secret before it creates a key), so the emulator refuses as AWS does."""
+    from moto.secretsmanager.exceptions import InvalidRequestException
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    def doomed(backend, secret_id):
+        secret = backend.secrets.get(secret_id) if secret_id else None
+        return secret is not None and secret.is_deleted()
+
+    lenient_put = SecretsManagerBackend.put_secret_value
+    lenient_create = SecretsManagerBackend.create_secret
+
+    def put_secret_value(self, secret_id, *args, **kwargs):
+        if doomed(self, secret_id):
+            raise InvalidRequestException(
+                "You can't perform this operation on the secret because it was marked for deletion.")
+        return lenient_put(self, secret_id, *args, **kwargs)
+
+    def create_secret(self, name, *args, **kwargs):
+        if doomed(self, name):
+            raise InvalidRequestException(
+                "You can't create this secret because a secret with this name is already "
+                "scheduled for deletion.")
+        return lenient_create(self, name, *args, **kwargs)
+
+    SecretsManagerBackend.put_secret_value = put_secret_value
+    SecretsManagerBackend.create_secret = create_secret
+
+
 def make_transactions_back_up_items():
     """moto's TransactWriteItems deep-copies each table it writes to before
     it starts, so that it can put the copy back if the transaction is
@@ -900,6 +936,7 @@ def main():
 
     if not args.lenient_assume_role:
         make_assume_role_strict()
+    make_deleted_secrets_refuse_values()
     from freezegun.api import real_monotonic
 
     make_dispatch_remember()

@@ -294,7 +294,6 @@ async fn plan_then_rotate_does_exactly_what_the_policy_says() {
     }
 }
 
-/// Every secret of the account with its version ids.
 /// A member account whose stack predates the `keyrotor-read-own-secret`
 /// policy: the rotation is refused before any key exists, with a message
 /// that names the member stack; once the policy is there, it goes through.
@@ -350,6 +349,73 @@ async fn a_member_account_without_the_read_policy_gets_no_unstored_key() {
     assert_eq!(acct.keys("app").await.len(), 2);
 }
 
+/// The user's secret was scheduled for deletion by hand: Secrets Manager
+/// refuses the new key (keyrotor does not read the secret before it creates
+/// the key), so the key is deleted again, the old one stays, and the error
+/// says what to do; once the secret is restored, the rotation goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_scheduled_for_deletion_refuses_the_key_which_is_deleted_again() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("doomed").await;
+    run(emu.keyrotor(TABLE), &["init"]);
+    let old = acct.user("app").await.used_key_aged(95).await;
+    let name = format!("Account_{}_User_app_AccessKey", acct.id);
+    acct.secrets
+        .create_secret()
+        .name(&name)
+        .secret_string("{}")
+        .send()
+        .await
+        .expect("create the secret");
+    acct.secrets
+        .delete_secret()
+        .secret_id(&name)
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .expect("schedule its deletion");
+
+    let args = rotate_args(&acct.id, "app", today(), "enforce");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = run(emu.keyrotor(TABLE), &args);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("scheduled for deletion") && refused.stderr.contains("RestoreSecret"),
+        "the error says what to do: {}",
+        refused.stderr
+    );
+    let keys = acct.keys("app").await;
+    assert_eq!(keys.len(), 1, "the refused key was deleted: {keys:?}");
+    assert_eq!(
+        (keys[0].id.as_str(), keys[0].status.as_str()),
+        (old.id.as_str(), "Active")
+    );
+    let versions = acct
+        .secrets
+        .list_secret_version_ids()
+        .secret_id(&name)
+        .include_deprecated(true)
+        .send()
+        .await
+        .expect("list the versions");
+    assert_eq!(versions.versions().len(), 1, "no value was stored: {versions:?}");
+
+    acct.secrets
+        .restore_secret()
+        .secret_id(&name)
+        .send()
+        .await
+        .expect("restore the secret");
+    let (result, _) = emu.rotate(TABLE, &acct.id, "app", today(), "enforce");
+    assert_eq!(result["outcome"], "rotated", "{result}");
+    let keys = acct.keys("app").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let value: Value = acct.secret_json(&name).await;
+    assert_eq!(value["AccessKeyId"], result["new_key_id"], "{result}");
+}
+
+/// Every secret of the account with its version ids.
 async fn secret_versions(acct: &keyrotor_e2e::world::Account<'_>) -> Vec<(String, Vec<String>)> {
     let mut all = Vec::new();
     for arn in acct.secret_arns().await {

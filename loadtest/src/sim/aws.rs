@@ -295,6 +295,18 @@ impl SecretsPort for SimSecrets {
         } else {
             "CreateSecret"
         };
+        // A stale hint: the other write is tried first, and refused.
+        if req.exists == Some(!exists) {
+            let refused = if exists {
+                "CreateSecret"
+            } else {
+                "PutSecretValue"
+            };
+            self.sim
+                .model
+                .call(Service::Secrets, refused, &self.account, Retry::Sdk)
+                .await?;
+        }
         self.sim
             .model
             .call(Service::Secrets, op, &self.account, Retry::Sdk)

@@ -325,16 +325,16 @@ impl LockedRun<'_> {
                 "secret name `{name}` has characters Secrets Manager does not allow"
             )));
         }
-        // Read once: whether the secret exists also chooses how it is
-        // written below (a stale answer only costs a call there).
-        let described = self.ports.secrets.describe(&name).await?;
-        if let Some(info) = &described {
-            if info.scheduled_for_deletion {
-                return Err(ExecError::Invalid(format!(
-                    "secret `{name}` is scheduled for deletion: restore it (RestoreSecret) or let it go first"
-                )));
-            }
-        }
+        // Not read first (one call less per rotation): the ledger's last
+        // rotation says whether the secret exists, which only chooses the
+        // first write below (a stale hint costs a call, never the value).
+        // A secret scheduled for deletion refuses the value, and the new
+        // key is then deleted unstored (`undo_unstored`).
+        let exists = self
+            .record
+            .secret_arn
+            .as_deref()
+            .is_some_and(|arn| arn_names_secret(arn, &name));
         // Attached now, before the key exists, because a member account
         // without the managed policy (an older member stack) could only be
         // found out after the key was stored. Attaching early grants nothing
@@ -384,7 +384,7 @@ impl LockedRun<'_> {
                 kms_key_id: self.settings.kms_key_id.as_deref(),
                 replica_regions: &self.settings.replica_regions,
                 tags: &tags,
-                exists: Some(described.is_some()),
+                exists: Some(exists),
             })
             .await;
         drop(value);
@@ -468,7 +468,7 @@ impl LockedRun<'_> {
                 tracing::warn!(key_id, error = %err, "store reported a failure but the version exists; recovery will finish");
                 ExecError::Aws(err)
             }
-            Ok(_) => {
+            Ok(described) => {
                 // An unstored key is unusable and holds the second slot.
                 tracing::error!(key_id, error = %err, "could not store the new key; deleting it");
                 if let Err(e) = self.ensure_locked() {
@@ -480,6 +480,12 @@ impl LockedRun<'_> {
                 self.record.intent = None;
                 if let Err(e) = self.save().await {
                     return e;
+                }
+                if described.is_some_and(|info| info.scheduled_for_deletion) {
+                    return ExecError::Invalid(format!(
+                        "secret `{name}` is scheduled for deletion, so it refused the new key \
+                         (deleted again, unused): restore it (RestoreSecret) or let it go first"
+                    ));
                 }
                 ExecError::NotStored(err)
             }
@@ -597,4 +603,30 @@ fn valid_secret_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+}
+
+/// Whether `arn` is the ARN of the secret called `name`: Secrets Manager
+/// ends a secret's ARN with its name, a dash and six random characters.
+fn arn_names_secret(arn: &str, name: &str) -> bool {
+    arn.rsplit_once(":secret:").is_some_and(|(_, rest)| {
+        rest.len() == name.len() + 7
+            && rest.starts_with(name)
+            && rest.as_bytes()[name.len()] == b'-'
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_names_secret;
+
+    #[test]
+    fn a_secret_arn_is_matched_to_its_name_and_no_other() {
+        let arn = "arn:aws:secretsmanager:us-east-1:111122223333:secret:keyrotor/111122223333/alice-AbC123";
+        assert!(arn_names_secret(arn, "keyrotor/111122223333/alice"));
+        // A name that the real one merely starts with, or extends.
+        assert!(!arn_names_secret(arn, "keyrotor/111122223333/ali"));
+        assert!(!arn_names_secret(arn, "keyrotor/111122223333/alice-AbC"));
+        assert!(!arn_names_secret(arn, "keyrotor/111122223333/bob"));
+        assert!(!arn_names_secret("not an arn", "alice"));
+    }
 }
