@@ -57,6 +57,10 @@ fn worker_processes_crashing_mid_work_lose_and_duplicate_nothing() {
     };
     let report = on_paused_clock(simulate(&config)).unwrap();
     assert!(report.crashes >= 3, "processes crashed: {}", report.text());
+    // At this rate a message can die with its process on every receive and
+    // reach the DLQ (here one does); the simulation redrives the DLQ once,
+    // as its alarm's runbook says, and the message then finishes its user.
+    assert!(report.dead_lettered <= 2, "{}", report.text());
     assert_eq!(report.rotated, report.due, "{}", report.text());
     assert_eq!(report.failed, 0, "{}", report.text());
     assert_eq!(report.lost_results, 0, "{}", report.text());

@@ -562,10 +562,11 @@ impl Producer {
         // the run expects exactly the messages that went out.
         let count = std::sync::atomic::AtomicUsize::new(0);
         let last = std::sync::Mutex::new(None);
+        let mut groups = None;
         let pages = async {
             let mut marker = None;
             let mut index = 0u32;
-            let mut shards = None;
+            let shards = &mut groups;
             loop {
                 let (names, next) = self.directory.users_page(&account.id, marker).await?;
                 // Known at the first page: an account listed in one page
@@ -614,7 +615,13 @@ impl Producer {
         pages?;
         let complete = self
             .runs
-            .account_enqueued(run_id, &account.id, &account.name, sent.count as i64)
+            .account_enqueued(
+                run_id,
+                &account.id,
+                &account.name,
+                sent.count as i64,
+                groups.unwrap_or(1),
+            )
             .await?;
         if complete {
             self.nudge(sent.last.as_ref(), "account-complete").await;

@@ -381,7 +381,8 @@ async fn a_secret_scheduled_for_deletion_refuses_the_key_which_is_deleted_again(
     let refused = run(emu.keyrotor(TABLE), &args);
     assert_ne!(refused.code, 0, "{}", refused.stdout);
     assert!(
-        refused.stderr.contains("scheduled for deletion") && refused.stderr.contains("RestoreSecret"),
+        refused.stderr.contains("scheduled for deletion")
+            && refused.stderr.contains("RestoreSecret"),
         "the error says what to do: {}",
         refused.stderr
     );
@@ -399,7 +400,11 @@ async fn a_secret_scheduled_for_deletion_refuses_the_key_which_is_deleted_again(
         .send()
         .await
         .expect("list the versions");
-    assert_eq!(versions.versions().len(), 1, "no value was stored: {versions:?}");
+    assert_eq!(
+        versions.versions().len(),
+        1,
+        "no value was stored: {versions:?}"
+    );
 
     acct.secrets
         .restore_secret()

@@ -190,7 +190,9 @@ async fn the_run_counts_each_complete_account_once_and_status_sums_the_accounts(
     let run = "2026-06-01T00:00:00Z-rollup";
     let (runs, results) = started_run(&emu, run).await;
     for account in ["111111111111", "222222222222"] {
-        runs.account_enqueued(run, account, &format!("name-{account}"), 2)
+        // Two groups for two messages: every result is among the last, so
+        // each reads the counters.
+        runs.account_enqueued(run, account, &format!("name-{account}"), 2, 2)
             .await
             .unwrap();
     }
@@ -274,18 +276,16 @@ async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_pro
     let emu = Emulator::start();
     let run = "2026-06-01T00:00:00Z-early";
     let (runs, results) = started_run(&emu, run).await;
-    // The workers were quicker than the producer's mark.
+    // The workers were quicker than the producer's mark: while it is
+    // enqueueing, the account cannot be complete, and nothing is read.
     for user in ["a", "b"] {
         let recorded = results
             .record(&result(run, "111111111111", user, "noop"))
             .await
             .unwrap();
-        assert!(
-            matches!(recorded, Recorded::New { run: None, .. }),
-            "{recorded:?}"
-        );
+        assert_eq!(recorded, Recorded::Early);
     }
-    runs.account_enqueued(run, "111111111111", "name", 2)
+    runs.account_enqueued(run, "111111111111", "name", 2, 1)
         .await
         .unwrap();
     runs.finish_enqueue(run, 1, 2).await.unwrap();
@@ -297,12 +297,82 @@ async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_pro
     assert_eq!(whole.map(|r| (r.done, r.complete())), Some((2, true)));
 }
 
+/// A result with at least as many of its account's results to come as the
+/// account has groups is counted on that condition and reads nothing; the
+/// last ones read the counters, and the very last finds the account
+/// complete. An account that failed part-way has no such mark: every result
+/// reads, so its shorter count cannot be passed unseen.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_an_accounts_last_results_read_its_counters() {
+    let emu = Emulator::start();
+    let run = "2026-06-01T00:00:00Z-early";
+    let (runs, results) = started_run(&emu, run).await;
+    let account = "111111111111";
+    runs.account_enqueued(run, account, "name", 5, 2)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for user in ["a", "b", "c", "d", "e"] {
+        let recorded = results
+            .record(&result(run, account, user, "noop"))
+            .await
+            .unwrap();
+        seen.push(match recorded {
+            Recorded::Early => "early".to_string(),
+            Recorded::New { account, run } => {
+                format!(
+                    "{}/{} run {:?}",
+                    account.done,
+                    account.expected,
+                    run.map(|r| r.done)
+                )
+            }
+            Recorded::Duplicate => "duplicate".to_string(),
+        });
+    }
+    assert_eq!(
+        seen,
+        ["early", "early", "early", "4/5 run None", "5/5 run Some(5)"]
+    );
+    assert_eq!(
+        results
+            .record(&result(run, account, "a", "noop"))
+            .await
+            .unwrap(),
+        Recorded::Duplicate,
+        "a duplicate of an early result is still found"
+    );
+
+    // Enqueued in full once (a first attempt of the run), then failed
+    // part-way with 2 sent: the mark is gone with the larger count.
+    let other = "222222222222";
+    runs.account_enqueued(run, other, "name", 10, 1)
+        .await
+        .unwrap();
+    runs.account_failed(run, other, "name", "listing failed", 2)
+        .await
+        .unwrap();
+    let first = results
+        .record(&result(run, other, "a", "noop"))
+        .await
+        .unwrap();
+    assert!(matches!(first, Recorded::New { .. }), "{first:?}");
+    let last = results
+        .record(&result(run, other, "b", "noop"))
+        .await
+        .unwrap();
+    let Recorded::New { account: done, .. } = last else {
+        panic!("{last:?}")
+    };
+    assert!(done.complete(), "{done:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_result_item_reads_back_as_it_was_written() {
     let emu = Emulator::start();
     let run = "2026-06-01T00:00:00Z-roundtrip";
     let (runs, results) = started_run(&emu, run).await;
-    runs.account_enqueued(run, "111111111111", "name-111111111111", 2)
+    runs.account_enqueued(run, "111111111111", "name-111111111111", 2, 1)
         .await
         .unwrap();
     let rotated = ResultItem {

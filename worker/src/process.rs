@@ -301,23 +301,25 @@ impl Worker {
             },
         };
         fail::fail_point!("worker-before-record");
-        let progress = match self
-            .results
-            .record(&item)
-            .await
-            .map_err(|e| MessageFailure::retry(&e))?
-        {
+        let recorded = if self.left.among_last(&m.run_id, &m.account_id) {
+            self.results.record_last(&item).await
+        } else {
+            self.results.record(&item).await
+        };
+        let progress = match recorded.map_err(|e| MessageFailure::retry(&e))? {
             Recorded::New { account, run } => {
                 self.left.saw(&m.run_id, &m.account_id, &account);
-                Some((account, run))
+                Some(Some((account, run)))
             }
+            // Not among the account's last: nothing can be due.
+            Recorded::Early => None,
             // Recorded meanwhile — by another delivery, or by our own attempt
             // whose answer was lost: finish that record's outbox.
             Recorded::Duplicate => {
                 if let Some(found) = self.finish_recorded(m, receive_count).await? {
                     return Ok(Processed { result, ..found });
                 }
-                None
+                Some(None)
             }
         };
         fail::fail_point!("worker-after-record");
@@ -327,7 +329,9 @@ impl Worker {
         self.count_against_breaker(m, &item).await?;
         self.wave_trouble(m, &item, result.as_ref()).await?;
         fail::fail_point!("worker-after-publish");
-        self.after_record(m, progress, receive_count).await?;
+        if let Some(progress) = progress {
+            self.after_record(m, progress, receive_count).await?;
+        }
         Ok(Processed {
             handled: Handled::Done(item.outcome),
             result,

@@ -6,7 +6,8 @@
 //! whole rate instead of idling the shares of groups that are done.
 //!
 //! The count comes from the account's counters, read when this process
-//! records a result; a count read earlier is larger than the true one, so
+//! records one of the account's last results (fewer left than it has
+//! groups: the result store says when); a count read earlier is larger than the true one, so
 //! a stale count only gives a smaller share: the fleet stays within the
 //! budget however many processes work the account.
 
@@ -41,6 +42,17 @@ impl MessagesLeft {
         let now = u32::try_from(now).unwrap_or(u32::MAX);
         let count = left.entry(key).or_insert(now);
         *count = (*count).min(now);
+    }
+
+    /// Whether this process has read `account_id`'s counters in `run_id`
+    /// while messages were still left. They are read only after one of an
+    /// account's last results (or after each, for an account the producer
+    /// left no `watch_from` mark on), so a result recorded here next is
+    /// among the last too: it is recorded without the early condition,
+    /// which would only cancel its transaction.
+    pub fn among_last(&self, run_id: &str, account_id: &str) -> bool {
+        let left = self.left.lock().expect("not poisoned");
+        left.contains_key(&(run_id.to_string(), account_id.to_string()))
     }
 
     /// The share a message of `run_id` in `account_id` takes: its group's
@@ -101,6 +113,17 @@ mod tests {
         let left = MessagesLeft::default();
         left.saw("r", "a", &progress(5, 4, false));
         assert_eq!(left.share("r", "a", GROUP_3_OF_10), GROUP_3_OF_10);
+    }
+
+    #[test]
+    fn an_account_read_with_messages_left_is_among_its_last() {
+        let left = MessagesLeft::default();
+        assert!(!left.among_last("r", "a"));
+        left.saw("r", "a", &progress(100, 97, true));
+        assert!(left.among_last("r", "a"));
+        assert!(!left.among_last("r", "b"));
+        left.saw("r", "a", &progress(100, 100, true));
+        assert!(!left.among_last("r", "a"), "finished: forgotten");
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub async fn run(cli: &Cli, args: &RotateArgs) -> Result<ExitCode, CliError> {
     };
     let record = async {
         let key = runs.start(&run_id, as_of, Mode::Enforce, &forced).await?;
-        runs.account_enqueued(&run_id, &account, &account, 1)
+        runs.account_enqueued(&run_id, &account, &account, 1, 1)
             .await?;
         runs.finish_enqueue(&run_id, 1, 1).await?;
         Ok::<_, keyrotor_shared::error::AwsError>(key)

@@ -34,6 +34,8 @@ struct State {
     dedup: HashSet<String>,
     next_id: u64,
     dead: u64,
+    /// Messages on the DLQ, with their groups, until a redrive.
+    dlq: Vec<(String, Message)>,
     /// Seconds from first receive to delete, per deleted message.
     user_seconds: Vec<f64>,
 }
@@ -83,6 +85,24 @@ impl SimQueue {
         }
     }
 
+    /// Moves every message on the DLQ back to the end of its group, as an
+    /// operator's redrive does (`StartMessageMoveTask`: sent again, with
+    /// no receives); how many.
+    pub fn redrive(&self) -> usize {
+        let mut state = self.state();
+        let dlq = std::mem::take(&mut state.dlq);
+        let moved = dlq.len();
+        for (group, mut message) in dlq {
+            message.receives = 0;
+            message.receipt = None;
+            message.visible_at = self.model.elapsed();
+            state.groups.entry(group).or_default().push_back(message);
+        }
+        drop(state);
+        self.notify.notify_waiters();
+        moved
+    }
+
     fn take(&self, max: usize, visibility: Duration) -> (Vec<Received>, Option<Duration>) {
         let now = self.model.elapsed();
         let mut state = self.state();
@@ -115,6 +135,7 @@ impl SimQueue {
                     break;
                 }
                 if m.receives >= self.max_receives {
+                    tracing::warn!(group = %group, id = m.id, receives = m.receives, "moved to the DLQ");
                     dead.push((group.clone(), m.id));
                     continue;
                 }
@@ -139,8 +160,11 @@ impl SimQueue {
         }
         for (group, id) in dead {
             if let Some(messages) = state.groups.get_mut(&group) {
-                messages.retain(|m| m.id != id);
-                if messages.is_empty() {
+                if let Some(at) = messages.iter().position(|m| m.id == id) {
+                    let message = messages.remove(at).expect("found");
+                    state.dlq.push((group.clone(), message));
+                }
+                if state.groups.get(&group).is_some_and(VecDeque::is_empty) {
                     state.groups.remove(&group);
                 }
             }

@@ -55,6 +55,9 @@ pub struct Report {
     pub lost_answers: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
+    /// Messages that reached the DLQ (then redriven once, as an operator
+    /// would on its alarm; those still unrecorded count as lost).
+    pub dead_lettered: u64,
     /// Digest emails sent.
     pub emails: u64,
     /// Run summary events published.
@@ -185,6 +188,7 @@ impl Report {
             conflicts: counters.conflicts,
             lost_answers: counters.lost_answers,
             crashes: 0,
+            dead_lettered: 0,
             emails: counters.emails,
             summaries: 0,
             timeouts: 0,
@@ -240,7 +244,7 @@ impl Report {
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
              due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
-             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}, timeouts {timeouts}\n  \
+             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}, dead-lettered {dead}, timeouts {timeouts}\n  \
              per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
@@ -256,6 +260,7 @@ impl Report {
             conflicts = self.conflicts,
             lost_answers = self.lost_answers,
             crashes = self.crashes,
+            dead = self.dead_lettered,
             timeouts = self.timeouts,
             lost = self.lost_results,
             iam = self.iam_calls,

@@ -37,6 +37,9 @@ struct Counted {
     counts: BTreeMap<String, i64>,
     /// An account's counts were added to the run's.
     rolled_up: bool,
+    /// `expected` less the account's groups (`None` for a run's totals, and
+    /// for an account that failed part-way).
+    watch_from: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -381,6 +384,54 @@ impl SimTable {
             tokio::time::sleep(delay).await;
         }
     }
+
+    /// The adapter's `record` (`watch`) or `record_last`.
+    async fn record_watching(&self, r: &ResultItem, watch: bool) -> Result<Recorded, AwsError> {
+        self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
+            .await?;
+        // `None`: cancelled by the count's condition; `Some(None)`: counted
+        // by the second transaction, which reads after.
+        let mut watched = !watch;
+        loop {
+            let step = {
+                let mut state = self.state();
+                let run = state.runs.entry(r.run_id.clone()).or_default();
+                let key = (r.account_id.clone(), r.user_name.clone());
+                let duplicate = run.results.contains_key(&key);
+                let account = run.accounts.entry(r.account_id.clone()).or_default();
+                // As the adapter's first transaction: counted on the
+                // condition that the account has a result per group to come.
+                let early =
+                    !account.enqueued || account.watch_from.is_some_and(|w| account.done < w);
+                if duplicate {
+                    Some(Some(Recorded::Duplicate))
+                } else if !early && !watched {
+                    None
+                } else {
+                    account.done += 1;
+                    *account
+                        .counts
+                        .entry(r.outcome.as_str().to_string())
+                        .or_default() += 1;
+                    run.results.insert(key, (r.clone(), false));
+                    let now = self.model.elapsed();
+                    state.recorded_at.push(now);
+                    Some((early && !watched).then_some(Recorded::Early))
+                }
+            };
+            match step {
+                Some(Some(recorded)) => return Ok(recorded),
+                Some(None) => break,
+                None => {
+                    watched = true;
+                    self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
+                        .await?;
+                }
+            }
+        }
+        let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
+        Ok(Recorded::New { account, run })
+    }
 }
 
 /// Rolls a complete account up into its run, once; whether this did.
@@ -448,27 +499,11 @@ impl ResultsPort for SimTable {
     }
 
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
-        self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
-            .await?;
-        let now = self.model.elapsed();
-        {
-            let mut state = self.state();
-            let run = state.runs.entry(r.run_id.clone()).or_default();
-            let key = (r.account_id.clone(), r.user_name.clone());
-            if run.results.contains_key(&key) {
-                return Ok(Recorded::Duplicate);
-            }
-            run.results.insert(key, (r.clone(), false));
-            let account = run.accounts.entry(r.account_id.clone()).or_default();
-            account.done += 1;
-            *account
-                .counts
-                .entry(r.outcome.as_str().to_string())
-                .or_default() += 1;
-            state.recorded_at.push(now);
-        }
-        let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
-        Ok(Recorded::New { account, run })
+        self.record_watching(r, true).await
+    }
+
+    async fn record_last(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.record_watching(r, false).await
     }
 
     async fn progress(
@@ -655,6 +690,7 @@ impl RunsPort for SimTable {
         account_id: &str,
         _account_name: &str,
         expected: i64,
+        groups: u32,
     ) -> Result<bool, AwsError> {
         self.producer_mark().await;
         self.request("UpdateItem").await?;
@@ -668,6 +704,7 @@ impl RunsPort for SimTable {
             .or_default();
         account.expected = expected;
         account.enqueued = true;
+        account.watch_from = Some(expected - i64::from(groups.max(1)));
         // As the adapter does: an account whose results all came first.
         Ok(roll_up(
             state.runs.get_mut(run_id).expect("just made"),
@@ -691,6 +728,7 @@ impl RunsPort for SimTable {
         let account = run.accounts.entry(account_id.to_string()).or_default();
         account.expected = enqueued;
         account.enqueued = true;
+        account.watch_from = None;
         Ok(roll_up(run, account_id))
     }
 

@@ -163,7 +163,7 @@ impl Producer {
         let n = messages.len() as i64;
         let account_done = self
             .runs
-            .account_enqueued(&run_id, account_id, &account.name, n)
+            .account_enqueued(&run_id, account_id, &account.name, n, 1)
             .await
             .map_err(ProduceError::Runs)?;
         let run_done = self

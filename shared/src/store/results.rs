@@ -142,9 +142,22 @@ pub enum Recorded {
         /// run cannot be complete then, and its item is not read).
         run: Option<Progress>,
     },
+    /// First time: counted, and the write itself showed that nothing needs
+    /// reading: the producer is still enqueueing the account, or at least
+    /// as many of its results are still to come as it has message groups
+    /// (so it is not complete, and each group keeps its share of the IAM
+    /// rate). The account's `watch_from` mark says where that ends.
+    Early,
     /// A result already existed: a duplicate delivery; nothing changed.
     Duplicate,
 }
+
+/// The condition on an account's count that makes a result [`Recorded::Early`].
+/// `watch_from` is `expected` less the account's message groups, written by
+/// the producer with `enqueued`; an account without it (failed part-way, or
+/// marked by an older producer) is always read.
+const EARLY: &str =
+    "attribute_not_exists(enqueued) OR (attribute_exists(watch_from) AND done < watch_from)";
 
 /// Why one attempt to record a result failed.
 enum RecordFailure {
@@ -334,6 +347,20 @@ impl ResultStore {
 
     /// Records a result and counts it, exactly once.
     pub async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.record_watching(r, true).await
+    }
+
+    /// [`ResultStore::record`] for a result known to be among its account's
+    /// last (its counters, read after an earlier result, said so): counted
+    /// without the [`Recorded::Early`] condition, which would only cancel
+    /// the transaction, then read.
+    pub async fn record_last(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.record_watching(r, false).await
+    }
+
+    /// Records a result, first on the [`Recorded::Early`] condition when
+    /// `watch` says so.
+    async fn record_watching(&self, r: &ResultItem, watch: bool) -> Result<Recorded, AwsError> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(r).expect("a result item is plain data");
         item.extend(ItemKey::result(&r.run_id, &r.account_id, &r.user_name).attributes());
@@ -350,38 +377,63 @@ impl ResultStore {
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .expect("table and item are set");
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(
-                ItemKey::run_account(&r.run_id, &r.account_id).attributes(),
-            ))
-            .update_expression(format!(
-                "ADD done :one, {} :one SET owner_email = :email",
-                counter(r.outcome)
-            ))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":email", s(r.account_email.clone().unwrap_or_default()))
-            .build()
-            .expect("table, key and expression are set");
-        let mut items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(count).build(),
-        ];
+        let count = |early: bool| {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(
+                    ItemKey::run_account(&r.run_id, &r.account_id).attributes(),
+                ))
+                .update_expression(format!(
+                    "ADD done :one, {} :one SET owner_email = :email",
+                    counter(r.outcome)
+                ))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(
+                    ":email",
+                    s(r.account_email.clone().unwrap_or_default()),
+                );
+            let update = if early {
+                update.condition_expression(EARLY)
+            } else {
+                update
+            };
+            update.build().expect("table, key and expression are set")
+        };
         // The circuit breaker's count: on the run's item, since it is a
         // run's failures that open it. Failures are rare, so this adds no
         // load worth the name to that item.
-        if r.outcome == Outcome::Failed && r.mode == Mode::Enforce {
-            let failures = Update::builder()
+        let failures = (r.outcome == Outcome::Failed && r.mode == Mode::Enforce).then(|| {
+            Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(ItemKey::run(&r.run_id).attributes()))
                 .update_expression("ADD enforce_failures :one")
                 .expression_attribute_values(":one", n(1))
                 .build()
-                .expect("table, key and expression are set");
-            items.push(TransactWriteItem::builder().update(failures).build());
+                .expect("table, key and expression are set")
+        });
+        let items = |early: bool| {
+            let mut items = vec![
+                TransactWriteItem::builder().put(put.clone()).build(),
+                TransactWriteItem::builder().update(count(early)).build(),
+            ];
+            items.extend(
+                failures
+                    .clone()
+                    .map(|f| TransactWriteItem::builder().update(f).build()),
+            );
+            items
+        };
+        // Most results are not among their account's last: counted on the
+        // condition that says so, they need no read of the counters after.
+        if watch {
+            match self.transact(items(true)).await? {
+                None => return Ok(Recorded::Early),
+                Some(0) => return Ok(Recorded::Duplicate),
+                Some(_) => {}
+            }
         }
-        let duplicate = self.transact_once(items).await?;
-        if duplicate {
+        // Among the last: counted without the condition, then read.
+        if self.transact(items(false)).await?.is_some() {
             return Ok(Recorded::Duplicate);
         }
         let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
@@ -494,11 +546,18 @@ impl ResultStore {
 
     /// Runs a transaction whose first item carries the condition that makes
     /// it happen once: `Ok(true)` when that condition failed (done already),
-    /// `Ok(false)` when applied. Real DynamoDB cancels a transaction that
+    /// `Ok(false)` when applied.
+    async fn transact_once(&self, items: Vec<TransactWriteItem>) -> Result<bool, AwsError> {
+        Ok(self.transact(items).await?.is_some())
+    }
+
+    /// Runs a transaction of conditioned items: `Ok(None)` when applied,
+    /// `Ok(Some(i))` when it was cancelled because item `i`'s condition
+    /// failed (the first such). Real DynamoDB cancels a transaction that
     /// meets another on the same item (an account's results count on its
     /// one item), and the SDK does not retry that; nor has it retried a 5xx
     /// for ever: both are retried here.
-    async fn transact_once(&self, items: Vec<TransactWriteItem>) -> Result<bool, AwsError> {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<usize>, AwsError> {
         let attempt = || async {
             let transaction = self
                 .client
@@ -507,13 +566,10 @@ impl ResultStore {
                 .send()
                 .await;
             match transaction {
-                Ok(_) => Ok(false),
+                Ok(_) => Ok(None),
                 Err(e) => match cancellation(&e) {
-                    Some(reasons)
-                        if reasons.first().map(String::as_str)
-                            == Some("ConditionalCheckFailed") =>
-                    {
-                        Ok(true)
+                    Some(reasons) if reasons.iter().any(|c| c == "ConditionalCheckFailed") => {
+                        Ok(reasons.iter().position(|c| c == "ConditionalCheckFailed"))
                     }
                     Some(reasons) if reasons.iter().any(|c| c == "TransactionConflict") => {
                         Err(RecordFailure::Conflict)
@@ -755,6 +811,9 @@ pub trait ResultsPort: Send + Sync {
     ) -> Result<(), AwsError>;
     /// Records a result and its counters exactly once.
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError>;
+    /// Records a result known to be among its account's last (see
+    /// [`ResultStore::record_last`]).
+    async fn record_last(&self, r: &ResultItem) -> Result<Recorded, AwsError>;
     /// The account's progress, and the run's once the account is complete
     /// (see [`ResultStore::progress`]).
     async fn progress(
@@ -812,6 +871,9 @@ impl ResultsPort for ResultStore {
     }
     async fn record(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
         self.record(r).await
+    }
+    async fn record_last(&self, r: &ResultItem) -> Result<Recorded, AwsError> {
+        self.record_last(r).await
     }
     async fn progress(
         &self,

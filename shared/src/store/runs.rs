@@ -337,16 +337,20 @@ impl RunStore {
         Ok(out.items().first().and_then(|i| get_s(i, SK)))
     }
 
-    /// Records that all of an account's `expected` messages are enqueued.
-    /// Workers may have recorded them all already: then the account is
-    /// rolled up into the run's counters here, and `true` says so (no
-    /// worker saw it complete: its digest is still owed).
+    /// Records that all of an account's `expected` messages are enqueued,
+    /// over `groups` message groups. Workers may have recorded them all
+    /// already: then the account is rolled up into the run's counters here,
+    /// and `true` says so (no worker saw it complete: its digest is still
+    /// owed). `watch_from`, `expected` less `groups`, is the count from
+    /// which a worker reads the counters after each result (see
+    /// [`super::results::Recorded::Early`]).
     pub async fn account_enqueued(
         &self,
         run_id: &str,
         account_id: &str,
         account_name: &str,
         expected: i64,
+        groups: u32,
     ) -> Result<bool, AwsError> {
         let written = super::retry::send_update(
             self.client
@@ -355,8 +359,9 @@ impl RunStore {
                 .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
                 .update_expression(
                     "SET account_id = :id, account_name = :name, expected = :n, enqueued = :true, \
-                 #status = :ok, done = if_not_exists(done, :zero) REMOVE #error",
+                 watch_from = :watch, #status = :ok, done = if_not_exists(done, :zero) REMOVE #error",
                 )
+                .expression_attribute_values(":watch", n(expected - i64::from(groups.max(1))))
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#error", "error")
                 .expression_attribute_values(":id", s(account_id))
@@ -403,7 +408,8 @@ impl RunStore {
             .set_key(Some(ItemKey::run_account(run_id, account_id).attributes()))
             .update_expression(
                 "SET account_id = :id, account_name = :name, #status = :failed, #error = :error, \
-                 expected = :sent, done = if_not_exists(done, :zero), enqueued = :true",
+                 expected = :sent, done = if_not_exists(done, :zero), enqueued = :true \
+                 REMOVE watch_from",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
@@ -512,13 +518,15 @@ pub trait RunsPort: Send + Sync {
     ) -> Result<String, AwsError>;
     /// What the producer asked of a run, if it exists.
     async fn params(&self, run_id: &str) -> Result<Option<RunParams>, AwsError>;
-    /// Records an account as enqueued with `expected` messages.
+    /// Records an account as enqueued with `expected` messages over
+    /// `groups` message groups.
     async fn account_enqueued(
         &self,
         run_id: &str,
         account_id: &str,
         account_name: &str,
         expected: i64,
+        groups: u32,
     ) -> Result<bool, AwsError>;
     /// Records an account's failure, with the messages it did send.
     async fn account_failed(
@@ -559,8 +567,9 @@ impl RunsPort for RunStore {
         account_id: &str,
         account_name: &str,
         expected: i64,
+        groups: u32,
     ) -> Result<bool, AwsError> {
-        self.account_enqueued(run_id, account_id, account_name, expected)
+        self.account_enqueued(run_id, account_id, account_name, expected, groups)
             .await
     }
     async fn account_failed(
