@@ -20,7 +20,7 @@ use crate::{Cli, CliError};
 #[derive(Args, Debug)]
 pub struct WorkArgs {
     /// FIFO message groups worked at once (each three of its messages at a time).
-    #[arg(long, env = "KEYROTOR_WORK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "KEYROTOR_WORK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Exit once the queue has been empty this many seconds (default: run until a signal).
     #[arg(long, env = "KEYROTOR_UNTIL_IDLE")]
