@@ -696,13 +696,35 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
     }
     assert_eq!(rotated_users.len(), 8);
 
-    // Exactly one rotated event per user, with its new key and secret.
+    // One rotated result per user, with its new key and secret. The pool
+    // killed between publishing an event and marking it published leaves
+    // the redelivery to publish the recorded result again (the outbox's
+    // at-least-once window, DESIGN's events): a copy is identical to the
+    // first, so consumers deduplicate on (run, account, user). Seen once
+    // in CI, for one of the first three results, recorded just before the
+    // kill.
     let events: Vec<Value> = drain_queue(&org.hub, &rotated_events)
         .await
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();
-    assert_eq!(events.len(), 8, "{events:?}");
+    let mut copies: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    for e in &events {
+        let who = (
+            e["account_id"].as_str().unwrap().to_string(),
+            e["user_name"].as_str().unwrap().to_string(),
+        );
+        copies.entry(who).or_default().push(e);
+    }
+    assert_eq!(copies.len(), 8, "{events:?}");
+    for same in copies.values() {
+        assert!(
+            same.iter().all(|e| *e == same[0]),
+            "a copy differs: {same:?}"
+        );
+    }
+    // At most the killed pool's messages in flight (4 groups, 3 each).
+    assert!(events.len() <= 8 + 12, "{events:?}");
     for e in &events {
         let who = (
             e["account_id"].as_str().unwrap().to_string(),

@@ -558,17 +558,22 @@ impl Worker {
         self.executor.process(&req).await
     }
 
-    /// Publishes the result's event (unless it is a `noop` and those are not
-    /// published), then marks it published.
+    /// Publishes the result's event, then marks it published. A result with
+    /// no event (a `noop`, unless those are published; or no topic) is not
+    /// marked: a redelivery finds it unmarked and again has nothing to
+    /// publish, so the mark would buy nothing for a write per result, and
+    /// most of a sweep's results are `noop`.
     async fn publish(&self, m: &WorkMessage, item: &ResultItem) -> Result<(), AwsError> {
-        if let Some(events) = &self.events {
-            if item.outcome != Outcome::Noop || self.settings.publish_noop {
-                events.publish_result(&event_of(m, item)).await?;
-                // Between the event and its mark: the one place a crash
-                // publishes an event twice (SNS itself is at-least-once).
-                fail::fail_point!("worker-between-publish-and-mark");
-            }
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        if item.outcome == Outcome::Noop && !self.settings.publish_noop {
+            return Ok(());
         }
+        events.publish_result(&event_of(m, item)).await?;
+        // Between the event and its mark: the one place a crash publishes
+        // an event twice (SNS itself is at-least-once).
+        fail::fail_point!("worker-between-publish-and-mark");
         self.results
             .mark_published(&m.run_id, &m.account_id, &m.user_name)
             .await
