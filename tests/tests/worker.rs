@@ -719,12 +719,10 @@ async fn a_fault_storm_with_a_killed_pool_still_rotates_everyone_once_and_report
     assert_eq!(copies.len(), 8, "{events:?}");
     for same in copies.values() {
         assert!(
-            same.iter().all(|e| *e == same[0]),
-            "a copy differs: {same:?}"
+            same.len() <= 2 && same.iter().all(|e| *e == same[0]),
+            "one pool was killed, once: at most one identical copy: {same:?}"
         );
     }
-    // At most the killed pool's messages in flight (4 groups, 3 each).
-    assert!(events.len() <= 8 + 12, "{events:?}");
     for e in &events {
         let who = (
             e["account_id"].as_str().unwrap().to_string(),

@@ -52,7 +52,8 @@ pub struct SimQueue {
 /// What the queue measured.
 #[derive(Debug, Clone, Default)]
 pub struct QueueStats {
-    /// Messages moved to the DLQ.
+    /// Moves to the DLQ (a message dead-lettered again after a redrive
+    /// counts twice).
     pub dead: u64,
     /// Seconds from each message's first receive to its delete.
     pub user_seconds: Vec<f64>,
@@ -161,7 +162,12 @@ impl SimQueue {
         for (group, id) in dead {
             if let Some(messages) = state.groups.get_mut(&group) {
                 if let Some(at) = messages.iter().position(|m| m.id == id) {
-                    let message = messages.remove(at).expect("found");
+                    let mut message = messages.remove(at).expect("found");
+                    // Its last receipt dies with it: SQS refuses a delete
+                    // with it once the message is redriven.
+                    if let Some(receipt) = message.receipt.take() {
+                        state.receipts.remove(&receipt);
+                    }
                     state.dlq.push((group.clone(), message));
                 }
                 if state.groups.get(&group).is_some_and(VecDeque::is_empty) {

@@ -55,8 +55,8 @@ pub struct Report {
     pub lost_answers: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
-    /// Messages that reached the DLQ (then redriven once, as an operator
-    /// would on its alarm; those still unrecorded count as lost).
+    /// Moves to the DLQ (redriven once, as an operator would on its alarm;
+    /// a message without a result after that counts as lost).
     pub dead_lettered: u64,
     /// Digest emails sent.
     pub emails: u64,
