@@ -312,20 +312,10 @@ async fn a_member_account_without_the_read_policy_gets_no_unstored_key() {
     run(emu.keyrotor(TABLE), &["init"]);
     let old = acct.user("app").await.used_key_aged(95).await;
 
-    let args = rotate_args(&acct.id, "app", today(), "enforce");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let refused = run(emu.keyrotor(TABLE), &args);
-    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    let refused = refused_rotation(&emu, &acct, "app", &old).await;
     assert!(
-        refused.stderr.contains(&policy_arn) && refused.stderr.contains("infra/member-role.yaml"),
-        "the error names the policy and the member stack: {}",
-        refused.stderr
-    );
-    let keys = acct.keys("app").await;
-    assert_eq!(keys.len(), 1, "no key was created: {keys:?}");
-    assert_eq!(
-        (keys[0].id.as_str(), keys[0].status.as_str()),
-        (old.id.as_str(), "Active")
+        refused.contains(&policy_arn) && refused.contains("infra/member-role.yaml"),
+        "the error names the policy and the member stack: {refused}"
     );
     assert!(acct.secret_arns().await.is_empty());
 
@@ -376,21 +366,10 @@ async fn a_secret_scheduled_for_deletion_refuses_the_key_which_is_deleted_again(
         .await
         .expect("schedule its deletion");
 
-    let args = rotate_args(&acct.id, "app", today(), "enforce");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let refused = run(emu.keyrotor(TABLE), &args);
-    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    let refused = refused_rotation(&emu, &acct, "app", &old).await;
     assert!(
-        refused.stderr.contains("scheduled for deletion")
-            && refused.stderr.contains("RestoreSecret"),
-        "the error says what to do: {}",
-        refused.stderr
-    );
-    let keys = acct.keys("app").await;
-    assert_eq!(keys.len(), 1, "the refused key was deleted: {keys:?}");
-    assert_eq!(
-        (keys[0].id.as_str(), keys[0].status.as_str()),
-        (old.id.as_str(), "Active")
+        refused.contains("scheduled for deletion") && refused.contains("RestoreSecret"),
+        "the error says what to do: {refused}"
     );
     let versions = acct
         .secrets
@@ -418,6 +397,28 @@ async fn a_secret_scheduled_for_deletion_refuses_the_key_which_is_deleted_again(
     assert_eq!(keys.len(), 2, "{keys:?}");
     let value: Value = acct.secret_json(&name).await;
     assert_eq!(value["AccessKeyId"], result["new_key_id"], "{result}");
+}
+
+/// Runs an enforce `rotate` of `user` that must fail, and checks that the
+/// user still has `old` alone, active (no key created, or the refused one
+/// deleted again); returns the error output.
+async fn refused_rotation(
+    emu: &Emulator,
+    acct: &keyrotor_e2e::world::Account<'_>,
+    user: &str,
+    old: &keyrotor_e2e::world::TestKey,
+) -> String {
+    let args = rotate_args(&acct.id, user, today(), "enforce");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = run(emu.keyrotor(TABLE), &args);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    let keys = acct.keys(user).await;
+    assert_eq!(keys.len(), 1, "only the old key is left: {keys:?}");
+    assert_eq!(
+        (keys[0].id.as_str(), keys[0].status.as_str()),
+        (old.id.as_str(), "Active")
+    );
+    refused.stderr
 }
 
 /// Every secret of the account with its version ids.

@@ -385,53 +385,61 @@ impl SimTable {
         }
     }
 
-    /// The adapter's `record` (`watch`) or `record_last`.
+    /// The adapter's `record` (`watch`) or `record_last`: the conditioned
+    /// transaction first when `watch`, then the unconditioned one and the
+    /// read, each a modelled request.
     async fn record_watching(&self, r: &ResultItem, watch: bool) -> Result<Recorded, AwsError> {
-        self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
-            .await?;
-        // `None`: cancelled by the count's condition; `Some(None)`: counted
-        // by the second transaction, which reads after.
-        let mut watched = !watch;
-        loop {
-            let step = {
-                let mut state = self.state();
-                let run = state.runs.entry(r.run_id.clone()).or_default();
-                let key = (r.account_id.clone(), r.user_name.clone());
-                let duplicate = run.results.contains_key(&key);
-                let account = run.accounts.entry(r.account_id.clone()).or_default();
-                // As the adapter's first transaction: counted on the
-                // condition that the account has a result per group to come.
-                let early =
-                    !account.enqueued || account.watch_from.is_some_and(|w| account.done < w);
-                if duplicate {
-                    Some(Some(Recorded::Duplicate))
-                } else if !early && !watched {
-                    None
-                } else {
-                    account.done += 1;
-                    *account
-                        .counts
-                        .entry(r.outcome.as_str().to_string())
-                        .or_default() += 1;
-                    run.results.insert(key, (r.clone(), false));
-                    let now = self.model.elapsed();
-                    state.recorded_at.push(now);
-                    Some((early && !watched).then_some(Recorded::Early))
-                }
-            };
-            match step {
-                Some(Some(recorded)) => return Ok(recorded),
-                Some(None) => break,
-                None => {
-                    watched = true;
-                    self.transact_on(format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id))
-                        .await?;
-                }
+        let item = format!("RUN#{}/ACCOUNT#{}", r.run_id, r.account_id);
+        self.transact_on(item.clone()).await?;
+        if watch {
+            match self.count(r, true) {
+                Counting::Duplicate => return Ok(Recorded::Duplicate),
+                Counting::Counted => return Ok(Recorded::Early),
+                Counting::Cancelled => self.transact_on(item).await?,
             }
+        }
+        if let Counting::Duplicate = self.count(r, false) {
+            return Ok(Recorded::Duplicate);
         }
         let (account, run) = self.progress(&r.run_id, &r.account_id).await?;
         Ok(Recorded::New { account, run })
     }
+
+    /// One result transaction's effect: the result put once and counted,
+    /// on the adapter's early condition when `conditioned` (the account
+    /// still being enqueued, or a result per group still to come).
+    fn count(&self, r: &ResultItem, conditioned: bool) -> Counting {
+        let now = self.model.elapsed();
+        let mut state = self.state();
+        let run = state.runs.entry(r.run_id.clone()).or_default();
+        let key = (r.account_id.clone(), r.user_name.clone());
+        if run.results.contains_key(&key) {
+            return Counting::Duplicate;
+        }
+        let account = run.accounts.entry(r.account_id.clone()).or_default();
+        let early = !account.enqueued || account.watch_from.is_some_and(|w| account.done < w);
+        if conditioned && !early {
+            return Counting::Cancelled;
+        }
+        account.done += 1;
+        *account
+            .counts
+            .entry(r.outcome.as_str().to_string())
+            .or_default() += 1;
+        run.results.insert(key, (r.clone(), false));
+        state.recorded_at.push(now);
+        Counting::Counted
+    }
+}
+
+/// What one modelled result transaction did.
+enum Counting {
+    /// The result was there already.
+    Duplicate,
+    /// The early condition failed: nothing written.
+    Cancelled,
+    /// Put and counted.
+    Counted,
 }
 
 /// Rolls a complete account up into its run, once; whether this did.
