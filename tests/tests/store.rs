@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use keyrotor_e2e::Emulator;
 use keyrotor_shared::domain::{Action, KeyAction, Mode};
-use keyrotor_shared::store::results::{Recorded, ResultItem, ResultStore};
+use keyrotor_shared::store::results::{
+    claim_holder, Claim, Notice, Recorded, ResultItem, ResultStore,
+};
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::{ensure_table, DynamoLedger, LedgerPort, StoreError};
 
@@ -295,6 +297,69 @@ async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_pro
     // A later look (a redelivery) does not add it again.
     let (_, whole) = results.progress(run, "111111111111").await.unwrap();
     assert_eq!(whole.map(|r| (r.done, r.complete())), Some((2, true)));
+}
+
+/// A digest's claim names the message whose delivery holds it, so that a
+/// delivery of another message that meets it can leave the digest to it;
+/// released or sent, it names no one, and a stale one is taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_claim_names_the_message_that_holds_it() {
+    let emu = Emulator::start();
+    let run = "2026-06-01T00:00:00Z-claims";
+    let (runs, results) = started_run(&emu, run).await;
+    let account = "111111111111";
+    runs.account_enqueued(run, account, "name", 2, 1)
+        .await
+        .unwrap();
+    let digest = Notice::Digest {
+        account_id: account,
+    };
+    let (a, b) = (claim_holder(account, "a"), claim_holder(account, "b"));
+    let lease = Duration::from_secs(300);
+
+    let first = results
+        .claim(run, digest, "pool-1", &a, lease)
+        .await
+        .unwrap();
+    assert!(matches!(first, Claim::Mine { .. }), "{first:?}");
+    let second = results
+        .claim(run, digest, "pool-2", &b, lease)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&second, Claim::Busy { holder: Some(h), .. } if *h == a),
+        "{second:?}"
+    );
+
+    // Released after a failed send: free again, and the next holder is named.
+    results.release(run, digest, "pool-1").await.unwrap();
+    let retaken = results
+        .claim(run, digest, "pool-2", &b, lease)
+        .await
+        .unwrap();
+    assert!(matches!(retaken, Claim::Mine { .. }), "{retaken:?}");
+    let held = results
+        .claim(run, digest, "pool-1", &a, lease)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&held, Claim::Busy { holder: Some(h), .. } if *h == b),
+        "{held:?}"
+    );
+
+    // A holder that stopped: its claim goes stale and is taken over.
+    let stale = results
+        .claim(run, digest, "pool-1", &a, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(matches!(stale, Claim::Mine { .. }), "{stale:?}");
+
+    results.finish(run, digest, "pool-1").await.unwrap();
+    let after = results
+        .claim(run, digest, "pool-2", &b, lease)
+        .await
+        .unwrap();
+    assert_eq!(after, Claim::Done);
 }
 
 /// A result with at least as many of its account's results to come as the

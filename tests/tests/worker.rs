@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use keyrotor_e2e::world::{Account, Org};
 use keyrotor_e2e::{
     day, drain_queue, run, scan_table, subscribe_queue, today, verify_sender, Emulator, Fault,
@@ -389,6 +390,111 @@ async fn every_message_delivered_twice_makes_no_extra_key_event_or_email() {
         })
         .count();
     assert_eq!(digests, 2, "one digest per account");
+}
+
+/// The message a digest's claim is held for (`account/user`), read from the
+/// run's account item.
+async fn digest_holder(org: &Org<'_>, env: &Env, run_id: &str, account: &str) -> Option<String> {
+    let item = aws_sdk_dynamodb::Client::new(&org.hub)
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("RUN#{run_id}")))
+        .key("sk", AttributeValue::S(format!("ACCOUNT#{account}")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    item.get("digest_holder")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
+/// A pool dies while it sends an account's digest, and both of the
+/// account's messages come again (SQS redelivers the one being worked; the
+/// producer sends the run again). Both find the account complete and the
+/// claim held. The other user's message is done at once: the digest is the
+/// claim's message's to send. That message's deliveries are retried, one
+/// takes the stale claim over, and the digest goes out once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_claim_held_for_another_message_is_left_to_that_message() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let sqs = aws_sdk_sqs::Client::new(&org.hub);
+    // A standard queue: no deduplication, so a second produce sends again.
+    let standard = sqs
+        .create_queue()
+        .queue_name("claim-standard")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let env = setup(&emu, &org, "claim", Some(standard)).await;
+    let acct = org.account("claim").await;
+    acct.user("alice").await.used_key_aged(95).await;
+    acct.user("bob").await.used_key_aged(86).await;
+    emu.set_clock(today());
+    let run_id = produce(&emu, &env, &[])["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Long enough for the second pool to meet the claim before it is stale.
+    let lease = ("KEYROTOR_LOCK_LEASE_SECS", "12");
+    let one_at_a_time = [
+        "--until-idle",
+        "3",
+        "--concurrency",
+        "1",
+        "--visibility-secs",
+        "5",
+    ];
+
+    let (code, log) = finish(spawn_worker(
+        &emu,
+        &env,
+        &[lease, ("FAILPOINTS", "worker-before-digest=panic")],
+        &one_at_a_time,
+    ));
+    assert_ne!(code, 0, "the failpoint stops the pool: {log}");
+    let holder = digest_holder(&org, &env, &run_id, &acct.id)
+        .await
+        .unwrap_or_else(|| panic!("the dead pool's claim names its message: {log}"));
+    let last = holder
+        .strip_prefix(&format!("{}/", acct.id))
+        .expect("account/user")
+        .to_string();
+    let other = if last == "alice" { "bob" } else { "alice" };
+    produce(&emu, &env, &["--run-id", &run_id]);
+
+    let (code, log) = finish(spawn_worker(&emu, &env, &[lease], &one_at_a_time));
+    assert_eq!(code, 0, "{log}");
+    let retried = |user: &str| {
+        log.lines()
+            .filter(|l| l.contains("digest not sent yet") && l.contains(&format!("user={user}")))
+            .count()
+    };
+    assert!(
+        retried(&last) >= 1,
+        "the claim's own message waits for it to go stale: {log}"
+    );
+    assert_eq!(
+        retried(other),
+        0,
+        "another message leaves the digest to the claim's: {log}"
+    );
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(
+        (&st["done"], &st["summary_sent"]),
+        (&json!(2), &json!(true)),
+        "{st}"
+    );
+    let digests = emu
+        .sent_emails()
+        .iter()
+        .filter(|m| m["destinations"].to_string().contains("claim@example.com"))
+        .count();
+    assert_eq!(digests, 1, "one digest, sent by the claim's message");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,9 @@ use keyrotor_shared::executor::{ExecError, Executor, UserRequest, UserResult};
 use keyrotor_shared::message::{MessageError, WorkMessage};
 use keyrotor_shared::queue::QueuePort;
 use keyrotor_shared::store::breaker::BreakerPort;
-use keyrotor_shared::store::results::{Claim, Notice, Progress, Recorded, ResultItem, ResultsPort};
+use keyrotor_shared::store::results::{
+    claim_holder, Claim, Notice, Progress, Recorded, ResultItem, ResultsPort,
+};
 use keyrotor_shared::store::runs::{forced_entry, RunParams, RunsPort};
 use keyrotor_shared::store::waves::WavesPort;
 
@@ -582,8 +584,9 @@ impl Worker {
     /// The account digest and the run summary, when the run's counters say
     /// they are due. Each is claimed (`sending`, then `sent`), so it goes
     /// out once; a claim whose holder died is taken over after a while. A
-    /// failure, or a claim another worker holds now, leaves this message
-    /// for a retry, so that the digest or summary is never lost.
+    /// failure, or a claim held now for this same message, leaves this
+    /// message for a retry, so that the digest or summary is never lost; a
+    /// claim held for another message is left to that message's delivery.
     async fn after_record(
         &self,
         m: &WorkMessage,
@@ -614,11 +617,10 @@ impl Worker {
         if owed.is_empty() {
             return Ok(());
         }
-        // Come back once another holder's claim may be taken over; on a
-        // first receive sooner, since that holder is most often another
-        // message of the account finishing the same digest or summary in
-        // a moment (two last results recorded at once both see the
-        // account complete).
+        // Come back once the claim may be taken over; on a first receive
+        // sooner, since the holder is most often another delivery of this
+        // same message finishing in a moment. (A claim held for another
+        // message is that message's to finish: `backed_by_another`.)
         let now = keyrotor_shared::time::now();
         let not_before = owed
             .iter()
@@ -647,13 +649,27 @@ impl Worker {
         F: FnOnce(BTreeSet<String>) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>>,
     {
+        let me = claim_holder(&m.account_id, &m.user_name);
         let already_sent = match self
             .results
-            .claim(&m.run_id, notice, &self.owner, self.settings.lock_lease)
+            .claim(
+                &m.run_id,
+                notice,
+                &self.owner,
+                &me,
+                self.settings.lock_lease,
+            )
             .await?
         {
             Claim::Done => return Ok(()),
-            Claim::Busy { stale_at } => return Err(Owed::Busy(stale_at)),
+            Claim::Busy { holder, .. } if backed_by_another(holder.as_deref(), &me) => {
+                tracing::debug!(
+                    holder = holder.as_deref(),
+                    "another message's delivery is sending it; this one is done"
+                );
+                return Ok(());
+            }
+            Claim::Busy { stale_at, .. } => return Err(Owed::Busy(stale_at)),
             Claim::Mine { already_sent } => already_sent,
         };
         let sent = match send(already_sent).await {
@@ -779,11 +795,23 @@ impl SentMarker for Recipients<'_> {
 /// How soon a first delivery that found a user's lock, or a digest's or
 /// summary's claim, held by another is tried again: the holder is most
 /// often another delivery finishing within seconds (a second delivery of
-/// the same message; the other of two last results of an account), after
-/// which the retry finds the work done. Waiting for the lease to end
+/// the same message, or the producer's nudge of it), after which the retry
+/// finds the work done. Waiting for the lease to end
 /// (minutes) would stall the message, and a pool's `--until-idle`, for
 /// nothing.
 const BUSY_FIRST_RETRY: chrono::Duration = chrono::Duration::seconds(10);
+
+/// Whether a digest's or summary's claim held for the message `holder` is
+/// kept by that message's delivery, so that the delivery of message `me`
+/// can finish without it. The holder deletes its message only once the
+/// notice is sent, and a failed send retries its message; if the holder
+/// stops, SQS delivers its message again, and that delivery takes the claim
+/// over when it goes stale. A claim held for this same message (a second
+/// delivery, the producer's nudge) backs nothing else, and neither does a
+/// claim from before holders were recorded: those are retried as before.
+fn backed_by_another(holder: Option<&str>, me: &str) -> bool {
+    holder.is_some_and(|h| h != me)
+}
 
 /// When a delivery that found a lock or claim held until `until` is retried:
 /// soon on its first receive, at the lease's end after that (a holder that
@@ -867,6 +895,21 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_claim_held_for_another_message_lets_a_delivery_finish() {
+        let me = claim_holder("111111111111", "alice");
+        let other = claim_holder("111111111111", "bob");
+        assert!(backed_by_another(Some(&other), &me));
+        assert!(
+            !backed_by_another(Some(&me), &me),
+            "a second delivery of the same message is retried"
+        );
+        assert!(
+            !backed_by_another(None, &me),
+            "a claim that names no message is retried"
+        );
+    }
 
     #[test]
     fn a_first_busy_delivery_retries_soon_and_later_ones_at_the_lease_end() {

@@ -48,6 +48,7 @@ enum ClaimState {
     Free,
     Sending {
         owner: String,
+        holder: String,
         at: Duration,
     },
     Sent,
@@ -590,6 +591,7 @@ impl ResultsPort for SimTable {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
+        holder: &str,
         takeover: Duration,
     ) -> Result<Claim, AwsError> {
         self.request("UpdateItem").await?;
@@ -600,13 +602,17 @@ impl ResultsPort for SimTable {
         let claim = run.claims.entry(account.clone()).or_default();
         match claim.clone() {
             ClaimState::Sent => Ok(Claim::Done),
-            ClaimState::Sending { at, .. } if at + takeover > now => Ok(Claim::Busy {
+            ClaimState::Sending {
+                at, holder: held, ..
+            } if at + takeover > now => Ok(Claim::Busy {
                 stale_at: self.model.now_utc()
                     + chrono::Duration::from_std(at + takeover - now).expect("small"),
+                holder: Some(held),
             }),
             _ => {
                 *claim = ClaimState::Sending {
                     owner: owner.to_string(),
+                    holder: holder.to_string(),
                     at: now,
                 };
                 let already_sent = account

@@ -224,6 +224,10 @@ pub enum Claim {
     Busy {
         /// When the other worker's claim goes stale.
         stale_at: DateTime<Utc>,
+        /// The message whose delivery holds the claim (`account/user`, see
+        /// [`claim_holder`]); `None` for a claim written before holders
+        /// were recorded.
+        holder: Option<String>,
     },
     /// Sent already (or nothing to claim).
     Done,
@@ -245,6 +249,7 @@ struct Claimed {
     state: &'static str,
     claimed_at: &'static str,
     owner: &'static str,
+    holder: &'static str,
 }
 
 const DIGEST: Claimed = Claimed {
@@ -252,6 +257,7 @@ const DIGEST: Claimed = Claimed {
     state: "digest_state",
     claimed_at: "digest_claimed_at",
     owner: "digest_owner",
+    holder: "digest_holder",
 };
 
 const SUMMARY: Claimed = Claimed {
@@ -259,7 +265,16 @@ const SUMMARY: Claimed = Claimed {
     state: "summary_state",
     claimed_at: "summary_claimed_at",
     owner: "summary_owner",
+    holder: "summary_holder",
 };
+
+/// The message a claim is held for, `account/user` (an IAM user name has
+/// no `/`): the message's own redelivery sends the notice if its holder
+/// stops, which is what lets a delivery of another message that meets the
+/// claim finish (see the worker's `after_record`).
+pub fn claim_holder(account_id: &str, user_name: &str) -> String {
+    format!("{account_id}/{user_name}")
+}
 
 /// What a claim is for: each is sent once per run (or per account of a run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -639,13 +654,15 @@ impl ResultStore {
         Ok(())
     }
 
-    /// Claims `notice` of run `run_id` for `owner` (see [`Claim`]); another
-    /// holder's claim older than `takeover` is taken over.
+    /// Claims `notice` of run `run_id` for `owner`, working the message
+    /// `holder` ([`claim_holder`]; see [`Claim`]); another holder's claim
+    /// older than `takeover` is taken over.
     pub async fn claim(
         &self,
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
+        holder: &str,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
         let (key, what) = notice.item(run_id);
@@ -656,12 +673,14 @@ impl ResultStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key.attributes()))
-            .update_expression("SET #state = :sending, #at = :now, #owner = :me")
+            .update_expression("SET #state = :sending, #at = :now, #owner = :me, #holder = :holder")
             .condition_expression(CLAIM_IS_FREE)
             .expression_attribute_names("#flag", what.flag)
             .expression_attribute_names("#state", what.state)
             .expression_attribute_names("#at", what.claimed_at)
             .expression_attribute_names("#owner", what.owner)
+            .expression_attribute_names("#holder", what.holder)
+            .expression_attribute_values(":holder", s(holder))
             .expression_attribute_values(":sending", s(SENDING))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", n(now))
@@ -691,6 +710,7 @@ impl ResultStore {
                 Ok(Claim::Busy {
                     stale_at: DateTime::from_timestamp_millis(claimed_at + takeover_ms)
                         .unwrap_or_else(crate::time::now),
+                    holder: text(&item, what.holder),
                 })
             }
             Err(e) => Err(e),
@@ -734,11 +754,12 @@ impl ResultStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key.attributes()))
-            .update_expression("REMOVE #state, #at, #owner")
+            .update_expression("REMOVE #state, #at, #owner, #holder")
             .condition_expression("#owner = :me AND #state = :sending")
             .expression_attribute_names("#state", what.state)
             .expression_attribute_names("#at", what.claimed_at)
             .expression_attribute_names("#owner", what.owner)
+            .expression_attribute_names("#holder", what.holder)
             .expression_attribute_values(":me", s(owner))
             .expression_attribute_values(":sending", s(SENDING));
         let out = super::retry::send_update(release).await;
@@ -836,6 +857,7 @@ pub trait ResultsPort: Send + Sync {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
+        holder: &str,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError>;
     /// Marks a claimed notice as sent.
@@ -898,9 +920,10 @@ impl ResultsPort for ResultStore {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
+        holder: &str,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
-        self.claim(run_id, notice, owner, takeover).await
+        self.claim(run_id, notice, owner, holder, takeover).await
     }
     async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
         self.finish(run_id, notice, owner).await
