@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use keyrotor_e2e::Emulator;
 use keyrotor_shared::domain::{Action, KeyAction, Mode};
 use keyrotor_shared::store::results::{
@@ -301,7 +302,9 @@ async fn an_account_whose_results_beat_its_enqueued_mark_is_rolled_up_by_the_pro
 
 /// A digest's claim names the message whose delivery holds it, so that a
 /// delivery of another message that meets it can leave the digest to it;
-/// released or sent, it names no one, and a stale one is taken over.
+/// released, it names no one; a claim taken without a name (a delivery
+/// with few receives left) removes an earlier one; a stale one is taken
+/// over.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_digest_claim_names_the_message_that_holds_it() {
     let emu = Emulator::start();
@@ -316,14 +319,28 @@ async fn a_digest_claim_names_the_message_that_holds_it() {
     };
     let (a, b) = (claim_holder(account, "a"), claim_holder(account, "b"));
     let lease = Duration::from_secs(300);
+    let dynamo = aws_sdk_dynamodb::Client::new(&emu.hub_config().await);
+    let named = || async {
+        let item = dynamo
+            .get_item()
+            .table_name("keyrotor-store")
+            .key("pk", AttributeValue::S(format!("RUN#{run}")))
+            .key("sk", AttributeValue::S(format!("ACCOUNT#{account}")))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default();
+        item.get("digest_holder").map(|v| v.as_s().unwrap().clone())
+    };
 
     let first = results
-        .claim(run, digest, "pool-1", &a, lease)
+        .claim(run, digest, "pool-1", Some(&a), lease)
         .await
         .unwrap();
     assert!(matches!(first, Claim::Mine { .. }), "{first:?}");
     let second = results
-        .claim(run, digest, "pool-2", &b, lease)
+        .claim(run, digest, "pool-2", Some(&b), lease)
         .await
         .unwrap();
     assert!(
@@ -331,15 +348,16 @@ async fn a_digest_claim_names_the_message_that_holds_it() {
         "{second:?}"
     );
 
-    // Released after a failed send: free again, and the next holder is named.
+    // Released after a failed send: free again, and named no more.
     results.release(run, digest, "pool-1").await.unwrap();
+    assert_eq!(named().await, None);
     let retaken = results
-        .claim(run, digest, "pool-2", &b, lease)
+        .claim(run, digest, "pool-2", Some(&b), lease)
         .await
         .unwrap();
     assert!(matches!(retaken, Claim::Mine { .. }), "{retaken:?}");
     let held = results
-        .claim(run, digest, "pool-1", &a, lease)
+        .claim(run, digest, "pool-1", Some(&a), lease)
         .await
         .unwrap();
     assert!(
@@ -347,16 +365,26 @@ async fn a_digest_claim_names_the_message_that_holds_it() {
         "{held:?}"
     );
 
-    // A holder that stopped: its claim goes stale and is taken over.
+    // A holder that stopped: its claim goes stale and is taken over, here
+    // by a delivery that names no message, which clears b's name.
     let stale = results
-        .claim(run, digest, "pool-1", &a, Duration::ZERO)
+        .claim(run, digest, "pool-1", None, Duration::ZERO)
         .await
         .unwrap();
     assert!(matches!(stale, Claim::Mine { .. }), "{stale:?}");
+    assert_eq!(named().await, None);
+    let unnamed = results
+        .claim(run, digest, "pool-2", Some(&b), lease)
+        .await
+        .unwrap();
+    assert!(
+        matches!(unnamed, Claim::Busy { holder: None, .. }),
+        "{unnamed:?}"
+    );
 
     results.finish(run, digest, "pool-1").await.unwrap();
     let after = results
-        .claim(run, digest, "pool-2", &b, lease)
+        .claim(run, digest, "pool-2", Some(&b), lease)
         .await
         .unwrap();
     assert_eq!(after, Claim::Done);

@@ -603,13 +603,13 @@ impl Worker {
         };
         let mut owed = Vec::new();
         if account.complete() {
-            if let Err(e) = self.digest(m).await {
+            if let Err(e) = self.digest(m, receive_count).await {
                 tracing::warn!(error = %e, "digest not sent yet; the message will be retried");
                 owed.push(e);
             }
         }
         if run.is_some_and(|r| r.complete()) {
-            if let Err(e) = self.summary(m).await {
+            if let Err(e) = self.summary(m, receive_count).await {
                 tracing::warn!(error = %e, "run summary not sent yet; the message will be retried");
                 owed.push(e);
             }
@@ -640,23 +640,31 @@ impl Worker {
     }
 
     /// Runs `send` under `notice`'s claim: nothing when it went out
-    /// already; a retry timed to the claim's staleness when another worker
-    /// holds it; the claim released when `send` fails, so a retry can take
-    /// it at once. `send` is given the recipients an earlier claimant
-    /// reached.
-    async fn once<F, Fut>(&self, m: &WorkMessage, notice: Notice<'_>, send: F) -> Result<(), Owed>
+    /// already, or when the claim is held for another message (which
+    /// finishes it); a retry timed to the claim's staleness when it is held
+    /// for this message or names none; the claim released when `send`
+    /// fails, so a retry can take it at once. `send` is given the
+    /// recipients an earlier claimant reached.
+    async fn once<F, Fut>(
+        &self,
+        m: &WorkMessage,
+        receive_count: u32,
+        notice: Notice<'_>,
+        send: F,
+    ) -> Result<(), Owed>
     where
         F: FnOnce(BTreeSet<String>) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<()>>,
     {
         let me = claim_holder(&m.account_id, &m.user_name);
+        let named = names_its_message(receive_count, self.settings.max_receives);
         let already_sent = match self
             .results
             .claim(
                 &m.run_id,
                 notice,
                 &self.owner,
-                &me,
+                named.then_some(me.as_str()),
                 self.settings.lock_lease,
             )
             .await?
@@ -687,8 +695,8 @@ impl Worker {
         Ok(())
     }
 
-    async fn summary(&self, m: &WorkMessage) -> Result<(), Owed> {
-        self.once(m, Notice::Summary, |_| async {
+    async fn summary(&self, m: &WorkMessage, receive_count: u32) -> Result<(), Owed> {
+        self.once(m, receive_count, Notice::Summary, |_| async {
             let event = RunEvent::of(self.results.run_summary(&m.run_id).await?);
             tracing::info!(
                 done = event.totals.done,
@@ -703,7 +711,7 @@ impl Worker {
         .await
     }
 
-    async fn digest(&self, m: &WorkMessage) -> Result<(), Owed> {
+    async fn digest(&self, m: &WorkMessage, receive_count: u32) -> Result<(), Owed> {
         let Some(email) = &self.email else {
             tracing::debug!("account complete; no KEYROTOR_SENDER, so no digest email");
             return Ok(());
@@ -711,7 +719,7 @@ impl Worker {
         let notice = Notice::Digest {
             account_id: &m.account_id,
         };
-        self.once(m, notice, |already_sent| async move {
+        self.once(m, receive_count, notice, |already_sent| async move {
             let results = self
                 .results
                 .account_results(&m.run_id, &m.account_id)
@@ -762,7 +770,8 @@ impl Worker {
 /// Why a digest or summary is still owed after this delivery.
 #[derive(Debug, thiserror::Error)]
 enum Owed {
-    /// Another worker holds the claim, until it goes stale.
+    /// The claim is held for this same message (or names none), until it
+    /// goes stale.
     #[error("another worker is sending it (its claim may be taken over at {0})")]
     Busy(DateTime<Utc>),
     /// Sending failed; the claim was released.
@@ -811,6 +820,18 @@ const BUSY_FIRST_RETRY: chrono::Duration = chrono::Duration::seconds(10);
 /// claim from before holders were recorded: those are retried as before.
 fn backed_by_another(holder: Option<&str>, me: &str) -> bool {
     holder.is_some_and(|h| h != me)
+}
+
+/// Whether a delivery on its `receive_count`th receive names its message as
+/// the holder of a claim it takes. Only with two receives left: if its send
+/// fails, the next receive takes the released claim; if its process stops,
+/// the next receive meets the claim still fresh and is retried, and the one
+/// after takes it over once stale. With fewer, the message could reach the
+/// DLQ with the notice owed, so its claim names no one and a delivery of
+/// another message that meets it is retried as before, a second copy of the
+/// owed notice.
+fn names_its_message(receive_count: u32, max_receives: u32) -> bool {
+    receive_count.saturating_add(2) <= max_receives
 }
 
 /// When a delivery that found a lock or claim held until `until` is retried:
@@ -895,6 +916,15 @@ fn event_of(m: &WorkMessage, item: &ResultItem) -> ResultEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_names_its_message_only_with_two_receives_left() {
+        assert!(names_its_message(1, 5));
+        assert!(names_its_message(3, 5));
+        assert!(!names_its_message(4, 5), "a crash would leave one receive");
+        assert!(!names_its_message(5, 5), "the last receive");
+        assert!(!names_its_message(1, 1));
+    }
 
     #[test]
     fn only_a_claim_held_for_another_message_lets_a_delivery_finish() {

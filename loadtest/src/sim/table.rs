@@ -48,7 +48,7 @@ enum ClaimState {
     Free,
     Sending {
         owner: String,
-        holder: String,
+        holder: Option<String>,
         at: Duration,
     },
     Sent,
@@ -591,7 +591,7 @@ impl ResultsPort for SimTable {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
-        holder: &str,
+        holder: Option<&str>,
         takeover: Duration,
     ) -> Result<Claim, AwsError> {
         self.request("UpdateItem").await?;
@@ -607,12 +607,12 @@ impl ResultsPort for SimTable {
             } if at + takeover > now => Ok(Claim::Busy {
                 stale_at: self.model.now_utc()
                     + chrono::Duration::from_std(at + takeover - now).expect("small"),
-                holder: Some(held),
+                holder: held,
             }),
             _ => {
                 *claim = ClaimState::Sending {
                     owner: owner.to_string(),
-                    holder: holder.to_string(),
+                    holder: holder.map(str::to_string),
                     at: now,
                 };
                 let already_sent = account

@@ -225,8 +225,9 @@ pub enum Claim {
         /// When the other worker's claim goes stale.
         stale_at: DateTime<Utc>,
         /// The message whose delivery holds the claim (`account/user`, see
-        /// [`claim_holder`]); `None` for a claim written before holders
-        /// were recorded.
+        /// [`claim_holder`]); `None` when the claim names none: taken by a
+        /// delivery with fewer than two receives left, or written before
+        /// claims named their message.
         holder: Option<String>,
     },
     /// Sent already (or nothing to claim).
@@ -654,39 +655,46 @@ impl ResultStore {
         Ok(())
     }
 
-    /// Claims `notice` of run `run_id` for `owner`, working the message
-    /// `holder` ([`claim_holder`]; see [`Claim`]); another holder's claim
-    /// older than `takeover` is taken over.
+    /// Claims `notice` of run `run_id` for `owner`, naming the message
+    /// `holder` whose delivery holds it ([`claim_holder`]; `None` names
+    /// none, see [`Claim::Busy`]); another holder's claim older than
+    /// `takeover` is taken over.
     pub async fn claim(
         &self,
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
-        holder: &str,
+        holder: Option<&str>,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
         let (key, what) = notice.item(run_id);
         let now = crate::time::now().timestamp_millis();
         let takeover_ms = takeover.as_millis() as i64;
+        let set = "SET #state = :sending, #at = :now, #owner = :me";
         let claim = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key.attributes()))
-            .update_expression("SET #state = :sending, #at = :now, #owner = :me, #holder = :holder")
             .condition_expression(CLAIM_IS_FREE)
             .expression_attribute_names("#flag", what.flag)
             .expression_attribute_names("#state", what.state)
             .expression_attribute_names("#at", what.claimed_at)
             .expression_attribute_names("#owner", what.owner)
             .expression_attribute_names("#holder", what.holder)
-            .expression_attribute_values(":holder", s(holder))
             .expression_attribute_values(":sending", s(SENDING))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":stale", n(now - takeover_ms))
             .expression_attribute_values(":me", s(owner))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        // A claim that names no message removes an earlier holder's name.
+        let claim = match holder {
+            Some(holder) => claim
+                .update_expression(format!("{set}, #holder = :holder"))
+                .expression_attribute_values(":holder", s(holder)),
+            None => claim.update_expression(format!("{set} REMOVE #holder")),
+        };
         let out = super::retry::send_update(claim).await;
         match out {
             Ok(out) => {
@@ -710,7 +718,11 @@ impl ResultStore {
                 Ok(Claim::Busy {
                     stale_at: DateTime::from_timestamp_millis(claimed_at + takeover_ms)
                         .unwrap_or_else(crate::time::now),
-                    holder: text(&item, what.holder),
+                    // Only a claim still being sent names its holder: one
+                    // released meanwhile is retried, not trusted.
+                    holder: (text(&item, what.state).as_deref() == Some(SENDING))
+                        .then(|| text(&item, what.holder))
+                        .flatten(),
                 })
             }
             Err(e) => Err(e),
@@ -857,7 +869,7 @@ pub trait ResultsPort: Send + Sync {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
-        holder: &str,
+        holder: Option<&str>,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError>;
     /// Marks a claimed notice as sent.
@@ -920,7 +932,7 @@ impl ResultsPort for ResultStore {
         run_id: &str,
         notice: Notice<'_>,
         owner: &str,
-        holder: &str,
+        holder: Option<&str>,
         takeover: std::time::Duration,
     ) -> Result<Claim, AwsError> {
         self.claim(run_id, notice, owner, holder, takeover).await
