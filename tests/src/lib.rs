@@ -212,6 +212,31 @@ pub async fn scan_table(config: &SdkConfig, table: &str) -> String {
     format!("{:?}", out.items())
 }
 
+/// The message a run's digest claim for `account` is held for
+/// (`account/user`), read from the run's account item; `None` when it names
+/// none.
+pub async fn digest_holder(
+    config: &SdkConfig,
+    table: &str,
+    run_id: &str,
+    account: &str,
+) -> Option<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = aws_sdk_dynamodb::Client::new(config)
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(format!("RUN#{run_id}")))
+        .key("sk", AttributeValue::S(format!("ACCOUNT#{account}")))
+        .send()
+        .await
+        .expect("get the run's account item")
+        .item
+        .unwrap_or_default();
+    item.get("digest_holder")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
 /// The arguments of `keyrotor rotate ... --output json` for one user.
 pub fn rotate_args(account: &str, user: &str, as_of: DateTime<Utc>, mode: &str) -> Vec<String> {
     [

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use keyrotor_e2e::Emulator;
 use keyrotor_shared::domain::{Action, KeyAction, Mode};
 use keyrotor_shared::store::results::{
@@ -319,20 +318,8 @@ async fn a_digest_claim_names_the_message_that_holds_it() {
     };
     let (a, b) = (claim_holder(account, "a"), claim_holder(account, "b"));
     let lease = Duration::from_secs(300);
-    let dynamo = aws_sdk_dynamodb::Client::new(&emu.hub_config().await);
-    let named = || async {
-        let item = dynamo
-            .get_item()
-            .table_name("keyrotor-store")
-            .key("pk", AttributeValue::S(format!("RUN#{run}")))
-            .key("sk", AttributeValue::S(format!("ACCOUNT#{account}")))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap_or_default();
-        item.get("digest_holder").map(|v| v.as_s().unwrap().clone())
-    };
+    let hub = emu.hub_config().await;
+    let named = || keyrotor_e2e::digest_holder(&hub, "keyrotor-store", run, account);
 
     let first = results
         .claim(run, digest, "pool-1", Some(&a), lease)

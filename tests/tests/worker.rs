@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use keyrotor_e2e::world::{Account, Org};
 use keyrotor_e2e::{
-    day, drain_queue, run, scan_table, subscribe_queue, today, verify_sender, Emulator, Fault,
+    day, digest_holder, drain_queue, run, scan_table, subscribe_queue, today, verify_sender,
+    Emulator, Fault,
 };
 use serde_json::{json, Value};
 
@@ -312,16 +312,7 @@ async fn acct_name(org: &Org<'_>, acct: &Account<'_>) -> String {
 async fn every_message_delivered_twice_makes_no_extra_key_event_or_email() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let sqs = aws_sdk_sqs::Client::new(&org.hub);
-    // A standard queue: no deduplication, so a second produce delivers every message again.
-    let standard = sqs
-        .create_queue()
-        .queue_name("dup-standard")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let standard = standard_queue(&org, "dup-standard").await;
     let env = setup(&emu, &org, "dup", Some(standard)).await;
     let mut accounts = Vec::new();
     for a in 0..2 {
@@ -392,22 +383,17 @@ async fn every_message_delivered_twice_makes_no_extra_key_event_or_email() {
     assert_eq!(digests, 2, "one digest per account");
 }
 
-/// The message a digest's claim is held for (`account/user`), read from the
-/// run's account item.
-async fn digest_holder(org: &Org<'_>, env: &Env, run_id: &str, account: &str) -> Option<String> {
-    let item = aws_sdk_dynamodb::Client::new(&org.hub)
-        .get_item()
-        .table_name(&env.table)
-        .key("pk", AttributeValue::S(format!("RUN#{run_id}")))
-        .key("sk", AttributeValue::S(format!("ACCOUNT#{account}")))
+/// A standard queue named `name`: no deduplication, so a second produce
+/// of a run delivers every message again.
+async fn standard_queue(org: &Org<'_>, name: &str) -> String {
+    aws_sdk_sqs::Client::new(&org.hub)
+        .create_queue()
+        .queue_name(name)
         .send()
         .await
         .unwrap()
-        .item
-        .unwrap_or_default();
-    item.get("digest_holder")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
+        .queue_url
+        .unwrap()
 }
 
 /// A pool dies while it sends an account's digest, and both of the
@@ -420,16 +406,7 @@ async fn digest_holder(org: &Org<'_>, env: &Env, run_id: &str, account: &str) ->
 async fn a_digest_claim_held_for_another_message_is_left_to_that_message() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;
-    let sqs = aws_sdk_sqs::Client::new(&org.hub);
-    // A standard queue: no deduplication, so a second produce sends again.
-    let standard = sqs
-        .create_queue()
-        .queue_name("claim-standard")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let standard = standard_queue(&org, "claim-standard").await;
     let env = setup(&emu, &org, "claim", Some(standard)).await;
     let acct = org.account("claim").await;
     acct.user("alice").await.used_key_aged(95).await;
@@ -457,7 +434,7 @@ async fn a_digest_claim_held_for_another_message_is_left_to_that_message() {
         &one_at_a_time,
     ));
     assert_ne!(code, 0, "the failpoint stops the pool: {log}");
-    let holder = digest_holder(&org, &env, &run_id, &acct.id)
+    let holder = digest_holder(&org.hub, &env.table, &run_id, &acct.id)
         .await
         .unwrap_or_else(|| panic!("the dead pool's claim names its message: {log}"));
     let last = holder
