@@ -56,6 +56,7 @@ fn worker_processes_crashing_mid_work_lose_and_duplicate_nothing() {
         ..small(7, 0.0)
     };
     let report = on_paused_clock(simulate(&config)).unwrap();
+    let calm = on_paused_clock(simulate(&small(7, 0.0))).unwrap();
     assert!(report.crashes >= 3, "processes crashed: {}", report.text());
     // At this rate a message can die with its process on every receive and
     // reach the DLQ (here one does); the simulation redrives the DLQ once,
@@ -65,6 +66,17 @@ fn worker_processes_crashing_mid_work_lose_and_duplicate_nothing() {
     assert_eq!(report.failed, 0, "{}", report.text());
     assert_eq!(report.lost_results, 0, "{}", report.text());
     assert_eq!(report.duplicated_keys, 0, "{}", report.text());
+    // Every account's digest and the run's summary still go out. A process
+    // that dies between a send and its mark sends that email again on
+    // takeover (at least once, never none): at most one more per crash.
+    assert!(calm.emails >= 4, "a digest per account: {}", calm.text());
+    assert!(
+        (calm.emails..=calm.emails + report.crashes).contains(&report.emails),
+        "every digest, {} without crashes: {}",
+        calm.emails,
+        report.text()
+    );
+    assert_eq!(report.summaries, 1, "the run's summary: {}", report.text());
 }
 
 #[test]

@@ -212,7 +212,7 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
     // what is left unrecorded after that is lost.
     let mut redriven = false;
     loop {
-        while queue.stats().left > 0 {
+        while queue.left() > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if redriven || queue.redrive() == 0 {

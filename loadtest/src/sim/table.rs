@@ -108,15 +108,20 @@ impl SimTable {
         self.state.lock().expect("not poisoned")
     }
 
-    /// Ends `owner`'s claim of `notice` as `to` (sent, or given up); a
-    /// claim someone else holds is left alone, as the adapter's condition does.
-    async fn settle(
-        &self,
-        run_id: &str,
-        notice: Notice<'_>,
-        owner: &str,
-        to: ClaimState,
-    ) -> Result<(), AwsError> {
+    /// Marks `notice` sent, as the adapter does: unconditionally, since the
+    /// email went out whoever holds the claim now (a takeover meanwhile
+    /// would only send it again).
+    async fn mark_sent(&self, run_id: &str, notice: Notice<'_>) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        let mut state = self.state();
+        let run = state.runs.entry(run_id.to_string()).or_default();
+        run.claims.insert(notice_account(notice), ClaimState::Sent);
+        Ok(())
+    }
+
+    /// Gives up `owner`'s claim of `notice`; a claim someone else holds
+    /// (taken over meanwhile) is left alone, as the adapter's condition does.
+    async fn give_up(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
         self.request("UpdateItem").await?;
         let mut state = self.state();
         if let Some(claim) = state
@@ -125,7 +130,7 @@ impl SimTable {
             .and_then(|r| r.claims.get_mut(&notice_account(notice)))
         {
             if matches!(claim, ClaimState::Sending { owner: o, .. } if o == owner) {
-                *claim = to;
+                *claim = ClaimState::Free;
             }
         }
         Ok(())
@@ -623,12 +628,12 @@ impl ResultsPort for SimTable {
         }
     }
 
-    async fn finish(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
-        self.settle(run_id, notice, owner, ClaimState::Sent).await
+    async fn finish(&self, run_id: &str, notice: Notice<'_>, _owner: &str) -> Result<(), AwsError> {
+        self.mark_sent(run_id, notice).await
     }
 
     async fn release(&self, run_id: &str, notice: Notice<'_>, owner: &str) -> Result<(), AwsError> {
-        self.settle(run_id, notice, owner, ClaimState::Free).await
+        self.give_up(run_id, notice, owner).await
     }
 
     async fn account_results(
