@@ -83,6 +83,11 @@ struct SimArgs {
     /// SES sends per second for the hub.
     #[arg(long, default_value_t = 14.0)]
     ses_rps: f64,
+    /// Each process's SES sends spend the SDK's default retry quota (500
+    /// tokens, 5 a retry), as before keyrotor gave them a retry partition
+    /// of their own.
+    #[arg(long)]
+    ses_retry_quota: bool,
     /// SQS API calls per second per action on the work queue.
     #[arg(long, default_value_t = 3000.0)]
     sqs_rps: f64,
@@ -173,6 +178,7 @@ fn main() -> anyhow::Result<()> {
             fault_rate: args.fault_rate,
             throttle_bursts: args.throttle_bursts,
             lost_create_rate: args.lost_create_rate,
+            ses_retry_quota: args.ses_retry_quota,
             seed: args.seed,
             ..ModelConfig::default()
         },

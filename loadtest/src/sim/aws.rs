@@ -21,7 +21,7 @@ use keyrotor_shared::executor::{AccountPorts, PortsFactory};
 use keyrotor_worker::digest::{Mailer, RenderedEmail};
 use secrecy::SecretString;
 
-use super::model::{Model, Retry, Service};
+use super::model::{Model, Retry, RetryQuota, Service};
 use super::world::{Key, World};
 
 /// The shared simulated world and model.
@@ -611,10 +611,21 @@ impl EventSink for SimEvents {
     }
 }
 
-/// SES: sends are counted against the hub's send rate.
+/// SES: sends are counted against the hub's send rate; with
+/// `ses_retry_quota`, their retries spend the process's quota.
 pub struct SimMailer {
     /// The world.
     pub sim: Sim,
+    /// The process's SDK retry quota for SES, when modelled.
+    pub quota: Option<RetryQuota>,
+}
+
+impl SimMailer {
+    /// A process's mailer, with a full retry quota when the model keeps one.
+    pub fn new(sim: Sim) -> SimMailer {
+        let quota = sim.model.config().ses_retry_quota.then(RetryQuota::default);
+        SimMailer { sim, quota }
+    }
 }
 
 #[async_trait]
@@ -622,7 +633,13 @@ impl Mailer for SimMailer {
     async fn send(&self, _from: &str, _to: &str, _email: &RenderedEmail) -> Result<(), AwsError> {
         self.sim
             .model
-            .call(Service::Ses, "SendEmail", "hub", Retry::Send)
+            .call_with_quota(
+                Service::Ses,
+                "SendEmail",
+                "hub",
+                Retry::Send,
+                self.quota.as_ref(),
+            )
             .await
     }
 }

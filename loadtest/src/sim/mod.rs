@@ -281,7 +281,7 @@ impl Process {
             Some(Email {
                 sender: "keyrotor@example.com".into(),
                 mailer: Arc::new(LimitedMailer::new(
-                    Arc::new(SimMailer { sim: p.sim.clone() }),
+                    Arc::new(SimMailer::new(p.sim.clone())),
                     limits,
                 )),
                 templates: p.templates.clone(),

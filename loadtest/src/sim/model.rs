@@ -116,6 +116,10 @@ pub struct ModelConfig {
     /// enqueued) take to land: a slow or throttled producer. With a long
     /// one, every result is recorded before the mark.
     pub producer_mark_delay: Duration,
+    /// Whether each process's SES sends spend the SDK's default retry
+    /// quota ([`RetryQuota`]), as before keyrotor gave them a retry
+    /// partition of their own (`keyrotor_worker::digest::mailer::send_retry_partition`).
+    pub ses_retry_quota: bool,
     /// The RNG seed.
     pub seed: u64,
 }
@@ -135,6 +139,7 @@ impl Default for ModelConfig {
             throttle_bursts: None,
             lost_create_rate: 0.0,
             producer_mark_delay: Duration::ZERO,
+            ses_retry_quota: false,
             seed: 1,
         }
     }
@@ -170,6 +175,58 @@ pub struct Counters {
     pub conflicts: u64,
     /// `CreateAccessKey` answers lost after the key was made.
     pub lost_answers: u64,
+    /// Retries the SDK would have made but its retry quota refused.
+    pub quota_refused: u64,
+}
+
+/// The SDK's retry quota of one process for one service (its retry
+/// partition's token bucket): 500 tokens; each retry takes 5 and keeps
+/// them, a call that succeeds at its first attempt gives one back. With
+/// none left the SDK stops retrying and returns the error. Modelled for
+/// SES sends, the calls throttled by the hundred, with
+/// [`ModelConfig::ses_retry_quota`]; keyrotor's own partition for them has
+/// none, and elsewhere throttling is rare enough not to reach it.
+#[derive(Debug)]
+pub struct RetryQuota {
+    tokens: Mutex<u32>,
+}
+
+impl Default for RetryQuota {
+    fn default() -> RetryQuota {
+        RetryQuota {
+            tokens: Mutex::new(RETRY_QUOTA),
+        }
+    }
+}
+
+/// The token bucket's capacity (`aws-smithy-runtime`'s default).
+const RETRY_QUOTA: u32 = 500;
+/// What one retry takes from it.
+const RETRY_COST: u32 = 5;
+
+impl RetryQuota {
+    /// Takes a retry's tokens; false when too few are left.
+    pub fn take(&self) -> bool {
+        let mut tokens = self.tokens.lock().expect("not poisoned");
+        match tokens.checked_sub(RETRY_COST) {
+            Some(left) => {
+                *tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A first attempt's success: one token back.
+    pub fn reward(&self) {
+        let mut tokens = self.tokens.lock().expect("not poisoned");
+        *tokens = (*tokens + 1).min(RETRY_QUOTA);
+    }
+
+    /// Tokens left.
+    pub fn left(&self) -> u32 {
+        *self.tokens.lock().expect("not poisoned")
+    }
 }
 
 /// How the SDK would treat an operation's failures.
@@ -339,6 +396,29 @@ impl Model {
         account: &str,
         retry: Retry,
     ) -> Result<(), AwsError> {
+        self.call_with_quota(service, op, account, retry, None)
+            .await
+    }
+
+    /// Whether `quota` (if any) lets the SDK retry; counts a refusal.
+    fn retry_allowed(&self, quota: Option<&RetryQuota>) -> bool {
+        let allowed = quota.is_none_or(RetryQuota::take);
+        if !allowed {
+            self.counters.lock().expect("not poisoned").quota_refused += 1;
+        }
+        allowed
+    }
+
+    /// [`Model::call`] whose retries also spend the process's `quota` for
+    /// the service, as the SDK's do.
+    pub async fn call_with_quota(
+        &self,
+        service: Service,
+        op: &'static str,
+        account: &str,
+        retry: Retry,
+        quota: Option<&RetryQuota>,
+    ) -> Result<(), AwsError> {
         let attempts = match retry {
             Retry::Sdk | Retry::ThrottlingOnly => SDK_ATTEMPTS,
             Retry::Listing => keyrotor_producer::users::LISTING_ATTEMPTS,
@@ -352,7 +432,12 @@ impl Model {
             let answer = self.answer(service, op, account);
             tracing::trace!(?service, op, ok = answer.is_ok(), "call");
             match answer {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let (Some(quota), 1) = (quota, attempt) {
+                        quota.reward();
+                    }
+                    return Ok(());
+                }
                 Err(AwsError::Throttled { .. })
                     if retry == Retry::ThrottlingOnly && attempt < attempts =>
                 {
@@ -363,7 +448,8 @@ impl Model {
                 }
                 Err(e)
                     if matches!(retry, Retry::Sdk | Retry::Listing | Retry::Send)
-                        && attempt < attempts =>
+                        && attempt < attempts
+                        && self.retry_allowed(quota) =>
                 {
                     self.counters.lock().expect("not poisoned").retries += 1;
                     // The SDK's backoff: full jitter on 1 s doubling, 20 s at most.
@@ -469,4 +555,27 @@ fn qualified(service: Service, op: &'static str) -> &'static str {
     names
         .entry((service, op))
         .or_insert_with(|| Box::leak(format!("{}:{op}", service.prefix()).into_boxed_str()))
+}
+
+#[cfg(test)]
+mod retry_quota_tests {
+    use super::RetryQuota;
+
+    #[test]
+    fn a_retry_quota_allows_a_hundred_retries_then_one_per_five_first_attempt_successes() {
+        let quota = RetryQuota::default();
+        assert_eq!((0..100).filter(|_| quota.take()).count(), 100);
+        assert!(!quota.take(), "spent");
+        for _ in 0..4 {
+            quota.reward();
+        }
+        assert!(!quota.take(), "four tokens are not a retry");
+        quota.reward();
+        assert!(quota.take());
+        assert_eq!(quota.left(), 0);
+        for _ in 0..1000 {
+            quota.reward();
+        }
+        assert_eq!(quota.left(), 500, "never above its capacity");
+    }
 }

@@ -53,6 +53,9 @@ pub struct Report {
     pub conflicts: u64,
     /// `CreateAccessKey` answers lost after the key was made (injected).
     pub lost_answers: u64,
+    /// Retries the SDK's retry quota refused (modelled for SES sends):
+    /// the send failed, and its message was retried later.
+    pub retry_quota_refused: u64,
     /// Worker processes that crashed (and were replaced).
     pub crashes: u64,
     /// Moves to the DLQ (redriven once, as an operator would on its alarm;
@@ -187,6 +190,7 @@ impl Report {
             retries: counters.retries,
             conflicts: counters.conflicts,
             lost_answers: counters.lost_answers,
+            retry_quota_refused: counters.quota_refused,
             crashes: 0,
             dead_lettered: 0,
             emails: counters.emails,
@@ -244,7 +248,7 @@ impl Report {
             "{shape}: {users} users in {accounts} accounts\n  \
              sweep {sweep:.1} s, lower bound {lower:.1} s, ratio {ratio:.3}\n  \
              due {due}, rotated {rotated}, failed {failed}, unreached {unreached}, duplicated keys {dup}, lost results {lost}\n  \
-             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, crashes {crashes}, dead-lettered {dead}, timeouts {timeouts}\n  \
+             IAM calls {iam} ({iam_per:.1} per rotated user; {per:.1} calls of all services but SQS), throttled {thr}, retries {ret}, transaction conflicts {conflicts}, lost answers {lost_answers}, retries refused by the SDK's quota {refused}, crashes {crashes}, dead-lettered {dead}, timeouts {timeouts}\n  \
              per user p50 {p50:.1} s, p99 {p99:.1} s; peak in flight per account {peak}; mean lock held {held:.2} s",
             shape = self.shape,
             users = self.users,
@@ -259,6 +263,7 @@ impl Report {
             dup = self.duplicated_keys,
             conflicts = self.conflicts,
             lost_answers = self.lost_answers,
+            refused = self.retry_quota_refused,
             crashes = self.crashes,
             dead = self.dead_lettered,
             timeouts = self.timeouts,

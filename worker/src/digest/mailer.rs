@@ -28,13 +28,42 @@ impl SesMailer {
         SesMailer { client }
     }
 
-    /// A mailer whose SESv2 client is `base` with [`send_retry_config`].
+    /// A mailer whose SESv2 client is `base` with [`send_retry_config`]
+    /// and [`send_retry_partition`].
     pub fn from_base(base: &aws_config::SdkConfig) -> SesMailer {
-        let config = aws_sdk_sesv2::config::Builder::from(base)
-            .retry_config(send_retry_config())
-            .build();
-        SesMailer::new(aws_sdk_sesv2::Client::from_conf(config))
+        SesMailer::new(aws_sdk_sesv2::Client::from_conf(send_client_config(base)))
     }
+}
+
+/// The SESv2 client's configuration: `base`, with the digest's retries.
+pub fn send_client_config(base: &aws_config::SdkConfig) -> aws_sdk_sesv2::Config {
+    aws_sdk_sesv2::config::Builder::from(base)
+        .retry_config(send_retry_config())
+        .retry_partition(send_retry_partition())
+        .build()
+}
+
+/// The name of [`send_retry_partition`].
+pub const SEND_RETRY_PARTITION: &str = "keyrotor-sesv2-send";
+
+/// A retry partition of the digest's own, whose retries no quota limits.
+///
+/// The SDK's default partition keeps a retry quota per service and process
+/// (500 tokens; a throttled attempt's retry takes 5 and keeps them, a first
+/// attempt's success gives one back). It is meant to stop retry storms
+/// against a failing service. SES's throttling is not that: it is its
+/// sending rate, shared by every worker and reached whenever accounts finish
+/// together, and a throttled send costs no quota. With the default
+/// partition, a pool whose digests were throttled a hundred times found its
+/// quota spent: every later send failed at its first throttling answer,
+/// and its message came back 10, 20, 40 s later. In the load simulator, 40
+/// pools for 1,000 accounts took 148.9 s instead of 123.2 s (330 retries
+/// refused). Each send is still bounded by [`SEND_ATTEMPTS`].
+pub fn send_retry_partition() -> aws_smithy_runtime::client::retries::RetryPartition {
+    use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+    RetryPartition::custom(SEND_RETRY_PARTITION)
+        .token_bucket(TokenBucket::unlimited())
+        .build()
 }
 
 /// `SendEmail` attempts before a digest gives up for this delivery (and
@@ -191,6 +220,19 @@ mod tests {
     use super::*;
     use crate::digest::fixtures::{digest, line, rotated};
     use crate::digest::DigestLine;
+
+    #[test]
+    fn sends_retry_in_a_partition_of_their_own_with_the_digest_attempts() {
+        let base = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let config = send_client_config(&base);
+        let partition = config.retry_partition().expect("a retry partition");
+        assert_eq!(partition.to_string(), SEND_RETRY_PARTITION);
+        let retry = config.retry_config().expect("a retry config");
+        assert_eq!(retry.max_attempts(), SEND_ATTEMPTS);
+        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Adaptive);
+    }
 
     #[derive(Default)]
     struct FakeMailer {
