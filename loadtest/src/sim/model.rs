@@ -179,53 +179,72 @@ pub struct Counters {
     pub quota_refused: u64,
 }
 
-/// The SDK's retry quota of one process for one service (its retry
-/// partition's token bucket): 500 tokens; each retry takes 5 and keeps
-/// them, a call that succeeds at its first attempt gives one back. With
-/// none left the SDK stops retrying and returns the error. Modelled for
-/// SES sends, the calls throttled by the hundred, with
-/// [`ModelConfig::ses_retry_quota`]; keyrotor's own partition for them has
-/// none, and elsewhere throttling is rare enough not to reach it.
+/// The SDK's retry quota of one client (one per process) for one
+/// service: its retry partition's token bucket of 500 tokens, and the
+/// client's one retry permit (`aws-smithy-runtime`'s
+/// `StandardRetryStrategy`, shared by the client's concurrent calls). A
+/// retry takes a permit of 5 tokens, and a permit it replaces is forgotten
+/// (its tokens lost); a call that succeeds gives the held permit back, or
+/// one token when none is held. With too few tokens the SDK does not
+/// retry and returns the error. Modelled for SES sends, the calls throttled
+/// by the hundred, with [`ModelConfig::ses_retry_quota`]; elsewhere
+/// throttling is rare enough not to reach it.
 #[derive(Debug)]
 pub struct RetryQuota {
-    tokens: Mutex<u32>,
+    state: Mutex<QuotaState>,
+}
+
+#[derive(Debug)]
+struct QuotaState {
+    tokens: u32,
+    permit_held: bool,
 }
 
 impl Default for RetryQuota {
     fn default() -> RetryQuota {
         RetryQuota {
-            tokens: Mutex::new(RETRY_QUOTA),
+            state: Mutex::new(QuotaState {
+                tokens: RETRY_QUOTA,
+                permit_held: false,
+            }),
         }
     }
 }
 
 /// The token bucket's capacity (`aws-smithy-runtime`'s default).
 const RETRY_QUOTA: u32 = 500;
-/// What one retry takes from it.
+/// What one retry's permit takes from it.
 const RETRY_COST: u32 = 5;
 
 impl RetryQuota {
-    /// Takes a retry's tokens; false when too few are left.
+    /// Takes a retry's permit; false when too few tokens are left.
     pub fn take(&self) -> bool {
-        let mut tokens = self.tokens.lock().expect("not poisoned");
-        match tokens.checked_sub(RETRY_COST) {
+        let mut state = self.state.lock().expect("not poisoned");
+        match state.tokens.checked_sub(RETRY_COST) {
             Some(left) => {
-                *tokens = left;
+                // A permit already held is replaced and forgotten.
+                state.tokens = left;
+                state.permit_held = true;
                 true
             }
             None => false,
         }
     }
 
-    /// A first attempt's success: one token back.
+    /// A call's success: the held permit back, or one token.
     pub fn reward(&self) {
-        let mut tokens = self.tokens.lock().expect("not poisoned");
-        *tokens = (*tokens + 1).min(RETRY_QUOTA);
+        let mut state = self.state.lock().expect("not poisoned");
+        let back = if std::mem::take(&mut state.permit_held) {
+            RETRY_COST
+        } else {
+            1
+        };
+        state.tokens = (state.tokens + back).min(RETRY_QUOTA);
     }
 
     /// Tokens left.
     pub fn left(&self) -> u32 {
-        *self.tokens.lock().expect("not poisoned")
+        self.state.lock().expect("not poisoned").tokens
     }
 }
 
@@ -433,7 +452,7 @@ impl Model {
             tracing::trace!(?service, op, ok = answer.is_ok(), "call");
             match answer {
                 Ok(()) => {
-                    if let (Some(quota), 1) = (quota, attempt) {
+                    if let Some(quota) = quota {
                         quota.reward();
                     }
                     return Ok(());
@@ -562,17 +581,18 @@ mod retry_quota_tests {
     use super::RetryQuota;
 
     #[test]
-    fn a_retry_quota_allows_a_hundred_retries_then_one_per_five_first_attempt_successes() {
+    fn a_retry_quota_forgets_replaced_permits_and_a_success_gives_the_held_one_back() {
         let quota = RetryQuota::default();
-        assert_eq!((0..100).filter(|_| quota.take()).count(), 100);
-        assert!(!quota.take(), "spent");
-        for _ in 0..4 {
-            quota.reward();
-        }
-        assert!(!quota.take(), "four tokens are not a retry");
-        quota.reward();
         assert!(quota.take());
-        assert_eq!(quota.left(), 0);
+        quota.reward();
+        assert_eq!(quota.left(), 500, "a retried success gives its permit back");
+        assert_eq!((0..100).filter(|_| quota.take()).count(), 100);
+        assert!(!quota.take(), "each permit replaced was forgotten: spent");
+        quota.reward();
+        assert_eq!(quota.left(), 5, "the last permit back");
+        quota.reward();
+        assert_eq!(quota.left(), 6, "one token for a success holding none");
+        assert!(quota.take());
         for _ in 0..1000 {
             quota.reward();
         }

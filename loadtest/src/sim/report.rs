@@ -63,6 +63,8 @@ pub struct Report {
     pub dead_lettered: u64,
     /// Digest emails sent.
     pub emails: u64,
+    /// Accounts whose digest was never marked sent (keyrotor).
+    pub digests_unsent: u64,
     /// Run summary events published.
     pub summaries: u64,
     /// Lambda invocations killed at the function's timeout (Lambda shape).
@@ -194,6 +196,7 @@ impl Report {
             crashes: 0,
             dead_lettered: 0,
             emails: counters.emails,
+            digests_unsent: 0,
             summaries: 0,
             timeouts: 0,
             p50_user_seconds: percentile(&user_seconds, 0.5),
@@ -238,6 +241,7 @@ impl Report {
         report.unreached = (users as u64).saturating_sub(enqueued as u64);
         report.lost_results = (enqueued as u64).saturating_sub(recorded);
         report.peak_in_flight_per_account = table.peak_locked();
+        report.digests_unsent = table.digests_unsent(run_id);
         report.mean_locked_seconds = table.mean_hold().as_secs_f64();
         report
     }

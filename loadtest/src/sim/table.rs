@@ -211,6 +211,16 @@ impl SimTable {
         state.held_total / state.holds.max(1) as u32
     }
 
+    /// Accounts of `run_id` whose digest is not marked sent.
+    pub fn digests_unsent(&self, run_id: &str) -> u64 {
+        self.state().runs.get(run_id).map_or(0, |r| {
+            r.accounts
+                .keys()
+                .filter(|a| !matches!(r.claims.get(&Some((*a).clone())), Some(ClaimState::Sent)))
+                .count() as u64
+        })
+    }
+
     /// Per-outcome counts of `run_id`, summed over its accounts (as
     /// `keyrotor status` does: the run's item lags until accounts complete).
     pub fn outcomes(&self, run_id: &str) -> BTreeMap<String, i64> {
