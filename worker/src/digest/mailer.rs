@@ -48,18 +48,13 @@ pub const SEND_RETRY_PARTITION: &str = "keyrotor-sesv2-send";
 
 /// A retry partition of the digest's own, whose retries no quota limits.
 ///
-/// The SDK's default partition keeps a retry quota per service and client
-/// (500 tokens; a retry's permit takes 5, and a permit replaced by the
-/// next retry, of this call or another, is lost; a success gives the held
-/// permit back, or one token). It is meant to stop retry storms against a
-/// failing service. SES's throttling is not that: it is its sending rate,
-/// shared by every worker and reached whenever accounts finish together.
-/// A pool whose digests were throttled a few hundred times found its quota
-/// spent, and then a send failed at its first throttling answer and its
-/// message came back 10, 20, 40 s later: in the load simulator, 40 pools
-/// for 1,000 accounts took 126.5 s instead of 123.2 s (180 retries
-/// refused). Each send is still bounded by [`SEND_ATTEMPTS`], and the
-/// adaptive mode's client-side rate limiter still applies.
+/// The SDK's default partition keeps a retry quota per service and client,
+/// meant to stop retry storms against a failing service. SES's throttling is
+/// its sending rate, reached whenever accounts finish together, and a pool
+/// whose digests were throttled a few hundred times spent that quota: its
+/// later sends failed at their first throttling answer and their messages
+/// came back 10-40 s later (DECISIONS, "Digest sends retry in a partition
+/// of their own"). Each send is still bounded by [`SEND_ATTEMPTS`].
 pub fn send_retry_partition() -> aws_sdk_sesv2::config::retry::RetryPartition {
     use aws_sdk_sesv2::config::retry::{RetryPartition, TokenBucket};
     RetryPartition::custom(SEND_RETRY_PARTITION)
