@@ -181,6 +181,40 @@ fn the_reference_shape_reaches_every_user_of_a_small_organisation() {
     assert_eq!(report.rotated, report.due, "{}", report.text());
     assert_eq!(report.unreached, 0);
     assert_eq!(report.finished_at.len(), report.users);
+    assert_eq!(report.emails, 4, "one notice an account: {}", report.text());
+    assert_eq!(report.digests_unsent, 0, "{}", report.text());
+}
+
+#[test]
+fn the_reference_shapes_notices_past_the_ses_rate_are_dropped_after_the_notifiers_retries() {
+    // 60 accounts of 3 due users end within seconds of each other, and
+    // their notices meet SES at 1 a second: boto3's 5 attempts over about
+    // 8 s, and Lambda's two retries a minute and two later, cannot send
+    // them all.
+    let mut config = small(11, 0.0);
+    config.shape = Shape {
+        accounts: 60,
+        users_per_account: 3,
+        skew_users: None,
+        due: 1.0,
+    };
+    config.model.ses_rps = 1.0;
+    let report = on_paused_clock(reference::simulate(&config));
+    assert_eq!(report.rotated, 180, "{}", report.text());
+    assert!(report.digests_unsent > 0, "{}", report.text());
+    assert_eq!(
+        report.emails + report.digests_unsent,
+        60,
+        "{}",
+        report.text()
+    );
+    // Each dropped notice was tried 5 times in each of 3 invocations.
+    assert!(
+        report.calls["sesv2:SendEmail"] >= report.emails + 15 * report.digests_unsent,
+        "{:?} {}",
+        report.calls,
+        report.text()
+    );
 }
 
 #[test]

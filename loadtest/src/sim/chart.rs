@@ -65,6 +65,7 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
         cx = LEFT + (W - LEFT) / 2.0,
         cy = H - 6.0,
     );
+    let mut legend = Vec::new();
     for (i, r) in reports.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let n = r.finished_at.len().max(1);
@@ -96,15 +97,29 @@ pub fn svg(title: &str, reports: &[&Report]) -> String {
                 s = r.sweep_seconds,
             );
         }
+        let unsent = match r.digests_unsent {
+            0 => String::new(),
+            n => format!(", {n} emails never sent"),
+        };
+        legend.push((
+            colour,
+            format!(
+                "{name}: {done} of {users} in {s:.0} s{unsent}",
+                name = r.shape,
+                done = r.finished_at.len(),
+                users = r.users,
+                s = r.sweep_seconds,
+            ),
+        ));
+    }
+    // The legend at the bottom right, which the rising curves leave empty.
+    let n = legend.len();
+    for (i, (colour, text)) in legend.into_iter().enumerate() {
         let _ = writeln!(
             out,
-            r##"<text x="{lx}" y="{ly}" fill="{colour}">{name}: {done} of {users} in {s:.0} s</text>"##,
-            lx = LEFT + 10.0,
-            ly = 40.0 + 16.0 * i as f64,
-            name = r.shape,
-            done = r.finished_at.len(),
-            users = r.users,
-            s = r.sweep_seconds,
+            r##"<text x="{lx}" y="{ly}" text-anchor="end" fill="{colour}">{text}</text>"##,
+            lx = W - 26.0,
+            ly = H - BOTTOM - 12.0 - 16.0 * (n - 1 - i) as f64,
         );
     }
     out.push_str("</svg>\n");
@@ -138,6 +153,17 @@ mod tests {
         assert!(chart.contains(">100 s</text>"), "{chart}");
         assert!(chart.contains("last email at 100 s"), "{chart}");
         assert!(chart.contains("stroke-dasharray"), "{chart}");
+    }
+
+    #[test]
+    fn the_legend_counts_the_emails_never_sent() {
+        let sent = report(vec![1.0, 2.0], 2.0);
+        let dropped = Report {
+            digests_unsent: 3,
+            ..report(vec![1.0, 2.0], 90.0)
+        };
+        assert!(!svg("t", &[&sent]).contains("never sent"));
+        assert!(svg("t", &[&dropped]).contains("in 90 s, 3 emails never sent</text>"));
     }
 
     #[test]

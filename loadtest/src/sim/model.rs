@@ -253,8 +253,10 @@ impl RetryQuota {
 pub enum Retry {
     /// The SDK's standard retries (5 attempts, jittered exponential backoff).
     Sdk,
-    /// One attempt (the reference pattern retries nothing).
-    Never,
+    /// boto3's legacy retries, which the reference's Python Lambda
+    /// functions get by default: 5 attempts, retrying throttling and 5xx,
+    /// waiting a random fraction of 1, 2, 4 and 8 s in between.
+    Boto3,
     /// The producer's IAM reads: the SDK's retries with more attempts
     /// (`keyrotor_producer::users::LISTING_ATTEMPTS`).
     Listing,
@@ -439,10 +441,9 @@ impl Model {
         quota: Option<&RetryQuota>,
     ) -> Result<(), AwsError> {
         let attempts = match retry {
-            Retry::Sdk | Retry::ThrottlingOnly => SDK_ATTEMPTS,
+            Retry::Sdk | Retry::ThrottlingOnly | Retry::Boto3 => SDK_ATTEMPTS,
             Retry::Listing => keyrotor_producer::users::LISTING_ATTEMPTS,
             Retry::Send => keyrotor_worker::digest::mailer::SEND_ATTEMPTS,
-            Retry::Never => 1,
         };
         let mut attempt = 0;
         loop {
@@ -464,6 +465,12 @@ impl Model {
                     // The adapter's backoff: 200 ms doubling, plus up to as much again.
                     let delay = Duration::from_millis(200 << (attempt - 1));
                     tokio::time::sleep(delay.mul_f64(1.0 + self.uniform())).await;
+                }
+                Err(_) if retry == Retry::Boto3 && attempt < attempts => {
+                    self.counters.lock().expect("not poisoned").retries += 1;
+                    // botocore's legacy delay: rand() x 2^(retry - 1) s, no cap.
+                    let cap = Duration::from_secs(1 << (attempt - 1));
+                    tokio::time::sleep(cap.mul_f64(self.uniform())).await;
                 }
                 Err(e)
                     if matches!(retry, Retry::Sdk | Retry::Listing | Retry::Send)
