@@ -341,11 +341,13 @@ impl QueuePort for SimQueue {
                 source: None,
             });
         };
+        let mut sooner = false;
         if let Some(m) = state
             .groups
             .get_mut(&group)
             .and_then(|g| g.messages.iter_mut().find(|m| m.id == id))
         {
+            sooner = now + timeout < m.visible_at;
             m.visible_at = now + timeout;
             if timeout.is_zero() {
                 m.receipt = None;
@@ -358,6 +360,10 @@ impl QueuePort for SimQueue {
         drop(state);
         if timeout.is_zero() {
             self.notify.notify_one();
+        } else if sooner {
+            // Receivers asleep until the group's old visibility, or to the
+            // end of their long poll, must see it come back sooner.
+            self.notify.notify_waiters();
         }
         Ok(())
     }
@@ -483,6 +489,32 @@ mod tests {
             assert!(
                 waited >= Duration::from_secs(50) && waited < Duration::from_secs(52),
                 "given out when the visibility ended: {waited:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_visibility_shortened_during_a_long_poll_gives_the_group_out_when_it_ends() {
+        on_paused_clock(async {
+            let q = queue(5);
+            q.send_batch(&outgoing("a", 1)).await.unwrap();
+            let first = q
+                .receive(1, NO_WAIT, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let started = tokio::time::Instant::now();
+            let (again, ()) = tokio::join!(q.receive(10, Duration::from_secs(20), HIDDEN), async {
+                // A failed message's retry: back in 5 s, not 30.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                q.set_visibility(&first[0].receipt_handle, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            });
+            assert_eq!(bodies(&again.unwrap()), ["a-0"]);
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_secs(6) && waited < Duration::from_secs(7),
+                "given out when the shortened visibility ended: {waited:?}"
             );
         });
     }
