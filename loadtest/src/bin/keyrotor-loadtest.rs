@@ -212,10 +212,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.chart {
+        let users = match args.skew {
+            Some(first) => format!("{} users (the first of {first})", args.users_per_account),
+            None => format!("{} users", args.users_per_account),
+        };
         let title = format!(
-            "{} accounts × {} users, {:.0}% due, IAM {} rps per account",
+            "{} accounts × {users}, {:.0}% due, IAM {} rps per account",
             args.accounts,
-            args.users_per_account,
             args.due * 100.0,
             args.iam_rps
         );
