@@ -108,7 +108,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
         }
     }
 
-    let mut due = Vec::new();
+    let mut due = 0;
     for user in &users {
         if out_of_time() {
             return stop(done);
@@ -129,7 +129,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
                 (model.elapsed() - user_started).as_secs_f64(),
             );
         } else if user.due {
-            due.push(user);
+            due += 1;
         } else {
             done += 1;
             t.finish(
@@ -139,7 +139,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
         }
     }
 
-    for _ in &due {
+    for _ in 0..due {
         if out_of_time() {
             return stop(done);
         }
@@ -166,7 +166,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
 
     // The account's email, handed to the notifier function (invoked
     // asynchronously, so this function ends here).
-    if !due.is_empty() && !notify(model, &account_id).await {
+    if due > 0 && !notify(model, &account_id).await {
         tally.lock().expect("not poisoned").notices_lost += 1;
     }
 }
