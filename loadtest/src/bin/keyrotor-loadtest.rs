@@ -1,5 +1,6 @@
 //! `keyrotor-loadtest sim`: the scale simulator's command line.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -199,17 +200,18 @@ fn main() -> anyhow::Result<()> {
         reports.push(on_paused_clock(sim::reference::simulate(&config)));
     }
     let wall = started.elapsed();
-    match args.output {
-        Output::Json if reports.len() == 1 => {
-            println!("{}", serde_json::to_string_pretty(&reports[0])?)
-        }
-        Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
-        Output::Text => {
-            for r in &reports {
-                println!("{}", r.text());
-            }
-            eprintln!("simulated in {:.1} s of wall time", wall.as_secs_f64());
-        }
+    let printed = match args.output {
+        Output::Json if reports.len() == 1 => serde_json::to_string_pretty(&reports[0])? + "\n",
+        Output::Json => serde_json::to_string_pretty(&reports)? + "\n",
+        Output::Text => reports.iter().map(|r| r.text() + "\n").collect(),
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(printed.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
+    if args.output == Output::Text {
+        eprintln!("simulated in {:.1} s of wall time", wall.as_secs_f64());
     }
     if let Some(path) = &args.chart {
         let users = match args.skew {
