@@ -56,10 +56,10 @@ struct Tally {
 }
 
 impl Tally {
-    /// One user done at `now`, its own calls having taken `seconds`.
-    fn finish(&mut self, now: Duration, seconds: f64) {
+    /// One user done at `now`, its own calls having started at `started`.
+    fn finish(&mut self, started: Duration, now: Duration) {
         self.finished_at.push(now.as_secs_f64());
-        self.user_seconds.push(seconds);
+        self.user_seconds.push((now - started).as_secs_f64());
     }
 }
 
@@ -124,18 +124,12 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
         if !ok {
             t.failed += 1;
             done += 1;
-            t.finish(
-                model.elapsed(),
-                (model.elapsed() - user_started).as_secs_f64(),
-            );
+            t.finish(user_started, model.elapsed());
         } else if user.due {
             due += 1;
         } else {
             done += 1;
-            t.finish(
-                model.elapsed(),
-                (model.elapsed() - user_started).as_secs_f64(),
-            );
+            t.finish(user_started, model.elapsed());
         }
     }
 
@@ -153,10 +147,7 @@ async fn account(sim: Sim, account_id: String, tally: Arc<Mutex<Tally>>) {
         }
         done += 1;
         let mut t = tally.lock().expect("not poisoned");
-        t.finish(
-            model.elapsed(),
-            (model.elapsed() - user_started).as_secs_f64(),
-        );
+        t.finish(user_started, model.elapsed());
         if ok {
             t.rotated += 1;
         } else {
