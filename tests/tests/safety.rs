@@ -490,6 +490,74 @@ async fn a_redelivery_after_the_iam_change_reports_the_rotation_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_redelivery_after_the_warning_was_recorded_still_reports_the_warning() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "rewarn");
+    let subscriber = subscribe_queue(
+        &org.hub,
+        &env.topic,
+        "rewarn-events",
+        Some(json!({"outcome": ["warned"]})),
+    )
+    .await;
+    acct.user("app").await.used_key_aged(86).await;
+    let summary = produce(&emu, &env, "enforce", &[]);
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+
+    // The ledger records the warning as sent with the lock's release; the
+    // worker then stops for good before the result is recorded, and dies.
+    let mut crashed = spawn_worker(
+        &emu,
+        &env,
+        &[
+            ("FAILPOINTS", "worker-before-record=sleep(600000)"),
+            ("KEYROTOR_LOCK_LEASE_SECS", "2"),
+        ],
+    );
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&org.hub), &env.table);
+    let mut waited = 0;
+    let record = loop {
+        let record = ledger.read(&acct.id, "app").await.unwrap();
+        if let Some(r) = record.filter(|r| !r.history.warnings_sent.is_empty()) {
+            break r;
+        }
+        waited += 1;
+        assert!(waited < 120, "the worker never recorded the warning");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    crashed.kill().unwrap();
+    let _ = crashed.wait();
+    assert_eq!(status(&emu, &env, &run_id)["done"], 0, "no result yet");
+    let work = record.last_run.expect("the run's work is recorded");
+    assert_eq!(work.run_id, run_id);
+    assert_eq!(
+        work.warnings,
+        record.history.warnings_sent.into_iter().collect::<Vec<_>>()
+    );
+
+    // The redelivery finds the warning sent already; it is still this run's
+    // news, so the result says `warned` (a `noop` would leave it out of the
+    // owners' digest, and no later run warns again).
+    let worker = spawn_worker(&emu, &env, &[("KEYROTOR_LOCK_LEASE_SECS", "2")]);
+    let out = worker.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 1, "{st}");
+    assert_eq!(st["counts"]["warned"], 1, "{st}");
+    let warned = events(&org.hub, &subscriber).await;
+    assert_eq!(warned.len(), 1, "one warned event: {warned:?}");
+    assert_eq!(warned[0]["user_name"], "app");
+    assert_eq!(acct.keys("app").await.len(), 1, "nothing changed in IAM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rotate_in_enforce_mode_is_a_recorded_and_published_manual_run() {
     let emu = Emulator::start();
     let org = Org::new(&emu).await;

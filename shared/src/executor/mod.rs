@@ -347,6 +347,7 @@ impl Executor {
             secret_arn: earlier.secret_arn,
             notes: Vec::new(),
             pending: None,
+            warnings: earlier.warnings,
             deferred: None,
             rotation_unwritten: false,
         };
@@ -447,15 +448,21 @@ impl Executor {
             keys = run.ports.iam.with_last_use(keys).await?;
         }
         let evaluation = self.evaluate(&keys, &run.record, None, req);
+        // A warning is news once: in the run that records it, including a
+        // redelivery of that run whose first result was never recorded.
         let mut warned = false;
         for action in evaluation
             .actions
             .iter()
             .filter(|a| a.kind == ActionKind::Warn)
         {
-            if run.record.history.warnings_sent.insert(action.warning_id()) {
+            let id = action.warning_id();
+            if run.record.history.warnings_sent.insert(id.clone()) {
                 warned = true;
                 changed = true;
+                run.warnings.push(id);
+            } else if run.warnings.contains(&id) {
+                warned = true;
             }
         }
         let due: Vec<_> = evaluation.due_now(req.as_of).cloned().collect();

@@ -44,6 +44,8 @@ pub(super) struct LockedRun<'a> {
     pub notes: Vec<String>,
     /// The IAM change about to be made (see [`RunWork::pending`]).
     pub pending: Option<KeyAction>,
+    /// The warnings this run recorded as sent (see [`RunWork::warnings`]).
+    pub warnings: Vec<String>,
     /// The ledger as it is to be written once the next write goes out, when
     /// a step's record is waiting for it: what an immediate write would
     /// have written at that moment (see [`LockedRun::save_later`]).
@@ -76,7 +78,8 @@ impl LockedRun<'_> {
     /// an IAM change also records what the run did, so a redelivery can
     /// report it.
     fn stamp_run_work(&mut self) {
-        let has_work = !self.performed.is_empty() || self.pending.is_some();
+        let has_work =
+            !self.performed.is_empty() || self.pending.is_some() || !self.warnings.is_empty();
         if let (Some(run_id), true) = (&self.req.run_id, has_work) {
             self.record.last_run = Some(RunWork {
                 run_id: run_id.clone(),
@@ -84,6 +87,7 @@ impl LockedRun<'_> {
                 new_key_id: self.new_key_id.clone(),
                 secret_arn: self.secret_arn.clone(),
                 pending: self.pending.clone(),
+                warnings: self.warnings.clone(),
             });
         }
     }

@@ -148,6 +148,8 @@ struct LedgerItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_run_pending_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_run_warnings: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     old_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     new_key_id: Option<String>,
@@ -170,7 +172,7 @@ struct LedgerItem {
 }
 
 /// Every attribute of [`LedgerItem`]: what a write does not set, it removes.
-const LEDGER_ATTRIBUTES: [&str; 20] = [
+const LEDGER_ATTRIBUTES: [&str; 21] = [
     "intent_at",
     "intent_known_keys",
     "intent_secret_name",
@@ -181,6 +183,7 @@ const LEDGER_ATTRIBUTES: [&str; 20] = [
     "last_run_secret_arn",
     "last_run_pending_action",
     "last_run_pending_key",
+    "last_run_warnings",
     "old_key_id",
     "new_key_id",
     "rotated_at",
@@ -213,6 +216,9 @@ impl From<&UserRecord> for LedgerItem {
             last_run_secret_arn: last_run.and_then(|w| w.secret_arn.clone()),
             last_run_pending_action: pending.map(|p| p.action),
             last_run_pending_key: pending.map(|p| p.key_id.clone()),
+            last_run_warnings: last_run
+                .map(|w| w.warnings.clone())
+                .filter(|w| !w.is_empty()),
             old_key_id: r.old_key_id.clone(),
             new_key_id: r.new_key_id.clone(),
             rotated_at: r.rotated_at.map(MsTime),
@@ -251,6 +257,7 @@ impl From<LedgerItem> for UserRecord {
                     .last_run_pending_action
                     .zip(i.last_run_pending_key)
                     .map(|(action, key_id)| KeyAction { action, key_id }),
+                warnings: i.last_run_warnings.unwrap_or_default(),
             }),
             history: KeyHistory {
                 deactivated_at: times(i.deactivated),
@@ -460,6 +467,7 @@ mod tests {
                 new_key_id: Some("AKIA2".into()),
                 secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
                 pending: Some(KeyAction::new(Action::Deactivate, "AKIA0")),
+                warnings: vec!["AKIA0:delete".into()],
             }),
             old_key_id: Some("AKIA1".into()),
             new_key_id: None,
@@ -493,5 +501,10 @@ mod tests {
         // An item written before `reactivated` existed reads as no reactivation.
         item.remove("reactivated");
         assert!(decode(&item).unwrap().history.reactivated_at.is_empty());
+        // And one written before `last_run_warnings`, as a run that warned of nothing.
+        assert_eq!(item["last_run_warnings"].as_l().unwrap().len(), 1);
+        item.remove("last_run_warnings");
+        let work = decode(&item).unwrap().last_run.unwrap();
+        assert!(work.warnings.is_empty(), "{work:?}");
     }
 }

@@ -57,6 +57,10 @@ pub struct RunWork {
     /// call, so that a redelivery after a crash between the call and its
     /// record can tell, from IAM, whether it happened.
     pub pending: Option<KeyAction>,
+    /// The warnings (`warning_id`s) this run recorded as sent: a
+    /// redelivery finds them in `warnings_sent` already and, without this,
+    /// would report `noop`, leaving the warning out of every digest.
+    pub warnings: Vec<String>,
 }
 
 /// The lifecycle ledger of one user (everything but the lock fields).
