@@ -2,7 +2,7 @@
 //! pools and executor loses and duplicates nothing, even with injected 5xx
 //! answers, lost `CreateAccessKey` answers, throttling bursts or worker
 //! processes crashing mid-work, and a seed gives the
-//! same run twice. Correctness only: no test
+//! same run twice; on the fleet's SES pace no digest is throttled. Correctness only: no test
 //! here asserts a time.
 
 use keyrotor_loadtest::sim::lambda::LambdaConfig;
@@ -242,4 +242,46 @@ fn results_that_beat_the_producers_marks_still_get_their_digests_and_summary() {
         "every digest: {}",
         report.text()
     );
+}
+
+#[test]
+fn on_the_fleets_ses_pace_digests_of_accounts_finishing_together_are_never_throttled() {
+    // Twenty Lambda environments finish twenty accounts within seconds,
+    // against an SES rate of 2 a second.
+    let config = |settings: &[&str]| SimConfig {
+        shape: Shape {
+            accounts: 20,
+            users_per_account: 10,
+            skew_users: None,
+            due: 0.3,
+        },
+        model: ModelConfig {
+            seed: 5,
+            ses_rps: 2.0,
+            ..ModelConfig::default()
+        },
+        settings: settings.iter().map(|s| s.to_string()).collect(),
+        lambda: Some(LambdaConfig::with_max_concurrency(20)),
+        ..small(5, 0.0)
+    };
+    let sends = |r: &keyrotor_loadtest::sim::report::Report| r.calls["sesv2:SendEmail"];
+    let unpaced = on_paused_clock(simulate(&config(&[]))).unwrap();
+    assert_eq!(unpaced.emails, 20, "{}", unpaced.text());
+    assert!(
+        sends(&unpaced) > unpaced.emails,
+        "without the pace, SES throttles some: {}",
+        unpaced.text()
+    );
+
+    let paced = on_paused_clock(simulate(&config(&["--ses-fleet-rate", "2"]))).unwrap();
+    assert_eq!(paced.emails, 20, "every digest sent: {}", paced.text());
+    assert_eq!(paced.digests_unsent, 0, "{}", paced.text());
+    assert_eq!(
+        sends(&paced),
+        paced.emails,
+        "one SendEmail an email, none throttled: {}",
+        paced.text()
+    );
+    assert_eq!(paced.lost_results, 0, "{}", paced.text());
+    assert_eq!(paced.duplicated_keys, 0, "{}", paced.text());
 }

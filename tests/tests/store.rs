@@ -1,5 +1,6 @@
 //! The user lock's condition expressions, against the emulator's DynamoDB,
-//! with two contenders; the run's counters rolled up per account.
+//! with two contenders; the run's counters rolled up per account; the
+//! fleet's SES pace.
 
 use std::time::Duration;
 
@@ -612,4 +613,88 @@ async fn a_cancelled_transaction_leaves_every_item_as_it_was() {
     updated.insert("w".into(), s("2"));
     assert_eq!(get("updated").await, Some(updated));
     assert_eq!(get("deleted").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleets_send_times_are_one_interval_apart_whoever_takes_them() {
+    use keyrotor_shared::store::pace::{PaceStore, SendPace, Slot};
+    let emu = Emulator::start();
+    let config = emu.hub_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    ensure_table(&client, "keyrotor-pace").await.unwrap();
+    // Two processes, each taking times from many tasks at once.
+    let processes = [
+        std::sync::Arc::new(PaceStore::new(client.clone(), "keyrotor-pace")),
+        std::sync::Arc::new(PaceStore::new(client.clone(), "keyrotor-pace")),
+    ];
+    // Long enough that the emulator answers every take before the times
+    // taken run out, however busy the machine.
+    let step = Duration::from_millis(200);
+    let horizon = Duration::from_secs(60);
+    let start = chrono::Utc::now();
+    // Digests of one, two and three emails.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let pace = processes[i % 2].clone();
+        let count = 1 + i % 3;
+        tasks.push(tokio::spawn(async move {
+            (pace.take(step, count, horizon).await.unwrap(), count)
+        }));
+    }
+    let mut booked = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (Slot::At(at), count) => booked.push((at, count)),
+            (full, _) => panic!("a free time within the horizon was refused: {full:?}"),
+        }
+    }
+    booked.sort();
+    assert!(
+        booked[0].0 >= start - chrono::Duration::milliseconds(5),
+        "{booked:?}"
+    );
+    for pair in booked.windows(2) {
+        let (at, count) = pair[0];
+        assert_eq!(
+            pair[1].0 - at,
+            chrono::Duration::milliseconds(200 * count as i64),
+            "each taker's times are its alone, the next taker's right after: {booked:?}"
+        );
+    }
+    let (at, count) = *booked.last().unwrap();
+    let last = at + chrono::Duration::milliseconds(200 * (count as i64 - 1));
+
+    // 24 times of 200 ms reach 4.8 s ahead: a taker who would wait less is
+    // refused, and told when the next is free at the earliest; nothing was
+    // taken.
+    let asked = chrono::Utc::now();
+    match processes[0]
+        .take(step, 1, Duration::from_millis(500))
+        .await
+        .unwrap()
+    {
+        Slot::Full { next } => {
+            assert!(next > asked + chrono::Duration::milliseconds(500), "{next}");
+            assert!(next <= last + chrono::Duration::milliseconds(200), "{next}");
+        }
+        at => panic!("taken beyond the horizon: {at:?}"),
+    }
+    match processes[1].take(step, 1, horizon).await.unwrap() {
+        Slot::At(at) => assert_eq!(at, last + chrono::Duration::milliseconds(200)),
+        full => panic!("{full:?}"),
+    }
+
+    // Once the pace is idle again, a time is now.
+    tokio::time::sleep(Duration::from_millis(5300)).await;
+    let before = chrono::Utc::now();
+    match processes[0].take(step, 1, horizon).await.unwrap() {
+        Slot::At(at) => {
+            assert!(
+                at >= before - chrono::Duration::milliseconds(5),
+                "{at} {before}"
+            );
+            assert!(at <= chrono::Utc::now(), "{at}");
+        }
+        full => panic!("{full:?}"),
+    }
 }

@@ -171,16 +171,18 @@ async fn two_pools_work_a_fleet_exactly_once_with_events_digests_and_no_leaks() 
     let summary = produce(&emu, &env, &[]);
     let run_id = summary["run_id"].as_str().unwrap().to_string();
     assert_eq!(summary["enqueued"], 200);
+    // The two pools send on one SES pace (the table's SES_PACE item).
+    let paced = [("KEYROTOR_SES_FLEET_RATE", "20")];
     let a = spawn_worker(
         &emu,
         &env,
-        &[],
+        &paced,
         &["--until-idle", "4", "--concurrency", "4"],
     );
     let b = spawn_worker(
         &emu,
         &env,
-        &[],
+        &paced,
         &["--until-idle", "4", "--concurrency", "4"],
     );
     let (code_a, log_a) = finish(a);
@@ -275,6 +277,10 @@ async fn two_pools_work_a_fleet_exactly_once_with_events_digests_and_no_leaks() 
 
     // No secret access key anywhere but Secrets Manager.
     let table = scan_table(&org.hub, &env.table).await;
+    assert!(
+        table.contains("SES_PACE") && table.contains("next_at_ms"),
+        "the digests took their send times from the fleet's pace"
+    );
     let emails_text = serde_json::to_string(&emails).unwrap();
     for secret in &secrets {
         for (what, text) in [

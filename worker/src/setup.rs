@@ -1,6 +1,7 @@
 //! Building a [`Worker`] from the settings: the one wiring shared by
 //! `keyrotor work` and the Lambda function.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,12 +11,13 @@ use keyrotor_shared::error::AwsError;
 use keyrotor_shared::executor::{Executor, SdkPorts};
 use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::BreakerStore;
+use keyrotor_shared::store::pace::{PaceStore, SendPace};
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::waves::WaveStore;
 use keyrotor_shared::store::DynamoLedger;
 
-use crate::digest::{Mailer, RenderedEmail, SesMailer, Templates};
+use crate::digest::{Mailer, PacedMailer, RenderedEmail, SesMailer, Templates};
 use crate::process::{Email, Worker};
 
 /// A mailer behind the process's SES send rate.
@@ -39,6 +41,22 @@ impl Mailer for LimitedMailer {
     }
 }
 
+/// The digest's mailer over `ses`: on the fleet's pace (`pace`) when
+/// `KEYROTOR_SES_FLEET_RATE` is set, which then replaces the process's own
+/// `KEYROTOR_SES_RATE` (the fleet's rate bounds every process's already);
+/// else at the process's rate.
+pub fn digest_mailer(
+    settings: &Settings,
+    ses: Arc<dyn Mailer>,
+    limits: Limits,
+    pace: Arc<dyn SendPace>,
+) -> Arc<dyn Mailer> {
+    match settings.ses_fleet_rate.and_then(NonZeroU32::new) {
+        Some(rate) => Arc::new(PacedMailer::new(ses, pace, rate)),
+        None => Arc::new(LimitedMailer::new(ses, limits)),
+    }
+}
+
 /// The worker for these settings, with rate limits, SNS (when
 /// `KEYROTOR_TOPIC_ARN` is set) and digest emails (when `KEYROTOR_SENDER`
 /// is set).
@@ -57,10 +75,12 @@ pub fn build_worker(settings: Arc<Settings>, aws: &AwsContext) -> anyhow::Result
     let email = match &settings.sender {
         Some(sender) => Some(Email {
             sender: sender.clone(),
-            mailer: Arc::new(LimitedMailer::new(
+            mailer: digest_mailer(
+                &settings,
                 Arc::new(SesMailer::from_base(base)),
                 limits,
-            )),
+                Arc::new(PaceStore::new(ddb.clone(), settings.table.clone())),
+            ),
             templates: Arc::new(Templates::load(settings.template_dir.as_deref())?),
         }),
         None => None,

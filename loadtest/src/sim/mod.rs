@@ -29,7 +29,7 @@ use keyrotor_shared::executor::Executor;
 use keyrotor_worker::digest::Templates;
 use keyrotor_worker::pool::{run_pool, PoolConfig, PoolStats};
 use keyrotor_worker::process::{Email, Worker};
-use keyrotor_worker::setup::LimitedMailer;
+use keyrotor_worker::setup::digest_mailer;
 use tokio_util::sync::CancellationToken;
 
 use self::aws::{Sim, SimDirectory, SimEvents, SimInventory, SimMailer, SimPorts};
@@ -280,10 +280,12 @@ impl Process {
             Some(p.events.clone() as Arc<dyn EventSink>),
             Some(Email {
                 sender: "keyrotor@example.com".into(),
-                mailer: Arc::new(LimitedMailer::new(
+                mailer: digest_mailer(
+                    &p.settings,
                     Arc::new(SimMailer::new(p.sim.clone())),
                     limits,
-                )),
+                    Arc::new(p.table.clone()),
+                ),
                 templates: p.templates.clone(),
             }),
         )

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyrotor_shared::domain::Mode;
 use keyrotor_shared::error::AwsError;
+use keyrotor_shared::store::pace::{SendPace, Slot};
 use keyrotor_shared::store::results::{
     Claim, Notice, Progress, Recorded, ResultItem, ResultsPort, RunTotals,
 };
@@ -80,6 +81,8 @@ struct State {
     holds: u64,
     /// Until when a transaction holds each contended item.
     item_busy_until: HashMap<String, Duration>,
+    /// The fleet's next free SES send time, epoch ms (`SES_PACE`).
+    ses_next_at: i64,
 }
 
 /// The whole table.
@@ -774,5 +777,29 @@ impl RunsPort for SimTable {
         run.run.expected = expected;
         run.run.enqueued = true;
         Ok(run.run.done >= expected)
+    }
+}
+
+/// The pace item's semantics in one modelled request (the adapter's first
+/// write is the right one when its process saw the pace lately).
+#[async_trait]
+impl SendPace for SimTable {
+    async fn take(
+        &self,
+        interval: Duration,
+        count: usize,
+        horizon: Duration,
+    ) -> Result<Slot, AwsError> {
+        self.request("UpdateItem").await?;
+        let now = keyrotor_shared::time::now().timestamp_millis();
+        let span = (interval.as_millis() as i64).max(1) * count.max(1) as i64;
+        let mut state = self.state();
+        let at = state.ses_next_at.max(now);
+        let at_time = |ms: i64| DateTime::from_timestamp_millis(ms).expect("a simulated time");
+        if at - now > horizon.as_millis() as i64 {
+            return Ok(Slot::Full { next: at_time(at) });
+        }
+        state.ses_next_at = at + span;
+        Ok(Slot::At(at_time(at)))
     }
 }

@@ -219,6 +219,11 @@ pub struct SettingsArgs {
     /// SES emails per second across the worker (your account's sending rate).
     #[arg(long, env = "KEYROTOR_SES_RATE", default_value = "1", value_parser = rate(1000), global = true)]
     pub ses_rate: NonZeroU32,
+    /// SES emails per second for the whole worker fleet (your account's sending rate): each
+    /// digest books its emails' send times on one DynamoDB item, so digests of accounts that
+    /// finish together go out at this rate instead of being throttled and retried. Unset: off.
+    #[arg(long, env = "KEYROTOR_SES_FLEET_RATE", value_parser = blank_or_within(1, 1000), global = true)]
+    pub ses_fleet_rate: Option<OrBlank<u32>>,
     /// Publish `noop` results to SNS too (`true`/`false`); they are always counted.
     #[arg(
         long,

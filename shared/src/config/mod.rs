@@ -116,6 +116,9 @@ pub struct Settings {
     pub secrets_rate: std::num::NonZeroU32,
     /// SES sends per second.
     pub ses_rate: std::num::NonZeroU32,
+    /// SES sends per second for the whole fleet, paced through the table,
+    /// if set.
+    pub ses_fleet_rate: Option<u32>,
     /// Publish noop results.
     pub publish_noop: bool,
     /// Template override directory.
@@ -252,6 +255,7 @@ impl Settings {
             iam_burst: a.iam_burst,
             secrets_rate: a.secrets_rate,
             ses_rate: a.ses_rate,
+            ses_fleet_rate: a.ses_fleet_rate.clone().and_then(|f| f.0),
             publish_noop: a.publish_noop,
             template_dir,
             allow_future_as_of: a.allow_future_as_of,
@@ -389,6 +393,8 @@ mod tests {
                 "KEYROTOR_TOPIC_ARN",
             ),
             (&["--sender", "nobody"], "KEYROTOR_SENDER"),
+            (&["--ses-fleet-rate", "0"], "KEYROTOR_SES_FLEET_RATE"),
+            (&["--ses-fleet-rate", "fast"], "KEYROTOR_SES_FLEET_RATE"),
             (&["--accounts", "123"], "KEYROTOR_ACCOUNTS"),
             (
                 &["--exclude-accounts", "12345678901x"],
@@ -465,6 +471,8 @@ mod tests {
             " ",
             "--fleet-groups",
             "",
+            "--ses-fleet-rate",
+            "",
             "--queue-url",
             "",
         ])
@@ -472,6 +480,7 @@ mod tests {
         assert!(s.accounts.is_empty() && s.exclude_accounts.is_empty());
         assert_eq!(s.secrets_account, None);
         assert_eq!(s.fleet_groups, None);
+        assert_eq!(s.ses_fleet_rate, None);
         assert_eq!(s.queue_url, None);
     }
 
@@ -529,11 +538,14 @@ mod tests {
             "777788889999",
             "--kms-key-id",
             "arn:aws:kms:eu-west-1:777788889999:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "--ses-fleet-rate",
+            "14",
         ])
         .unwrap();
         assert_eq!(s.mode, Mode::Enforce);
         assert_eq!(s.accounts.len(), 2);
         assert_eq!(s.replica_regions, vec!["eu-central-1"]);
+        assert_eq!(s.ses_fleet_rate, Some(14));
     }
 
     #[test]

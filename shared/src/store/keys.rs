@@ -11,6 +11,7 @@
 //! | run index | `RUNS` | `<run>` |
 //! | circuit breaker | `CONTROL` | `BREAKER` |
 //! | rollout wave | `CONTROL` | `WAVE#<n>` (zero-padded) |
+//! | the fleet's SES pace | `CONTROL` | `SES_PACE` |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -101,6 +102,14 @@ impl ItemKey {
         ItemKey {
             pk: CONTROL_PK.into(),
             sk: format!("{WAVE_SK_PREFIX}{wave:04}"),
+        }
+    }
+
+    /// The fleet's next free SES send time (`KEYROTOR_SES_FLEET_RATE`).
+    pub fn ses_pace() -> ItemKey {
+        ItemKey {
+            pk: CONTROL_PK.into(),
+            sk: "SES_PACE".into(),
         }
     }
 

@@ -5,6 +5,7 @@ mod attr;
 pub mod breaker;
 mod dynamo;
 pub mod keys;
+pub mod pace;
 pub mod registry;
 pub mod results;
 pub mod retry;

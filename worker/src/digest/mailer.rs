@@ -2,8 +2,10 @@
 //! sent one recipient at a time (every one tried; each marked as it goes).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use keyrotor_shared::error::AwsError;
 
 use super::{plan_emails, AccountDigest, DigestError, RenderedEmail, Templates};
@@ -13,6 +15,42 @@ use super::{plan_emails, AccountDigest, DigestError, RenderedEmail, Templates};
 pub trait Mailer: Send + Sync {
     /// Sends `email` from `from` to the single address `to`.
     async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError>;
+
+    /// Books the send times of a digest's `emails`, before the first is
+    /// sent. By default there are none to book: each is sent at once (at
+    /// the process's rate, when the mailer keeps one).
+    async fn book(&self, emails: usize) -> Result<Booking, AwsError> {
+        let _ = emails;
+        Ok(Booking::default())
+    }
+}
+
+/// When a digest's emails go out: at once, or each at a booked time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Booking {
+    /// The first email's time and the interval to each next one.
+    times: Option<(DateTime<Utc>, Duration)>,
+}
+
+impl Booking {
+    /// Email `i` (from 0) at `first` + `i` x `interval`.
+    pub fn at(first: DateTime<Utc>, interval: Duration) -> Booking {
+        Booking {
+            times: Some((first, interval)),
+        }
+    }
+
+    /// Waits until email `i`'s time (not at all when nothing was booked).
+    pub async fn wait(&self, i: usize) {
+        let Some((first, interval)) = self.times else {
+            return;
+        };
+        let offset = interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+        let due = first + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX);
+        if let Ok(wait) = (due - keyrotor_shared::time::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// [`Mailer`] over SESv2 `SendEmail` (simple content: subject, HTML and
@@ -177,9 +215,21 @@ pub async fn send_digest_to(
         .iter()
         .map(|(to, d)| Ok((to.as_str(), templates.render(d)?)))
         .collect::<Result<Vec<_>, DigestError>>()?;
+    // A digest whose emails cannot be booked now sends none of them now:
+    // its message is retried, under its claim, as for a failed send.
+    let booking = match rendered.len() {
+        0 => Booking::default(),
+        n => mailer.book(n).await.map_err(|first| DigestError::Send {
+            account_id: digest.account_id.clone(),
+            sent: 0,
+            failed: n,
+            first,
+        })?,
+    };
     let mut sent = 0;
     let mut failures = Vec::new();
-    for (to, email) in &rendered {
+    for (i, (to, email)) in rendered.iter().enumerate() {
+        booking.wait(i).await;
         match mailer.send(sender, to, email).await {
             Ok(()) => {
                 sent += 1;

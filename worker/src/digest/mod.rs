@@ -27,10 +27,12 @@
 //!
 //! One concern per module: [`templates`] (loading and rendering),
 //! [`context`] (what the templates see), [`wording`] (every sentence),
-//! [`recipients`] (who gets which lines), [`mailer`] (SES and sending).
+//! [`recipients`] (who gets which lines), [`mailer`] (SES and sending),
+//! [`paced`] (the fleet's SES pace).
 
 pub mod context;
 pub mod mailer;
+pub mod paced;
 pub mod recipients;
 pub mod templates;
 pub mod wording;
@@ -43,6 +45,7 @@ use keyrotor_shared::error::AwsError;
 use serde::Serialize;
 
 pub use mailer::{send_digest, send_digest_to, Mailer, SentMarker, SesMailer};
+pub use paced::PacedMailer;
 pub use recipients::plan_emails;
 pub use templates::{Templates, HTML_TEMPLATE, SUBJECT_TEMPLATE, TEXT_TEMPLATE};
 
