@@ -1,10 +1,10 @@
 //! The fleet's SES pace (`KEYROTOR_SES_FLEET_RATE`): one `CONTROL`/`SES_PACE`
 //! item holding the next free send time, which every worker advances by one
 //! interval for each email it sends (a digest takes all of its emails' times
-//! at once). A worker sends at the times it took, so
-//! the whole fleet sends at the rate however many processes or Lambda
-//! environments finish accounts at once; SES's own throttling (and the
-//! SDK's backoff, which leaves SES idle) is then the exception.
+//! at once). A worker sends at the times it took, so the whole fleet sends
+//! at the rate however many processes or Lambda environments finish
+//! accounts at once; SES's own throttling (and the SDK's backoff, which
+//! leaves SES idle) is then the exception.
 //!
 //! Each take is one conditional `UpdateItem`, two when the pace went idle
 //! or busy since this process last looked: the write that fails returns the
@@ -27,8 +27,8 @@ use crate::error::AwsError;
 /// The attribute holding the next free send time, in epoch milliseconds.
 const NEXT_AT: &str = "next_at_ms";
 
-/// Takes of one send time that may race with other workers before giving
-/// up for this email (each race means another worker took a time).
+/// Writes one take may lose to other workers before it gives up (each
+/// loss means another worker took times meanwhile).
 const ROUNDS: usize = 4;
 
 /// What a take gave.
