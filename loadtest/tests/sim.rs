@@ -2,8 +2,9 @@
 //! pools and executor loses and duplicates nothing, even with injected 5xx
 //! answers, lost `CreateAccessKey` answers, throttling bursts or worker
 //! processes crashing mid-work, and a seed gives the
-//! same run twice; on the fleet's SES pace no digest is throttled. Correctness only: no test
-//! here asserts a time.
+//! same run twice; on the fleet's SES pace no digest is throttled; one
+//! account's throttling spends no other account's SDK retries. Correctness
+//! only: no test here asserts a time.
 
 use keyrotor_loadtest::sim::lambda::LambdaConfig;
 use keyrotor_loadtest::sim::model::ModelConfig;
@@ -284,4 +285,46 @@ fn on_the_fleets_ses_pace_digests_of_accounts_finishing_together_are_never_throt
     );
     assert_eq!(paced.lost_results, 0, "{}", paced.text());
     assert_eq!(paced.duplicated_keys, 0, "{}", paced.text());
+}
+
+#[test]
+fn throttling_in_one_account_spends_no_other_accounts_sdk_retries() {
+    use keyrotor_loadtest::sim::model::QuotaScope;
+    // One process serves ten accounts, whose IAM each refuses everything
+    // for 8 s of every 20, at offsets of their own.
+    let config = |scope| SimConfig {
+        shape: Shape {
+            accounts: 10,
+            users_per_account: 30,
+            skew_users: None,
+            due: 0.3,
+        },
+        model: ModelConfig {
+            seed: 1,
+            throttle_bursts: Some((
+                std::time::Duration::from_secs(20),
+                std::time::Duration::from_secs(8),
+            )),
+            iam_retry_quota: Some(scope),
+            ..ModelConfig::default()
+        },
+        workers: 1,
+        concurrency: 32,
+        settings: vec!["--iam-rate".into(), "10".into()],
+        ..small(1, 0.0)
+    };
+    // One quota for the process, as the SDK's default retry partition: the
+    // bursts of some accounts spend it, and other accounts' calls fail
+    // unretried.
+    let shared = on_paused_clock(simulate(&config(QuotaScope::Process))).unwrap();
+    assert!(shared.retry_quota_refused > 0, "{}", shared.text());
+    assert!(shared.rotated < shared.due, "{}", shared.text());
+
+    // keyrotor's partitions: each account's quota is its own.
+    let own = on_paused_clock(simulate(&config(QuotaScope::Account))).unwrap();
+    assert_eq!(own.retry_quota_refused, 0, "{}", own.text());
+    assert_eq!(own.rotated, own.due, "{}", own.text());
+    assert_eq!(own.failed, 0, "{}", own.text());
+    assert_eq!(own.lost_results, 0, "{}", own.text());
+    assert_eq!(own.duplicated_keys, 0, "{}", own.text());
 }

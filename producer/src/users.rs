@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use keyrotor_shared::aws::AwsContext;
+use keyrotor_shared::aws::{member_retry_partition, AwsContext};
 use keyrotor_shared::error::AwsError;
 
 /// Attempts of each producer IAM read (the SDK's backoff caps each wait at
@@ -66,6 +66,7 @@ impl SdkDirectory {
             .retry_config(
                 aws_config::retry::RetryConfig::adaptive().with_max_attempts(LISTING_ATTEMPTS),
             )
+            .retry_partition(member_retry_partition("iam", account_id))
             .build();
         aws_sdk_iam::Client::from_conf(config)
     }

@@ -39,8 +39,7 @@ pub async fn run(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, CliError> {
     let users = match &args.user {
         Some(u) => vec![u.clone()],
         None => {
-            let ports = ctx.aws.for_account(&account).await;
-            let iam = keyrotor_shared::aws::SdkIam::new(aws_sdk_iam::Client::new(&ports));
+            let iam = keyrotor_shared::aws::SdkIam::new(ctx.aws.iam_in(&account).await);
             use keyrotor_shared::aws::IamPort;
             iam.list_user_names()
                 .await

@@ -3,7 +3,7 @@
 //! producer reads, SNS and SES. Each call goes through the [`Model`]
 //! (latency, buckets, faults, SDK retries) and then changes the [`World`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use keyrotor_shared::executor::{AccountPorts, PortsFactory};
 use keyrotor_worker::digest::{Mailer, RenderedEmail};
 use secrecy::SecretString;
 
-use super::model::{Model, Retry, RetryQuota, Service};
+use super::model::{Model, QuotaScope, Retry, RetryQuota, Service};
 use super::world::{Key, World};
 
 /// The shared simulated world and model.
@@ -62,13 +62,31 @@ fn not_found(op: &'static str, what: &str) -> AwsError {
 pub struct SimIam {
     sim: Sim,
     account: String,
+    /// The SDK retry quota its retries spend, when modelled.
+    quota: Option<Arc<RetryQuota>>,
+}
+
+impl SimIam {
+    /// One IAM call of the worker's, the SDK's retries spending `quota`.
+    async fn call(&self, op: &'static str) -> Result<(), AwsError> {
+        self.sim
+            .model
+            .call_with_quota(
+                Service::Iam,
+                op,
+                &self.account,
+                Retry::Sdk,
+                self.quota.as_deref(),
+            )
+            .await
+    }
 }
 
 #[async_trait]
 impl IamPort for SimIam {
     async fn get_user(&self, user_name: &str) -> Result<UserInfo, AwsError> {
         // GetUser answers the tags too (ListUserTags only past 50 tags).
-        self.sim.iam("GetUser", &self.account).await?;
+        self.call("GetUser").await?;
         let world = self.sim.world();
         let account = &world.accounts[&self.account];
         if !account.users.contains_key(user_name) {
@@ -83,7 +101,7 @@ impl IamPort for SimIam {
     }
 
     async fn list_groups_for_user(&self, _user_name: &str) -> Result<Vec<String>, AwsError> {
-        self.sim.iam("ListGroupsForUser", &self.account).await?;
+        self.call("ListGroupsForUser").await?;
         Ok(Vec::new())
     }
 
@@ -94,13 +112,13 @@ impl IamPort for SimIam {
             .cloned()
             .collect();
         for _ in 0..names.len().div_ceil(100).max(1) {
-            self.sim.iam("ListUsers", &self.account).await?;
+            self.call("ListUsers").await?;
         }
         Ok(names)
     }
 
     async fn list_key_metadata(&self, user_name: &str) -> Result<Vec<KeyState>, AwsError> {
-        self.sim.iam("ListAccessKeys", &self.account).await?;
+        self.call("ListAccessKeys").await?;
         let world = self.sim.world();
         let user = world.accounts[&self.account]
             .users
@@ -119,7 +137,7 @@ impl IamPort for SimIam {
     }
 
     async fn key_last_used(&self, key_id: &str) -> Result<Option<LastUsed>, AwsError> {
-        self.sim.iam("GetAccessKeyLastUsed", &self.account).await?;
+        self.call("GetAccessKeyLastUsed").await?;
         let world = self.sim.world();
         world.accounts[&self.account]
             .users
@@ -187,7 +205,7 @@ impl IamPort for SimIam {
     }
 
     async fn deactivate_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
-        self.sim.iam("UpdateAccessKey", &self.account).await?;
+        self.call("UpdateAccessKey").await?;
         let mut world = self.sim.world();
         if let Some(key) = world
             .accounts
@@ -201,7 +219,7 @@ impl IamPort for SimIam {
     }
 
     async fn delete_key(&self, user_name: &str, key_id: &str) -> Result<(), AwsError> {
-        self.sim.iam("DeleteAccessKey", &self.account).await?;
+        self.call("DeleteAccessKey").await?;
         let mut world = self.sim.world();
         if let Some(user) = world
             .accounts
@@ -217,7 +235,7 @@ impl IamPort for SimIam {
     }
 
     async fn attach_read_policy(&self, user_name: &str, policy_arn: &str) -> Result<(), AwsError> {
-        self.sim.iam("AttachUserPolicy", &self.account).await?;
+        self.call("AttachUserPolicy").await?;
         let mut world = self.sim.world();
         if let Some(user) = world
             .accounts
@@ -387,6 +405,9 @@ pub struct SimPorts {
     /// One member-account session per account per worker (an AssumeRole
     /// call the first time).
     sessions: Mutex<HashSet<String>>,
+    /// The process's SDK retry quotas for IAM, by account ("" for the
+    /// process's one), when modelled.
+    iam_quotas: Mutex<HashMap<String, Arc<RetryQuota>>>,
 }
 
 impl SimPorts {
@@ -396,7 +417,18 @@ impl SimPorts {
             sim,
             limits,
             sessions: Mutex::new(HashSet::new()),
+            iam_quotas: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The retry quota that IAM calls in `account` spend, if modelled.
+    fn iam_quota(&self, account: &str) -> Option<Arc<RetryQuota>> {
+        let key = match self.sim.model.config().iam_retry_quota? {
+            QuotaScope::Process => "",
+            QuotaScope::Account => account,
+        };
+        let mut quotas = self.iam_quotas.lock().expect("not poisoned");
+        Some(quotas.entry(key.to_string()).or_default().clone())
     }
 
     async fn session(&self, account: &str) {
@@ -438,6 +470,7 @@ impl PortsFactory for SimPorts {
                 Arc::new(SimIam {
                     sim: self.sim.clone(),
                     account: account_id.to_string(),
+                    quota: self.iam_quota(account_id),
                 }),
             ),
             secrets: self.secrets(account_id, Some((account_id, share))),

@@ -120,6 +120,11 @@ pub struct ModelConfig {
     /// quota ([`RetryQuota`]), as before keyrotor gave them a retry
     /// partition of their own (`keyrotor_worker::digest::mailer::send_retry_partition`).
     pub ses_retry_quota: bool,
+    /// Whose SDK retry quota each process's IAM retries spend, when
+    /// modelled: the process's one, as with the SDK's default retry
+    /// partition, or each member account's own, as keyrotor's clients
+    /// (`keyrotor_shared::aws::member_retry_partition`).
+    pub iam_retry_quota: Option<QuotaScope>,
     /// The RNG seed.
     pub seed: u64,
 }
@@ -140,6 +145,7 @@ impl Default for ModelConfig {
             lost_create_rate: 0.0,
             producer_mark_delay: Duration::ZERO,
             ses_retry_quota: false,
+            iam_retry_quota: None,
             seed: 1,
         }
     }
@@ -187,8 +193,9 @@ pub struct Counters {
 /// (its tokens lost); a call that succeeds gives the held permit back, or
 /// one token when none is held. With too few tokens the SDK does not
 /// retry and returns the error. Modelled for SES sends, the calls throttled
-/// by the hundred, with [`ModelConfig::ses_retry_quota`]; elsewhere
-/// throttling is rare enough not to reach it.
+/// by the hundred, with [`ModelConfig::ses_retry_quota`], and for IAM with
+/// [`ModelConfig::iam_retry_quota`]; elsewhere throttling is rare enough
+/// not to reach it.
 #[derive(Debug)]
 pub struct RetryQuota {
     state: Mutex<QuotaState>,
@@ -246,6 +253,17 @@ impl RetryQuota {
     pub fn left(&self) -> u32 {
         self.state.lock().expect("not poisoned").tokens
     }
+}
+
+/// Which calls share one SDK retry quota (the SDK keeps one per retry
+/// partition and process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuotaScope {
+    /// One for all of a process's clients of the service (the SDK's
+    /// default partition: the service and region).
+    Process,
+    /// One per member account (keyrotor's partitions).
+    Account,
 }
 
 /// How the SDK would treat an operation's failures.

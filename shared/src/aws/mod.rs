@@ -11,5 +11,5 @@ pub mod verify;
 pub use iam::{IamPort, NewKey, SdkIam, UserInfo};
 pub use limits::{IamShare, Limits};
 pub use secrets::{SdkSecrets, SecretInfo, SecretsPort, StoreSecret, StoredSecret};
-pub use sessions::AwsContext;
+pub use sessions::{member_retry_partition, AwsContext};
 pub use verify::{KeyVerifier, StsVerifier};

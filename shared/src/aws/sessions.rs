@@ -46,6 +46,23 @@ pub fn retry_config() -> RetryConfig {
     RetryConfig::adaptive().with_max_attempts(5)
 }
 
+/// The SDK retry partition of a member account's `service` clients
+/// (`iam`, `secretsmanager`): one per account, as its quotas are.
+///
+/// The SDK keeps a retry quota (500 tokens; a retry takes 5, or 14 for a
+/// 5xx) and, in adaptive mode, a client-side rate limiter per retry
+/// partition, process-wide. The default partition is the service and
+/// region, so all the IAM clients of a worker that serves a thousand
+/// accounts would share one of each: throttling in one account (another
+/// tool spending its budget, a quota lower than `KEYROTOR_IAM_RATE`) would
+/// slow every account's calls and spend the retries they need.
+pub fn member_retry_partition(
+    service: &str,
+    account_id: &str,
+) -> aws_sdk_iam::config::retry::RetryPartition {
+    aws_sdk_iam::config::retry::RetryPartition::new(format!("keyrotor-{service}-{account_id}"))
+}
+
 /// How long one attempt of any call may take before the SDK gives it up
 /// (and retries it, as a transient error). The SDK sets none by default, so
 /// a connection that stalls without closing would hold a worker slot until
@@ -229,6 +246,26 @@ impl AwsContext {
         Ok(config)
     }
 
+    /// IAM in `account_id` through the member role, in the account's own
+    /// retry partition ([`member_retry_partition`]).
+    pub async fn iam_in(&self, account_id: &str) -> aws_sdk_iam::Client {
+        let config = aws_sdk_iam::config::Builder::from(&self.for_account(account_id).await)
+            .retry_partition(member_retry_partition("iam", account_id))
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// Secrets Manager in `account_id` (a member or the central secrets
+    /// account) through the member role, in the account's own retry
+    /// partition ([`member_retry_partition`]).
+    pub async fn secrets_in(&self, account_id: &str) -> aws_sdk_secretsmanager::Client {
+        let config =
+            aws_sdk_secretsmanager::config::Builder::from(&self.for_account(account_id).await)
+                .retry_partition(member_retry_partition("secretsmanager", account_id))
+                .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+    }
+
     /// A configuration whose credentials are the member role's in `account_id`.
     pub async fn for_account(&self, account_id: &str) -> SdkConfig {
         let mut sessions = self.sessions.lock().await;
@@ -325,6 +362,14 @@ mod tests {
 
     const USER_ARN: &str = "arn:aws:iam::111122223333:user/alice";
 
+    /// STS's answer to `AssumeRole`.
+    const ASSUMED: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+        <AccessKeyId>ASIAMEMBER</AccessKeyId><SecretAccessKey>member-secret</SecretAccessKey>\
+        <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+        </Credentials><AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/m/keyrotor</Arn>\
+        <AssumedRoleId>AROAMEMBER:keyrotor</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+        </AssumeRoleResponse>";
+
     /// STS answering as AWS does (any caller is `USER_ARN`), counting the
     /// `AssumeRole` calls.
     #[derive(Debug, Clone, Default)]
@@ -343,13 +388,7 @@ mod tests {
             let form = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
             let xml = if form.contains("Action=AssumeRole") {
                 self.assumed.fetch_add(1, SeqCst);
-                "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
-                 <AccessKeyId>ASIAMEMBER</AccessKeyId><SecretAccessKey>member-secret</SecretAccessKey>\
-                 <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
-                 </Credentials><AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/m/keyrotor</Arn>\
-                 <AssumedRoleId>AROAMEMBER:keyrotor</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
-                 </AssumeRoleResponse>"
-                    .to_string()
+                ASSUMED.to_string()
             } else {
                 format!(
                     "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{USER_ARN}</Arn>\
@@ -469,6 +508,143 @@ mod tests {
                 .timeout_config()
                 .and_then(|t| t.operation_attempt_timeout()),
             Some(ATTEMPT_TIMEOUT)
+        );
+    }
+
+    /// STS assuming any role, and member accounts' IAM answering
+    /// `ListUsers` with throttling (`throttling` set) or else a 500 to a
+    /// call's first attempt and the answer to its retry; counts IAM attempts.
+    #[derive(Debug, Clone, Default)]
+    struct FakeMembers {
+        throttling: Arc<std::sync::atomic::AtomicBool>,
+        iam_attempts: Arc<AtomicUsize>,
+    }
+
+    impl HttpConnector for FakeMembers {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let form = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+            let first_attempt = request
+                .headers()
+                .get("amz-sdk-request")
+                .is_some_and(|h| h.starts_with("attempt=1;"));
+            let (status, xml) = if form.contains("Action=AssumeRole") {
+                (200, ASSUMED)
+            } else {
+                self.iam_attempts.fetch_add(1, SeqCst);
+                if self.throttling.load(SeqCst) {
+                    (
+                        400,
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                         <Message>Rate exceeded</Message></Error></ErrorResponse>",
+                    )
+                } else if first_attempt {
+                    (
+                        500,
+                        "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceFailure</Code>\
+                         <Message>try again</Message></Error></ErrorResponse>",
+                    )
+                } else {
+                    (
+                        200,
+                        "<ListUsersResponse><ListUsersResult><Users/><IsTruncated>false\
+                         </IsTruncated></ListUsersResult></ListUsersResponse>",
+                    )
+                }
+            };
+            let answer =
+                HttpResponse::new(status.try_into().expect("a status"), SdkBody::from(xml));
+            HttpConnectorFuture::ready(Ok(answer))
+        }
+    }
+
+    impl HttpClient for FakeMembers {
+        fn http_connector(
+            &self,
+            _settings: &HttpConnectorSettings,
+            _components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// Spends `a`'s retry quota on throttling (until a call is not retried
+    /// any more), then makes one call of `b` and one of `a` whose first
+    /// attempts fail with a 500: whether each was retried to success.
+    async fn starve_a_then_call_both(
+        fake: &FakeMembers,
+        a: &aws_sdk_iam::Client,
+        b: &aws_sdk_iam::Client,
+    ) -> (bool, bool) {
+        fake.throttling.store(true, SeqCst);
+        let mut starved = false;
+        for _ in 0..200 {
+            let before = fake.iam_attempts.load(SeqCst);
+            assert!(a.list_users().send().await.is_err(), "throttled");
+            if fake.iam_attempts.load(SeqCst) - before == 1 {
+                starved = true;
+                break;
+            }
+        }
+        assert!(starved, "a's retries were never refused");
+        fake.throttling.store(false, SeqCst);
+        let b_ok = b.list_users().send().await.is_ok();
+        let a_ok = a.list_users().send().await.is_ok();
+        (b_ok, a_ok)
+    }
+
+    #[tokio::test]
+    async fn throttling_in_one_account_spends_no_other_accounts_retries() {
+        let fake = FakeMembers::default();
+        let retries = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(5)
+            .with_initial_backoff(std::time::Duration::from_millis(1))
+            .with_max_backoff(std::time::Duration::from_millis(1));
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .http_client(fake.clone())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIAHUB",
+                "hub-secret",
+                None,
+                None,
+                "hub",
+            ))
+            .retry_config(retries)
+            .load()
+            .await;
+        let context = AwsContext::from_config(base, "keyrotor-member");
+
+        // As the SDK partitions by default (service and region): one quota
+        // for every account's client, so one account's throttling starves
+        // the others. The name is this test's own; the map is process-wide.
+        let shared = |config: SdkConfig| {
+            aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&config)
+                    .retry_partition(aws_sdk_iam::config::retry::RetryPartition::new(
+                        "keyrotor-test-shared-iam",
+                    ))
+                    .build(),
+            )
+        };
+        let (a, b) = (
+            shared(context.for_account("210000000001").await),
+            shared(context.for_account("210000000002").await),
+        );
+        assert_eq!(starve_a_then_call_both(&fake, &a, &b).await, (false, false));
+
+        // keyrotor's member clients: each account keeps its own.
+        let (a, b) = (
+            context.iam_in("210000000003").await,
+            context.iam_in("210000000004").await,
+        );
+        assert_eq!(
+            starve_a_then_call_both(&fake, &a, &b).await,
+            (true, false),
+            "b retried, a's quota spent"
+        );
+        assert_ne!(
+            member_retry_partition("secretsmanager", "210000000003"),
+            member_retry_partition("iam", "210000000003")
         );
     }
 }

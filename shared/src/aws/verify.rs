@@ -12,6 +12,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::sessions::member_retry_partition;
 use crate::error::AwsError;
 
 /// Verifies a new access key.
@@ -52,9 +53,8 @@ pub struct StsVerifier {
 }
 
 impl StsVerifier {
-    /// Verifies through STS with the endpoint and region of `base`; tries up
-    /// to 6 times, 1 s apart at first and doubling (about 30 s in all, longer
-    /// than IAM's usual propagation delay).
+    /// Verifies through STS with the endpoint and region of `base`, waiting
+    /// [`VERIFY_WAITS`] between attempts.
     pub fn new(base: &SdkConfig) -> StsVerifier {
         StsVerifier {
             base: base.clone(),
@@ -86,7 +86,13 @@ impl KeyVerifier for StsVerifier {
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .identity_cache(IdentityCache::no_cache())
             .build();
-        let client = aws_sdk_sts::Client::new(&config);
+        // The caller's account's STS quota, so its own retry partition.
+        let account_id = user_arn.split(':').nth(4).unwrap_or_default();
+        let client = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .retry_partition(member_retry_partition("sts", account_id))
+                .build(),
+        );
         until_propagated(self.waits, key_id, user_arn, || async {
             client
                 .get_caller_identity()

@@ -89,15 +89,10 @@ impl SdkPorts {
 #[async_trait]
 impl PortsFactory for SdkPorts {
     async fn ports(&self, account_id: &str, share: IamShare) -> AccountPorts {
-        let member = self.aws.for_account(account_id).await;
-        let secrets_config = match &self.secrets_account {
-            Some(central) => self.aws.for_account(central).await,
-            None => member.clone(),
-        };
-        let iam: Arc<dyn IamPort> = Arc::new(SdkIam::new(aws_sdk_iam::Client::new(&member)));
-        let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(
-            aws_sdk_secretsmanager::Client::new(&secrets_config),
-        ));
+        let secrets_in = self.secrets_account.as_deref().unwrap_or(account_id);
+        let iam: Arc<dyn IamPort> = Arc::new(SdkIam::new(self.aws.iam_in(account_id).await));
+        let secrets: Arc<dyn SecretsPort> =
+            Arc::new(SdkSecrets::new(self.aws.secrets_in(secrets_in).await));
         let (iam, secrets) = match &self.limits {
             Some(limits) => {
                 let member = match self.secrets_account {
@@ -123,13 +118,11 @@ impl PortsFactory for SdkPorts {
         account_id: &str,
         secrets_account: Option<&str>,
     ) -> Arc<dyn SecretsPort> {
-        let config = self
+        let client = self
             .aws
-            .for_account(secrets_account.unwrap_or(account_id))
+            .secrets_in(secrets_account.unwrap_or(account_id))
             .await;
-        let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(
-            aws_sdk_secretsmanager::Client::new(&config),
-        ));
+        let secrets: Arc<dyn SecretsPort> = Arc::new(SdkSecrets::new(client));
         // A rare path (the secrets account changed mid-rotation): the
         // member account's whole write budget, not a group's share.
         let member = match secrets_account {
