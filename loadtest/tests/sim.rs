@@ -328,3 +328,31 @@ fn throttling_in_one_account_spends_no_other_accounts_sdk_retries() {
     assert_eq!(own.lost_results, 0, "{}", own.text());
     assert_eq!(own.duplicated_keys, 0, "{}", own.text());
 }
+
+#[test]
+fn on_lambda_a_big_accounts_share_of_the_fleets_groups_follows_its_users() {
+    // The hub stack passes MaximumConcurrency as KEYROTOR_FLEET_GROUPS: 20
+    // environments for 20 accounts, one of them holding most of the users.
+    let config = SimConfig {
+        shape: Shape {
+            accounts: 20,
+            users_per_account: 20,
+            skew_users: Some(600),
+            due: 0.3,
+        },
+        lambda: Some(LambdaConfig::with_max_concurrency(20)),
+        ..small(23, 0.0)
+    };
+    let report = on_paused_clock(simulate(&config)).unwrap();
+    // An even share is one group each, and one group's batch is at most 10
+    // messages at once; the big account's share by users is more.
+    assert!(
+        report.peak_in_flight_per_account > 10,
+        "the big account worked in more than one group: {}",
+        report.text()
+    );
+    assert_eq!(report.rotated, report.due, "{}", report.text());
+    assert_eq!(report.failed, 0, "{}", report.text());
+    assert_eq!(report.lost_results, 0, "{}", report.text());
+    assert_eq!(report.duplicated_keys, 0, "{}", report.text());
+}

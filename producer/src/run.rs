@@ -27,6 +27,7 @@ use keyrotor_shared::store::waves::{WaveStore, WavesPort};
 use keyrotor_shared::waves::{due_for_release, states, WaveState, SOAK_DECIDER};
 use serde::Serialize;
 
+use crate::census::Census;
 use crate::enqueue::{Enqueuer, BATCH};
 use crate::inventory::{AccountInfo, AccountInventory, OrgInventory, RegistryInventory, WavePlace};
 use crate::users::{MemberDirectory, SdkDirectory};
@@ -383,9 +384,10 @@ impl Producer {
         let waves = self.place_in_waves(req, &mut accounts).await?;
         let total = accounts.len();
         tracing::info!(run_id = %run_id, accounts = total, "producing");
+        let census = Census::new(total);
 
         let outcomes: Vec<(AccountOutcome, Option<WorkMessage>)> = futures::stream::iter(accounts)
-            .map(|account| self.account(&run_id, key, req, account, total))
+            .map(|account| self.account(&run_id, key, req, account, &census))
             .buffer_unordered(self.settings.account_concurrency)
             .inspect(|(outcome, _)| on_account(outcome, total))
             .collect()
@@ -464,7 +466,7 @@ impl Producer {
         key: &str,
         req: &ProduceRequest,
         account: AccountInfo,
-        accounts: usize,
+        census: &Census,
     ) -> (AccountOutcome, Option<WorkMessage>) {
         if let Some(why) = self.out_of_scope(req, &account) {
             let skipped = AccountOutcome::Skipped {
@@ -475,7 +477,7 @@ impl Producer {
         }
         let mut sent = Sent::default();
         let outcome = match self
-            .enqueue_account(run_id, key, req, (&account, accounts), &mut sent)
+            .enqueue_account(run_id, key, req, (&account, census), &mut sent)
             .await
         {
             Ok(Some(users)) => AccountOutcome::Enqueued {
@@ -540,14 +542,14 @@ impl Producer {
         }
     }
 
-    /// Enqueues one account's users (one of `accounts` in the run); `None`
-    /// when the account is tagged out.
+    /// Enqueues one account's users (one of the run's, counted in
+    /// `census`); `None` when the account is tagged out.
     async fn enqueue_account(
         &self,
         run_id: &str,
         key: &str,
         req: &ProduceRequest,
-        (account, accounts): (&AccountInfo, usize),
+        (account, census): (&AccountInfo, &Census),
         sent: &mut Sent,
     ) -> Result<Option<usize>, AwsError> {
         if self.inventory.excluded(account).await? {
@@ -567,14 +569,33 @@ impl Producer {
             let mut marker = None;
             let mut index = 0u32;
             let shards = &mut groups;
+            // With the fleet's groups shared out, an account of many pages
+            // is listed whole before it is enqueued: its groups are its
+            // share of the run's users, and that needs its count. Others
+            // stream a page at a time, sized at the first page.
+            let whole_first = self.settings.fleet_groups.is_some();
+            let mut listed: Vec<String> = Vec::new();
             loop {
-                let (names, next) = self.directory.users_page(&account.id, marker).await?;
-                // Known at the first page: an account listed in one page
-                // gets no more groups than it has users.
-                let shards = *shards.get_or_insert_with(|| {
-                    self.settings
-                        .shards_for(next.is_none().then_some(names.len()), accounts)
-                });
+                let (page, next) = self.directory.users_page(&account.id, marker).await?;
+                let names = match *shards {
+                    Some(_) => page,
+                    None if next.is_some() && whole_first => {
+                        listed.extend(page);
+                        marker = next;
+                        continue;
+                    }
+                    None => {
+                        listed.extend(page);
+                        let users = next.is_none().then_some(listed.len());
+                        let run = match users {
+                            Some(users) => census.count(users),
+                            None => census.size(),
+                        };
+                        *shards = Some(self.settings.shards_for(users, run));
+                        std::mem::take(&mut listed)
+                    }
+                };
+                let shards = shards.expect("sized above");
                 let messages: Vec<WorkMessage> = names
                     .into_iter()
                     .map(|user_name| {

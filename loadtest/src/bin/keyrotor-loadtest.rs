@@ -107,6 +107,11 @@ struct SimArgs {
     /// pools of `--concurrency`.
     #[arg(long, value_parser = clap::value_parser!(u16).range(2..=1000))]
     lambda_max_concurrency: Option<u16>,
+    /// With `--lambda-max-concurrency`: the function's timeout in seconds
+    /// (one of the hub stack's `WorkerTimeoutSeconds`), the queue's
+    /// visibility timeout 6 times it, as the stack derives it.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=900))]
+    lambda_timeout: u64,
     /// A `KEYROTOR_*` setting for every simulated process, as
     /// `--set iam-rate=10` (the flag's name without `--`); repeatable.
     #[arg(long = "set", value_name = "FLAG=VALUE")]
@@ -193,9 +198,11 @@ fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         settings,
         crash_every: args.crash_every.map(std::time::Duration::from_secs),
-        lambda: args
-            .lambda_max_concurrency
-            .map(|n| LambdaConfig::with_max_concurrency(usize::from(n))),
+        lambda: args.lambda_max_concurrency.map(|n| LambdaConfig {
+            timeout: std::time::Duration::from_secs(args.lambda_timeout),
+            visibility: std::time::Duration::from_secs(6 * args.lambda_timeout),
+            ..LambdaConfig::with_max_concurrency(usize::from(n))
+        }),
     };
     let started = std::time::Instant::now();
     let mut reports = Vec::new();

@@ -160,6 +160,27 @@ fn entries<T: Clone>(list: &Option<CommaList<T>>) -> Vec<T> {
     list.as_ref().map(|l| l.0.clone()).unwrap_or_default()
 }
 
+/// The size of a run as the producer knows it when it picks an account's
+/// FIFO groups ([`Settings::shards_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSize {
+    /// The run's accounts.
+    pub accounts: usize,
+    /// Its users, estimated from the accounts listed so far; `None` when
+    /// not known.
+    pub users: Option<usize>,
+}
+
+impl RunSize {
+    /// A run of `accounts` accounts, its users not known.
+    pub fn accounts(accounts: usize) -> RunSize {
+        RunSize {
+            accounts,
+            users: None,
+        }
+    }
+}
+
 impl Settings {
     /// Reads and validates the settings from `KEYROTOR_*` environment
     /// variables only (the Lambda functions' way).
@@ -269,12 +290,14 @@ impl Settings {
     }
 
     /// How many FIFO groups an account's messages are spread over, given
-    /// its user count when the producer knows it (an account listed in one
-    /// page) and the run's account count: the setting, or for `auto` the
-    /// IAM rate (one group per call a second, at most the IAM burst and
-    /// [`AUTO_SHARDS_MAX`]) and, with `KEYROTOR_FLEET_GROUPS`, at most the
-    /// account's share of the fleet's groups; never more than its users.
-    pub fn shards_for(&self, users: Option<usize>, accounts: usize) -> u32 {
+    /// its user count when the producer knows it and the run's size: the
+    /// setting, or for `auto` the IAM rate (one group per call a second, at
+    /// most the IAM burst and [`AUTO_SHARDS_MAX`]) and, with
+    /// `KEYROTOR_FLEET_GROUPS`, at most the account's share of the fleet's
+    /// groups; never more than its users. The share is the fleet's groups
+    /// divided by the run's accounts, or, when the account and the run's
+    /// users are known, its part of the run's users if that is more.
+    pub fn shards_for(&self, users: Option<usize>, run: RunSize) -> u32 {
         // One group per IAM call a second: a group's chain of calls and
         // waits makes a few calls a second at most, so the groups together
         // can use the whole rate; more would only spread it thinner. Each
@@ -292,8 +315,20 @@ impl Settings {
             // receive one group's messages), so 1,000 accounts of 10 groups
             // behind a MaximumConcurrency of 1,000 used a tenth of their
             // budgets.
+            // Shared out by users, not only by accounts: a big account's
+            // groups are worked long after the small ones are done, and
+            // one group (a batch at a time) spends only part of its budget.
             match self.fleet_groups {
-                Some(fleet) => by_rate.min((fleet / accounts.max(1) as u32).max(1)),
+                Some(fleet) => {
+                    let even = (fleet / run.accounts.max(1) as u32).max(1);
+                    let by_users = match (users, run.users) {
+                        (Some(users), Some(all)) if all > 0 => {
+                            (u64::from(fleet) * users as u64 / all as u64) as u32
+                        }
+                        _ => 0,
+                    };
+                    by_rate.min(even.max(by_users))
+                }
                 None => by_rate,
             }
         });
@@ -569,35 +604,75 @@ mod tests {
         let auto = settings(&["--iam-rate", "10"]).unwrap();
         assert_eq!(auto.shards_per_account, None, "auto is the default");
         assert_eq!(
-            auto.shards_for(None, 1000),
+            auto.shards_for(None, RunSize::accounts(1000)),
             10,
             "one group per IAM call a second"
         );
-        assert_eq!(auto.shards_for(Some(3), 1), 3, "no more groups than users");
-        assert_eq!(auto.shards_for(Some(0), 1), 1);
+        assert_eq!(
+            auto.shards_for(Some(3), RunSize::accounts(1)),
+            3,
+            "no more groups than users"
+        );
+        assert_eq!(auto.shards_for(Some(0), RunSize::accounts(1)), 1);
         let fast = settings(&["--iam-rate", "500", "--iam-burst", "500"]).unwrap();
-        assert_eq!(fast.shards_for(None, 1), AUTO_SHARDS_MAX);
+        assert_eq!(fast.shards_for(None, RunSize::accounts(1)), AUTO_SHARDS_MAX);
         let small_burst = settings(&["--iam-rate", "20", "--iam-burst", "6"]).unwrap();
         assert_eq!(
-            small_burst.shards_for(None, 1),
+            small_burst.shards_for(None, RunSize::accounts(1)),
             6,
             "one call of burst per group at most"
         );
         let fixed = settings(&["--shards-per-account", "4"]).unwrap();
-        assert_eq!(fixed.shards_for(None, 1), 4);
+        assert_eq!(fixed.shards_for(None, RunSize::accounts(1)), 4);
         let fleet = settings(&["--iam-rate", "10", "--fleet-groups", "1000"]).unwrap();
         assert_eq!(fleet.fleet_groups, Some(1000));
         assert_eq!(
-            fleet.shards_for(None, 1000),
+            fleet.shards_for(None, RunSize::accounts(1000)),
             1,
             "one group each for 1,000 accounts"
         );
-        assert_eq!(fleet.shards_for(None, 250), 4, "the fleet shared out");
-        assert_eq!(fleet.shards_for(None, 3), 10, "never more than auto");
-        assert_eq!(fleet.shards_for(None, 5000), 1, "at least one");
+        assert_eq!(
+            fleet.shards_for(None, RunSize::accounts(250)),
+            4,
+            "the fleet shared out"
+        );
+        assert_eq!(
+            fleet.shards_for(None, RunSize::accounts(3)),
+            10,
+            "never more than auto"
+        );
+        assert_eq!(
+            fleet.shards_for(None, RunSize::accounts(5000)),
+            1,
+            "at least one"
+        );
+        // 1,000 accounts, one of 20,000 users among 999 of 100: the big one
+        // holds a sixth of the users, so its share is not one group but
+        // auto's 10; the small ones keep their one.
+        let skewed = RunSize {
+            accounts: 1000,
+            users: Some(119_900),
+        };
+        assert_eq!(fleet.shards_for(Some(20_000), skewed), 10);
+        assert_eq!(fleet.shards_for(Some(100), skewed), 1);
+        // Alike accounts: by users is by accounts.
+        let alike = RunSize {
+            accounts: 250,
+            users: Some(250_000),
+        };
+        assert_eq!(fleet.shards_for(Some(1000), alike), 4);
+        let unknown = RunSize {
+            accounts: 1000,
+            users: Some(0),
+        };
+        assert_eq!(fleet.shards_for(Some(0), unknown), 1);
         let fixed_in_fleet =
             settings(&["--shards-per-account", "4", "--fleet-groups", "10"]).unwrap();
-        assert_eq!(fixed_in_fleet.shards_for(None, 1000), 4, "a number is kept");
+        assert_eq!(
+            fixed_in_fleet.shards_for(None, RunSize::accounts(1000)),
+            4,
+            "a number is kept"
+        );
         let bad = settings(&["--fleet-groups", "0"]).unwrap_err();
         assert_eq!(bad.env, "KEYROTOR_FLEET_GROUPS");
         let bad = settings(&["--shards-per-account", "many"]).unwrap_err();
