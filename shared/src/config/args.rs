@@ -199,7 +199,8 @@ pub struct SettingsArgs {
     pub shards_per_account: Shards,
     /// FIFO message groups the whole worker fleet works at once (the worker Lambda's
     /// MaximumConcurrency; pools x --concurrency); with `auto` shards, an account gets no
-    /// more groups than its share of them (this / the run's accounts, at least 1).
+    /// more groups than its share of them (this / the run's accounts, at least 1, or this
+    /// times its part of the run's users if more).
     #[arg(long, env = "KEYROTOR_FLEET_GROUPS", value_parser = blank_or_within(1, 100_000), global = true)]
     pub fleet_groups: Option<OrBlank<u32>>,
     /// IAM calls per second per member account (IAM's own limit is unpublished).
