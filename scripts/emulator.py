@@ -28,7 +28,8 @@ creates. So "the member role is missing" can be tested as it happens in AWS,
 with an AccessDenied answer. `--lenient-assume-role` restores moto's way.
 A secret scheduled for deletion refuses new values (`PutSecretValue`, and
 `CreateSecret` of its name) with InvalidRequestException, as in AWS; moto
-stores them.
+stores them. `ListUsers` answers in pages (`MaxItems`, 100 by default, and
+`Marker`), as AWS does; moto answers every user at once.
 
 DynamoDB requests are served one at a time. moto applies an update
 expression as an unlocked read-modify-write on a threaded server, so two
@@ -668,6 +669,29 @@ def make_deleted_secrets_refuse_values():
     SecretsManagerBackend.create_secret = create_secret
 
 
+def make_iam_list_users_paged():
+    """AWS answers `ListUsers` a page at a time (`MaxItems`, 100 by default,
+    `IsTruncated` and an opaque `Marker` for the next); moto answers every
+    user in one page. keyrotor's producer lists an account page by page (and
+    with the fleet's groups shared out, an account of many pages whole
+    before it enqueues), so the emulator pages as AWS does."""
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    def list_users(self):
+        users = list(self.backend.list_users(self._get_param("PathPrefix"), None, None))
+        marker = self._get_param("Marker")
+        start = int(marker) if marker and marker.isdigit() else 0
+        size = int(self._get_param("MaxItems") or 100)
+        end = start + size
+        result = {"Users": users[start:end], "IsTruncated": end < len(users)}
+        if end < len(users):
+            result["Marker"] = str(end)
+        return ActionResult(result)
+
+    IamResponse.list_users = list_users
+
+
 def make_transactions_back_up_items():
     """moto's TransactWriteItems deep-copies each table it writes to before
     it starts, so that it can put the copy back if the transaction is
@@ -937,6 +961,7 @@ def main():
     if not args.lenient_assume_role:
         make_assume_role_strict()
     make_deleted_secrets_refuse_values()
+    make_iam_list_users_paged()
     from freezegun.api import real_monotonic
 
     make_dispatch_remember()

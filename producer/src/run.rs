@@ -384,7 +384,13 @@ impl Producer {
         let waves = self.place_in_waves(req, &mut accounts).await?;
         let total = accounts.len();
         tracing::info!(run_id = %run_id, accounts = total, "producing");
-        let census = Census::new(total);
+        // The fleet's groups are shared among the accounts the run works,
+        // not every account the Organization lists.
+        let in_scope = accounts
+            .iter()
+            .filter(|a| self.out_of_scope(req, a).is_none())
+            .count();
+        let census = Census::new(in_scope);
 
         let outcomes: Vec<(AccountOutcome, Option<WorkMessage>)> = futures::stream::iter(accounts)
             .map(|account| self.account(&run_id, key, req, account, &census))
@@ -569,32 +575,42 @@ impl Producer {
             let mut marker = None;
             let mut index = 0u32;
             let shards = &mut groups;
-            // With the fleet's groups shared out, an account of many pages
-            // is listed whole before it is enqueued: its groups are its
-            // share of the run's users, and that needs its count. Others
-            // stream a page at a time, sized at the first page.
-            let whole_first = self.settings.fleet_groups.is_some();
+            // With the fleet's groups shared out (and `auto` shards), an
+            // account of many pages is listed whole before it is enqueued:
+            // its groups are its share of the run's users, and that needs
+            // its count. Others stream a page at a time, sized at the first.
+            let whole_first =
+                self.settings.fleet_groups.is_some() && self.settings.shards_per_account.is_none();
             let mut listed: Vec<String> = Vec::new();
             loop {
-                let (page, next) = self.directory.users_page(&account.id, marker).await?;
-                let names = match *shards {
-                    Some(_) => page,
-                    None if next.is_some() && whole_first => {
-                        listed.extend(page);
-                        marker = next;
-                        continue;
-                    }
-                    None => {
-                        listed.extend(page);
-                        let users = next.is_none().then_some(listed.len());
-                        let run = match users {
-                            Some(users) => census.count(users),
-                            None => census.size(),
-                        };
-                        *shards = Some(self.settings.shards_for(users, run));
-                        std::mem::take(&mut listed)
-                    }
-                };
+                let (names, next, failed) =
+                    match self.directory.users_page(&account.id, marker).await {
+                        Ok((page, next)) => match *shards {
+                            Some(_) => (page, next, None),
+                            None if next.is_some() && whole_first => {
+                                listed.extend(page);
+                                marker = next;
+                                continue;
+                            }
+                            None => {
+                                listed.extend(page);
+                                let users = next.is_none().then_some(listed.len());
+                                let run = match users {
+                                    Some(users) => census.count(users),
+                                    None => census.size(),
+                                };
+                                *shards = Some(self.settings.shards_for(users, run));
+                                (std::mem::take(&mut listed), next, None)
+                            }
+                        },
+                        // A listing that fails part-way still sends the
+                        // users it listed, as a streamed one would have.
+                        Err(e) if !listed.is_empty() => {
+                            *shards = Some(self.settings.shards_for(None, census.size()));
+                            (std::mem::take(&mut listed), None, Some(e))
+                        }
+                        Err(e) => return Err(e),
+                    };
                 let shards = shards.expect("sized above");
                 let messages: Vec<WorkMessage> = names
                     .into_iter()
@@ -623,6 +639,9 @@ impl Producer {
                             return Err(partial.error);
                         }
                     };
+                }
+                if let Some(e) = failed {
+                    return Err(e);
                 }
                 match next {
                     Some(next) => marker = Some(next),

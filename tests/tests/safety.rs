@@ -717,3 +717,40 @@ async fn an_account_failing_part_way_expects_exactly_the_messages_it_sent() {
     assert_eq!(account["done"], 40, "{account}");
     assert_eq!(account["status"], "failed", "{account}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_listed_whole_and_failing_part_way_sends_the_users_it_listed() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let acct = org.account("prod").await;
+    let env = setup(&emu, "part-listed");
+    acct.users("u", 150).await;
+
+    // With the fleet's groups shared out, an account of two pages is listed
+    // whole before it is enqueued; its second page is refused.
+    emu.inject(&[keyrotor_e2e::Fault::new("iam", "AccessDenied")
+        .action("ListUsers")
+        .every(2)
+        .count(1)]);
+    let as_of = today().to_rfc3339();
+    let mut cmd = keyrotor(&emu, &env, "audit");
+    cmd.env("KEYROTOR_FLEET_GROUPS", "4");
+    let ran = run(cmd, &["produce", "--as-of", &as_of, "--output", "json"]);
+    emu.inject(&[]);
+    assert_eq!(ran.code, 1, "a failed account: {}", ran.stderr);
+    let summary: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(summary["failed_accounts"], json!([acct.id]), "{summary}");
+    assert_eq!(
+        summary["failures"][0]["enqueued"], 100,
+        "the first page's users went out: {summary}"
+    );
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["expected"], 100, "{st}");
+
+    let (code, stderr) = work(&emu, &env, "audit", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let st = status(&emu, &env, &run_id);
+    assert_eq!(st["done"], 100, "{st}");
+    assert_eq!(st["summary_sent"], true, "the run completes: {st}");
+}

@@ -59,12 +59,11 @@ fn exposed_key(s: &str) -> Result<String, String> {
 
 /// The user of `key_id` in `account`, asked of IAM through the member role.
 async fn user_of(ctx: &super::Context, account: &str, key_id: &str) -> Result<String, CliError> {
-    let config = ctx
-        .aws
+    ctx.aws
         .checked_for_account(account)
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("account {account}: {e}")))?;
-    keyrotor_producer::users::user_of_key(&aws_sdk_iam::Client::new(&config), key_id)
+    keyrotor_producer::users::user_of_key(&ctx.aws.iam_in(account).await, key_id)
         .await
         .map_err(|e| CliError::Failed(anyhow::anyhow!("finding the user of {key_id}: {e}")))?
         .ok_or_else(|| {

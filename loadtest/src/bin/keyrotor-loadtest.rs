@@ -89,11 +89,11 @@ struct SimArgs {
     /// of their own.
     #[arg(long)]
     ses_retry_quota: bool,
-    /// Models the SDK's retry quota for each process's IAM calls: one for
-    /// the process (the SDK's default retry partition) or one per member
-    /// account (keyrotor's partitions). Unmodelled when not given.
-    #[arg(long, value_enum)]
-    iam_retry_quota: Option<QuotaScope>,
+    /// The SDK's retry quota that each process's IAM retries spend: one per
+    /// member account (keyrotor's retry partitions) or one for the process
+    /// (the SDK's default partition).
+    #[arg(long, value_enum, default_value = "account")]
+    iam_retry_quota: QuotaScope,
     /// SQS API calls per second per action on the work queue.
     #[arg(long, default_value_t = 3000.0)]
     sqs_rps: f64,
@@ -190,7 +190,7 @@ fn main() -> anyhow::Result<()> {
             throttle_bursts: args.throttle_bursts,
             lost_create_rate: args.lost_create_rate,
             ses_retry_quota: args.ses_retry_quota,
-            iam_retry_quota: args.iam_retry_quota,
+            iam_retry_quota: Some(args.iam_retry_quota),
             seed: args.seed,
             ..ModelConfig::default()
         },

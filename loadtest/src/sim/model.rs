@@ -123,7 +123,7 @@ pub struct ModelConfig {
     /// Whose SDK retry quota each process's IAM retries spend, when
     /// modelled: the process's one, as with the SDK's default retry
     /// partition, or each member account's own, as keyrotor's clients
-    /// (`keyrotor_shared::aws::member_retry_partition`).
+    /// (`keyrotor_shared::aws::member_retry_partition`; the default).
     pub iam_retry_quota: Option<QuotaScope>,
     /// The RNG seed.
     pub seed: u64,
@@ -145,7 +145,7 @@ impl Default for ModelConfig {
             lost_create_rate: 0.0,
             producer_mark_delay: Duration::ZERO,
             ses_retry_quota: false,
-            iam_retry_quota: None,
+            iam_retry_quota: Some(QuotaScope::Account),
             seed: 1,
         }
     }

@@ -49,8 +49,8 @@ pub fn retry_config() -> RetryConfig {
 /// The SDK retry partition of a member account's `service` clients
 /// (`iam`, `secretsmanager`): one per account, as its quotas are.
 ///
-/// The SDK keeps a retry quota (500 tokens; a retry takes 5, or 14 for a
-/// 5xx) and, in adaptive mode, a client-side rate limiter per retry
+/// The SDK keeps a retry quota (500 tokens; a retry takes 5, or 10 after a
+/// timeout) and, in adaptive mode, a client-side rate limiter per retry
 /// partition, process-wide. The default partition is the service and
 /// region, so all the IAM clients of a worker that serves a thousand
 /// accounts would share one of each: throttling in one account (another
