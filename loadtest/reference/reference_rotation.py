@@ -28,9 +28,10 @@ account: users listed, rotated, not reached, and seconds taken.
 
 Faithful on purpose:
   * ListUsers is called once and not paginated, as in the sample. AWS
-    answers at most 100 users per page by default; moto answers them all,
-    so the script keeps only the first 100 (`--page-size`, 0 = no cap):
-    users past the first page are never seen, they are "not listed".
+    answers at most 100 users per page by default, and so does keyrotor's
+    emulator (moto alone answers them all); the script also keeps only the
+    first `--page-size` (100; 0 = no cap): users past the first page are
+    never seen, they are "not listed".
   * The scan of every user precedes the first rotation.
 With --sender, each account whose users were rotated then gets the
 notifier's one email (SES SendEmail from the hub account), as the sample's
