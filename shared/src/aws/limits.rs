@@ -7,6 +7,7 @@
 //! mode, jittered backoff) and, past that, by redelivering the message.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -76,15 +77,72 @@ enum Budget {
     SecretsWrites,
 }
 
-/// One limiter per (budget, account, share) in use.
-type ShareLimiters = std::collections::HashMap<(Budget, String, IamShare), Arc<Direct>>;
+/// One group's share of an account's budget: its limiter, and the calls
+/// waiting for it, served oldest message first.
+struct Share {
+    limiter: Direct,
+    /// The calls waiting now, by (the message's port, a call number): the
+    /// first in order is the only one that may take the share's next call.
+    waiting: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>>,
+    /// Wakes the waiting calls when the first one is served or gives up.
+    turn: tokio::sync::Notify,
+}
+
+impl Share {
+    fn new(limiter: Direct) -> Share {
+        Share {
+            limiter,
+            waiting: std::sync::Mutex::default(),
+            turn: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Whether calls of the share's own group wait for it now.
+    fn is_waited_for(&self) -> bool {
+        !self.waiting.lock().expect("not poisoned").is_empty()
+    }
+}
+
+/// A call's place among its share's waiting calls, left when dropped
+/// (served, or its future dropped).
+struct Place<'a> {
+    share: &'a Share,
+    key: (u64, u64),
+}
+
+impl<'a> Place<'a> {
+    fn join(share: &'a Share, port: u64, calls: &AtomicU64) -> Place<'a> {
+        let key = (port, calls.fetch_add(1, Ordering::Relaxed));
+        share.waiting.lock().expect("not poisoned").insert(key);
+        Place { share, key }
+    }
+
+    fn is_first(&self) -> bool {
+        let waiting = self.share.waiting.lock().expect("not poisoned");
+        waiting.first() == Some(&self.key)
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.share
+            .waiting
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.key);
+        self.share.turn.notify_waiters();
+    }
+}
+
+/// One share per (budget, account, share) in use.
+type ShareLimiters = std::collections::HashMap<(Budget, String, IamShare), Arc<Share>>;
 
 /// The IAM shares this process holds now (a message of the group is being
 /// worked): per (account, groups it is spread over), per group, the share's
 /// limiter and how many of its messages hold it. A `BTreeMap` so that the
 /// order lenders are asked in, and so the load simulator, is deterministic.
 type HeldShares =
-    std::collections::HashMap<(String, u32), std::collections::BTreeMap<u32, (Arc<Direct>, usize)>>;
+    std::collections::HashMap<(String, u32), std::collections::BTreeMap<u32, (Arc<Share>, usize)>>;
 
 /// Share limiters a process keeps before it forgets those not in use.
 const SHARES_KEPT: usize = 4096;
@@ -100,9 +158,12 @@ pub struct Limits {
     shares: Arc<std::sync::Mutex<ShareLimiters>>,
     /// The IAM shares held now, which lend their unused calls.
     held: Arc<std::sync::Mutex<HeldShares>>,
+    /// Numbers the IAM ports in the order they are made, one a message:
+    /// a share serves its oldest message's calls first.
+    ports_made: Arc<AtomicU64>,
     /// Writes to a central secrets account, which every account's
     /// rotations share: limited per process.
-    central_secrets: Arc<Direct>,
+    central_secrets: Arc<Share>,
     ses: Arc<Direct>,
 }
 
@@ -133,10 +194,11 @@ impl Limits {
             secrets_rate: secrets,
             shares: Arc::default(),
             held: Arc::default(),
-            central_secrets: Arc::new(RateLimiter::direct_with_clock(
+            ports_made: Arc::default(),
+            central_secrets: Arc::new(Share::new(RateLimiter::direct_with_clock(
                 Quota::per_second(secrets),
                 clock.clone(),
-            )),
+            ))),
             ses: Arc::new(RateLimiter::direct_with_clock(
                 Quota::per_second(ses),
                 clock.clone(),
@@ -154,7 +216,7 @@ impl Limits {
         share: IamShare,
         rate: NonZeroU32,
         burst: NonZeroU32,
-    ) -> Arc<Direct> {
+    ) -> Arc<Share> {
         let mut shares = self.shares.lock().expect("not poisoned");
         if shares.len() >= SHARES_KEPT {
             // Forget the shares no port holds. A share made again starts
@@ -183,7 +245,7 @@ impl Limits {
                 // the load simulator saw (15,235 of 15,354 for 1,000
                 // accounts x 100 users, at 7 % more sweep time).
                 while limiter.check().is_ok() {}
-                Arc::new(limiter)
+                Arc::new(Share::new(limiter))
             })
             .clone()
     }
@@ -221,7 +283,9 @@ impl Limits {
             .1 += 1;
         Arc::new(LimitedIam {
             inner,
-            limiter,
+            share: limiter,
+            port: self.ports_made.fetch_add(1, Ordering::Relaxed),
+            calls: AtomicU64::new(0),
             lease: Lease {
                 held: self.held.clone(),
                 account,
@@ -277,11 +341,14 @@ impl Lease {
     fn borrow(&self, clock: &TokioClock) -> Result<(), Duration> {
         let held = self.held.lock().expect("not poisoned");
         let mut wait = Duration::MAX;
-        for (group, (limiter, _)) in held.get(&self.account).into_iter().flatten() {
-            if *group == self.group {
+        for (group, (share, _)) in held.get(&self.account).into_iter().flatten() {
+            // A share whose own calls wait lends nothing: its calls are
+            // theirs, and taking them would slow its group behind the
+            // others, to finish alone at its share when they are done.
+            if *group == self.group || share.is_waited_for() {
                 continue;
             }
-            match limiter.check() {
+            match share.limiter.check() {
                 Ok(()) => return Ok(()),
                 Err(not_until) => wait = wait.min(not_until.wait_time_from(clock.now())),
             }
@@ -309,7 +376,11 @@ impl Drop for Lease {
 
 struct LimitedIam {
     inner: Arc<dyn IamPort>,
-    limiter: Arc<Direct>,
+    share: Arc<Share>,
+    /// This port's place in the order ports were made.
+    port: u64,
+    /// Numbers this port's calls, which may wait at once.
+    calls: AtomicU64,
     lease: Lease,
     clock: TokioClock,
 }
@@ -317,15 +388,41 @@ struct LimitedIam {
 impl LimitedIam {
     /// Waits for a call from the group's own share or, failing that, one
     /// borrowed from a share the process holds and does not use now.
+    ///
+    /// The share's calls go to its oldest message first. A group's
+    /// messages worked at once (a Lambda batch, the pool's window) would
+    /// otherwise advance together, each at a fraction of the share, and
+    /// reach their waits with no IAM call (a new key propagating to STS)
+    /// together at the end, the share idle meanwhile; oldest first, one
+    /// message's wait passes while the next ones spend the share.
     async fn ready(&self) {
+        let place = Place::join(&self.share, self.port, &self.calls);
         loop {
-            let own = match self.limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => not_until.wait_time_from(self.clock.now()),
+            let turn = self.share.turn.notified();
+            tokio::pin!(turn);
+            // Registered before looking, so a turn given meanwhile wakes it.
+            turn.as_mut().enable();
+            let own = if place.is_first() {
+                match self.share.limiter.check() {
+                    Ok(()) => return,
+                    Err(not_until) => Some(not_until.wait_time_from(self.clock.now())),
+                }
+            } else {
+                None
             };
-            match self.lease.borrow(&self.clock) {
+            let lender = match self.lease.borrow(&self.clock) {
                 Ok(()) => return,
-                Err(lender) => tokio::time::sleep(own.min(lender)).await,
+                Err(Duration::MAX) => None,
+                Err(lender) => Some(lender),
+            };
+            match own.into_iter().chain(lender).min() {
+                Some(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut turn => {}
+                    }
+                }
+                None => turn.await,
             }
         }
     }
@@ -377,13 +474,13 @@ impl IamPort for LimitedIam {
 
 struct LimitedSecrets {
     inner: Arc<dyn SecretsPort>,
-    writes: Arc<Direct>,
+    writes: Arc<Share>,
     clock: TokioClock,
 }
 
 impl LimitedSecrets {
     async fn ready(&self) {
-        until_ready(&self.clock, || self.writes.check()).await;
+        until_ready(&self.clock, || self.writes.limiter.check()).await;
     }
 }
 
@@ -489,6 +586,57 @@ mod tests {
         working.delete_key("u", "k").await.expect("answered");
         let waited = started.elapsed().as_secs_f64();
         assert!((0.4..1.1).contains(&waited), "waited {waited} s");
+    }
+
+    /// When each of `calls` through `port` is answered, in seconds from `start`.
+    async fn answered_at(
+        port: &dyn IamPort,
+        calls: usize,
+        start: tokio::time::Instant,
+    ) -> Vec<f64> {
+        let mut at = Vec::new();
+        for _ in 0..calls {
+            port.delete_key("u", "k").await.expect("answered");
+            at.push((start.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shares_calls_go_to_its_oldest_message_first() {
+        let limits = limits();
+        let older = limits.iam("111111111111", group(0), Arc::new(Instant));
+        let newer = limits.iam("111111111111", group(0), Arc::new(Instant));
+        let start = tokio::time::Instant::now();
+        // The newer message asks first, each time (`biased`); the older one
+        // is still served first, all its calls, instead of the two sharing
+        // the share's pace.
+        let (newer_at, older_at) = tokio::join!(
+            biased;
+            answered_at(newer.as_ref(), 3, start),
+            answered_at(older.as_ref(), 3, start),
+        );
+        assert_eq!(older_at, [1.0, 2.0, 3.0]);
+        assert_eq!(newer_at, [4.0, 5.0, 6.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_whose_own_calls_wait_lends_nothing() {
+        let limits = limits();
+        let working = limits.iam("111111111111", group(0), Arc::new(Instant));
+        let other = limits.iam("111111111111", group(1), Arc::new(Instant));
+        let start = tokio::time::Instant::now();
+        // Group 0's calls are tried first each time (`biased`): when both
+        // shares have a call, at 1 s, its second call would take group 1's.
+        let (working_at, other_at) = tokio::join!(
+            biased;
+            answered_at(working.as_ref(), 2, start),
+            answered_at(other.as_ref(), 1, start),
+        );
+        // Group 1's call waits for its share's first call and gets it; group
+        // 0 borrows nothing from it and waits for its own second one.
+        assert_eq!(other_at, [1.0]);
+        assert_eq!(working_at, [1.0, 2.0]);
     }
 
     #[tokio::test(start_paused = true)]
