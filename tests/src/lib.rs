@@ -342,6 +342,14 @@ pub fn init_stack(emu: &Emulator, table: &str, prefix: &str) -> Stack {
 }
 
 impl Emulator {
+    /// Sets the waiting latency and IAM's rate limit (`/_keyrotor/latency`
+    /// in scripts/emulator.py; `{}` turns both off). Panics if refused.
+    pub fn set_latency(&self, settings: serde_json::Value) {
+        let body = self.http("POST", "/_keyrotor/latency", &settings.to_string());
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(answer.get("error").is_none(), "latency refused: {body}");
+    }
+
     /// Injects error answers: `rule` is one rule object or `{"rules": [...]}`
     /// (see `Faults` in scripts/emulator.py; `{}` clears). Panics if the
     /// emulator refuses the rules.

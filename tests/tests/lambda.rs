@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use clap::Parser;
 use keyrotor_e2e::world::Org;
-use keyrotor_e2e::{run, today, Emulator};
+use keyrotor_e2e::{init_queue, run, today, Emulator};
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{Settings, SettingsArgs};
 use keyrotor_shared::domain::Mode;
@@ -84,7 +85,7 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
         record("m-a3", &a.id, body(&a.id, "a3", &key)),
         record("m-b1", &b.id, body(&b.id, "b1", &key)),
     ];
-    let response = handle_sqs_event(&worker, event).await;
+    let response = handle_sqs_event(&worker, event, None).await;
     let mut failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -116,4 +117,126 @@ async fn a_failed_record_fails_only_the_rest_of_its_fifo_group() {
         "another group goes on"
     );
     assert_eq!(a.keys("a3").await.len(), 1);
+}
+
+/// Receives the queue's visible messages (one receive), as the event source
+/// mapping's records.
+async fn receive(config: &aws_config::SdkConfig, queue: &str) -> Vec<SqsMessage> {
+    let got = aws_sdk_sqs::Client::new(config)
+        .receive_message()
+        .queue_url(queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    got.messages()
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_string);
+            record.receipt_handle = m.receipt_handle().map(str::to_string);
+            record.body = m.body().map(str::to_string);
+            record.attributes = m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                .collect();
+            record
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_queue() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let queue = init_queue(&emu, TABLE, "deadline");
+    let a = org.account("a").await;
+    for user in ["a1", "a2"] {
+        a.user(user).await.used_key_aged(95).await;
+    }
+    emu.set_clock(today());
+    let args = Args::parse_from([
+        "worker",
+        "--table",
+        TABLE,
+        "--queue-url",
+        &queue,
+        "--mode",
+        "enforce",
+        "--allow-future-as-of",
+        "true",
+    ]);
+    let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
+    let key = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
+        .start("lambda-run", today(), Mode::Enforce, &[])
+        .await
+        .unwrap();
+    let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
+    let worker = build_worker(settings, &aws).unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&org.hub);
+    for user in ["a1", "a2"] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body(&a.id, user, &key))
+            .message_group_id(&a.id)
+            .message_deduplication_id(user)
+            .send()
+            .await
+            .expect("send");
+    }
+    let records = receive(&org.hub, &queue).await;
+    assert_eq!(records.len(), 2, "one group's two messages in one batch");
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.message_id.clone())
+        .collect();
+    ids.sort();
+
+    // IAM answers nothing for 30 s: neither record can finish by the
+    // invocation's deadline, 10 s away.
+    emu.set_latency(json!({"latency": {"iam": 30_000}}));
+    let mut event = SqsEvent::default();
+    event.records = records;
+    let invoked = tokio::time::Instant::now();
+    let deadline = invoked + std::time::Duration::from_secs(10);
+    let response = handle_sqs_event(&worker, event, Some(deadline)).await;
+    let answered = invoked.elapsed();
+    emu.set_latency(json!({}));
+
+    assert!(
+        answered < std::time::Duration::from_secs(10),
+        "answered before the deadline, not killed at it: {answered:?}"
+    );
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, ids, "both records reported unfinished");
+    // Made visible again at once, not after the queue's visibility timeout.
+    let again = receive(&org.hub, &queue).await;
+    let mut again_ids: Vec<String> = again.iter().filter_map(|r| r.message_id.clone()).collect();
+    again_ids.sort();
+    assert_eq!(again_ids, ids, "both back on the queue at once");
+    // Nothing was done for either user: each still has the one old key.
+    for user in ["a1", "a2"] {
+        assert_eq!(a.keys(user).await.len(), 1, "{user}");
+    }
+    // The redelivery finishes them.
+    let mut event = SqsEvent::default();
+    event.records = again;
+    let response = handle_sqs_event(&worker, event, None).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    for user in ["a1", "a2"] {
+        assert_eq!(a.keys(user).await.len(), 2, "{user} rotated");
+    }
 }

@@ -6,11 +6,17 @@
 //! an hour in the hub stack, which one throttled call would otherwise add to
 //! a whole run. On a FIFO queue, the messages of one group (a batch is
 //! mostly one group) are handled together (see `LAMBDA_GROUP_WINDOW`).
+//! Near the invocation's deadline the handler returns what it has not
+//! finished to the queue itself, rather than be killed at the timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::pool::delay_for;
@@ -19,8 +25,63 @@ use crate::process::{Worker, LAMBDA_GROUP_WINDOW};
 /// Groups handled at once within one batch.
 const GROUPS_AT_ONCE: usize = 4;
 
-/// Handles one SQS event.
-pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
+/// The most an invocation keeps before its deadline to return what it has
+/// not finished (a tenth of its time when that is less): the visibility
+/// calls and the response, a few round trips.
+const RETURN_MARGIN: Duration = Duration::from_secs(5);
+
+/// The most an invocation keeps before its deadline in which it starts no
+/// record (a quarter of its time when that is less): a rotation started
+/// then would most likely be stopped part-way.
+const START_MARGIN: Duration = Duration::from_secs(60);
+
+/// When an invocation stops: it returns what is unfinished at `stop`, and
+/// starts no record after `last_start`.
+#[derive(Debug, Clone, Copy)]
+struct Stops {
+    last_start: Instant,
+    stop: Instant,
+}
+
+impl Stops {
+    /// The stops of an invocation that must answer by `deadline`.
+    fn before(deadline: Instant) -> Stops {
+        let left = deadline.saturating_duration_since(Instant::now());
+        Stops {
+            last_start: deadline - START_MARGIN.min(left / 4),
+            stop: deadline - RETURN_MARGIN.min(left / 10),
+        }
+    }
+}
+
+/// Handles one SQS event that must be answered by `deadline` (the
+/// invocation's, when there is one).
+///
+/// Lambda kills an invocation at its timeout, and the event source mapping
+/// then returns the whole batch to the queue only after its visibility
+/// timeout (half an hour in the hub stack). So near the deadline the
+/// handler starts no record, and at a few seconds before it, stops the
+/// records still running and reports every record it has not finished as
+/// failed, made visible again at once. A record stopped part-way is a
+/// worker that died at that point, which the executor's locks, ledger and
+/// reconciliation are built for; its redelivery finds the user's lock held
+/// and comes back at the lease's end.
+pub async fn handle_sqs_event(
+    worker: &Worker,
+    event: SqsEvent,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let stops = deadline.map(Stops::before);
+    let records: Vec<(String, Option<String>)> = event
+        .records
+        .iter()
+        .map(|r| {
+            (
+                r.message_id.clone().unwrap_or_default(),
+                r.receipt_handle.clone(),
+            )
+        })
+        .collect();
     // Records keep their order within a group; a standard queue's messages
     // each form a group of their own.
     let mut groups: BTreeMap<String, Vec<SqsMessage>> = BTreeMap::new();
@@ -32,13 +93,38 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
             .unwrap_or_else(|| format!("#{i}"));
         groups.entry(group).or_default().push(record);
     }
-    let failures: Vec<Vec<String>> = futures::stream::iter(groups.into_values())
-        .map(|records| handle_group(worker, records))
+    let settled = Settled::default();
+    let work = futures::stream::iter(groups.into_values())
+        .map(|records| handle_group(worker, records, stops, &settled))
         .buffer_unordered(GROUPS_AT_ONCE)
-        .collect()
-        .await;
+        .collect::<Vec<()>>();
+    let finished = match stops {
+        Some(stops) => tokio::time::timeout_at(stops.stop, work).await.is_ok(),
+        None => {
+            work.await;
+            true
+        }
+    };
+    let mut failed = settled.failed.into_inner().expect("not poisoned");
+    if !finished {
+        let done = settled.done.into_inner().expect("not poisoned");
+        let unfinished: Vec<&(String, Option<String>)> = records
+            .iter()
+            .filter(|(id, _)| !done.contains(id) && !failed.contains(id))
+            .collect();
+        tracing::warn!(
+            unfinished = unfinished.len(),
+            "the invocation's deadline is near: unfinished records go back to the queue"
+        );
+        for (id, receipt) in unfinished {
+            if let Some(receipt) = receipt {
+                worker.retry_after(receipt, Duration::ZERO).await;
+            }
+            failed.push(id.clone());
+        }
+    }
     let mut response = SqsBatchResponse::default();
-    for id in failures.into_iter().flatten() {
+    for id in failed {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);
@@ -46,11 +132,31 @@ pub async fn handle_sqs_event(worker: &Worker, event: SqsEvent) -> SqsBatchRespo
     response
 }
 
+/// The batch's records that ended: done (to be deleted) or failed (their
+/// retry timed).
+#[derive(Default)]
+struct Settled {
+    done: Mutex<HashSet<String>>,
+    failed: Mutex<Vec<String>>,
+}
+
+impl Settled {
+    fn fail(&self, id: String) {
+        self.failed.lock().expect("not poisoned").push(id);
+    }
+}
+
 /// One group's records, [`LAMBDA_GROUP_WINDOW`] at a time; once one
-/// fails, the records not started yet fail too.
-async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> {
-    let failed = std::sync::Mutex::new(Vec::new());
-    let failed_ref = &failed;
+/// fails, the records not started yet fail too, as do those not started
+/// before the invocation's last start.
+async fn handle_group(
+    worker: &Worker,
+    records: Vec<SqsMessage>,
+    stops: Option<Stops>,
+    settled: &Settled,
+) {
+    let group_failed = std::sync::atomic::AtomicBool::new(false);
+    let group_failed = &group_failed;
     futures::stream::iter(records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
@@ -62,9 +168,16 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
             // Behind a failure the rest of the group waits for its redelivery,
             // unless a record is on its last receive: it is worked now rather
             // than reaching the DLQ without ever being tried.
-            let behind = !failed_ref.lock().expect("not poisoned").is_empty();
-            if behind && receive_count < worker.max_receives() {
-                failed_ref.lock().expect("not poisoned").push(id);
+            let last_receive = receive_count >= worker.max_receives();
+            if group_failed.load(Ordering::Relaxed) && !last_receive {
+                settled.fail(id);
+                return;
+            }
+            if stops.is_some_and(|s| Instant::now() >= s.last_start) && !last_receive {
+                if let Some(receipt) = &record.receipt_handle {
+                    worker.retry_after(receipt, Duration::ZERO).await;
+                }
+                settled.fail(id);
                 return;
             }
             match worker
@@ -72,7 +185,9 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
                 .instrument(tracing::info_span!("sqs", message_id = %id))
                 .await
             {
-                Ok(_) => {}
+                Ok(_) => {
+                    settled.done.lock().expect("not poisoned").insert(id);
+                }
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
                     if let Some(receipt) = &record.receipt_handle {
@@ -80,12 +195,35 @@ async fn handle_group(worker: &Worker, records: Vec<SqsMessage>) -> Vec<String> 
                             .retry_after(receipt, delay_for(&e, receive_count))
                             .await;
                     }
-                    failed_ref.lock().expect("not poisoned").push(id);
+                    group_failed.store(true, Ordering::Relaxed);
+                    settled.fail(id);
                 }
             }
         })
         .buffered(LAMBDA_GROUP_WINDOW)
         .collect::<Vec<()>>()
         .await;
-    failed.into_inner().expect("not poisoned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invocation_stops_starting_and_returns_ahead_of_its_deadline() {
+        let now = Instant::now();
+        // The hub stack's 300 s: no start in the last minute, the rest
+        // returned 5 s before the deadline.
+        let stops = Stops::before(now + Duration::from_secs(300));
+        assert_eq!(stops.last_start - now, Duration::from_secs(240));
+        assert_eq!(stops.stop - now, Duration::from_secs(295));
+        // A short timeout keeps the same proportions, not the same margins,
+        // so that its records still get most of its time.
+        let stops = Stops::before(now + Duration::from_secs(20));
+        assert_eq!(stops.last_start - now, Duration::from_secs(15));
+        assert_eq!(stops.stop - now, Duration::from_secs(18));
+        // A deadline already past stops at once.
+        let stops = Stops::before(now);
+        assert_eq!((stops.last_start, stops.stop), (now, now));
+    }
 }

@@ -7,8 +7,10 @@
 //! failures to come back after their visibility timeout (the handler
 //! shortens it for a busy user). Each concurrent execution environment is
 //! its own worker (its own limits and sessions), kept warm between
-//! invocations; an invocation that outlives the function's timeout is
-//! killed, and its whole batch comes back after the visibility timeout.
+//! invocations. The handler is given the invocation's deadline, as the
+//! runtime gives it; an invocation that outlives the function's timeout
+//! all the same is killed, and its whole batch comes back after the
+//! visibility timeout.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -139,8 +141,12 @@ async fn slot(
                 environment()
             }
         };
-        let handled =
-            tokio::time::timeout(config.timeout, handle_sqs_event(&worker, event_of(&batch))).await;
+        let deadline = tokio::time::Instant::now() + config.timeout;
+        let handled = tokio::time::timeout_at(
+            deadline,
+            handle_sqs_event(&worker, event_of(&batch), Some(deadline)),
+        )
+        .await;
         let Ok(response) = handled else {
             // Killed at the timeout: the environment goes, and the batch
             // comes back after its visibility timeout.

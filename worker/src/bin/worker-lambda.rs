@@ -19,7 +19,18 @@ async fn main() -> Result<(), Error> {
     let worker = Arc::new(build_worker(settings, &aws)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
-        async move { Ok::<SqsBatchResponse, Error>(handle_sqs_event(&worker, event.payload).await) }
+        // The deadline on tokio's clock: the time left by the wall clock.
+        let left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + left;
+        async move {
+            Ok::<SqsBatchResponse, Error>(
+                handle_sqs_event(&worker, event.payload, Some(deadline)).await,
+            )
+        }
     }))
     .await
 }
