@@ -10,7 +10,6 @@
 //! finished to the queue itself, rather than be killed at the timeout.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,20 +35,25 @@ const RETURN_MARGIN: Duration = Duration::from_secs(5);
 const START_MARGIN: Duration = Duration::from_secs(60);
 
 /// When an invocation stops: it returns what is unfinished at `stop`, and
-/// starts no record after `last_start`.
+/// starts no record after `last_start`; the visibility calls for what it
+/// returns are given up at `answer`, half-way from `stop` to the deadline,
+/// so that the answer itself still goes out.
 #[derive(Debug, Clone, Copy)]
 struct Stops {
     last_start: Instant,
     stop: Instant,
+    answer: Instant,
 }
 
 impl Stops {
     /// The stops of an invocation that must answer by `deadline`.
     fn before(deadline: Instant) -> Stops {
         let left = deadline.saturating_duration_since(Instant::now());
+        let returning = RETURN_MARGIN.min(left / 10);
         Stops {
             last_start: deadline - START_MARGIN.min(left / 4),
-            stop: deadline - RETURN_MARGIN.min(left / 10),
+            stop: deadline - returning,
+            answer: deadline - returning / 2,
         }
     }
 }
@@ -62,10 +66,12 @@ impl Stops {
 /// timeout (half an hour in the hub stack). So near the deadline the
 /// handler starts no record, and at a few seconds before it, stops the
 /// records still running and reports every record it has not finished as
-/// failed, made visible again at once. A record stopped part-way is a
-/// worker that died at that point, which the executor's locks, ledger and
-/// reconciliation are built for; its redelivery finds the user's lock held
-/// and comes back at the lease's end.
+/// failed, made visible again at once (a failed one keeps its retry
+/// delay). A record stopped part-way is a worker that died at that point,
+/// which the executor's locks, ledger and reconciliation are built for; its
+/// redelivery finds the user's lock held, if it took it, and comes back at
+/// the lease's end. A record on its last receive that is stopped goes to
+/// the DLQ unrecorded, as it would when killed.
 pub async fn handle_sqs_event(
     worker: &Worker,
     event: SqsEvent,
@@ -105,26 +111,47 @@ pub async fn handle_sqs_event(
             true
         }
     };
-    let mut failed = settled.failed.into_inner().expect("not poisoned");
-    if !finished {
-        let done = settled.done.into_inner().expect("not poisoned");
-        let unfinished: Vec<&(String, Option<String>)> = records
+    let Settled {
+        done,
+        failed,
+        timed,
+    } = settled;
+    let (done, mut failed, timed) = (
+        done.into_inner().expect("not poisoned"),
+        failed.into_inner().expect("not poisoned"),
+        timed.into_inner().expect("not poisoned"),
+    );
+    if let (false, Some(stops)) = (finished, stops) {
+        let failed_ids: HashSet<&String> = failed.iter().map(|(id, _)| id).collect();
+        let unfinished: Vec<(String, Duration)> = records
             .iter()
-            .filter(|(id, _)| !done.contains(id) && !failed.contains(id))
+            .filter(|(id, _)| !done.contains(id) && !failed_ids.contains(id))
+            .map(|(id, _)| (id.clone(), Duration::ZERO))
             .collect();
         tracing::warn!(
             unfinished = unfinished.len(),
             "the invocation's deadline is near: unfinished records go back to the queue"
         );
-        for (id, receipt) in unfinished {
-            if let Some(receipt) = receipt {
-                worker.retry_after(receipt, Duration::ZERO).await;
-            }
-            failed.push(id.clone());
+        failed.extend(unfinished);
+        // The failures whose retry was not timed yet (stopped during that
+        // call), and the unfinished ones, at once.
+        let receipts: std::collections::HashMap<&String, &String> = records
+            .iter()
+            .filter_map(|(id, receipt)| receipt.as_ref().map(|r| (id, r)))
+            .collect();
+        let timing = failed
+            .iter()
+            .filter(|(id, _)| !timed.contains(id))
+            .filter_map(|(id, delay)| receipts.get(id).map(|r| worker.retry_after(r, *delay)));
+        if tokio::time::timeout_at(stops.answer, futures::future::join_all(timing))
+            .await
+            .is_err()
+        {
+            tracing::warn!("not every returned record's retry was timed before the deadline");
         }
     }
     let mut response = SqsBatchResponse::default();
-    for id in failed {
+    for (id, _) in failed {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);
@@ -132,17 +159,29 @@ pub async fn handle_sqs_event(
     response
 }
 
-/// The batch's records that ended: done (to be deleted) or failed (their
-/// retry timed).
+/// The batch's records that ended: done (to be deleted) or failed, with
+/// the delay of their retry, and which of those retries were timed.
 #[derive(Default)]
 struct Settled {
     done: Mutex<HashSet<String>>,
-    failed: Mutex<Vec<String>>,
+    failed: Mutex<Vec<(String, Duration)>>,
+    timed: Mutex<HashSet<String>>,
 }
 
 impl Settled {
-    fn fail(&self, id: String) {
-        self.failed.lock().expect("not poisoned").push(id);
+    /// Reports `record` failed, to be retried after `delay`, and times that
+    /// retry. Noted failed first: the deadline may stop the timing call,
+    /// and then the handler makes it again.
+    async fn fail(&self, worker: &Worker, record: &SqsMessage, delay: Duration) {
+        let id = record.message_id.clone().unwrap_or_default();
+        self.failed
+            .lock()
+            .expect("not poisoned")
+            .push((id.clone(), delay));
+        if let Some(receipt) = &record.receipt_handle {
+            worker.retry_after(receipt, delay).await;
+        }
+        self.timed.lock().expect("not poisoned").insert(id);
     }
 }
 
@@ -155,7 +194,9 @@ async fn handle_group(
     stops: Option<Stops>,
     settled: &Settled,
 ) {
-    let group_failed = std::sync::atomic::AtomicBool::new(false);
+    // The delay of the group's first failure, which the records behind it
+    // take too (as in the pool).
+    let group_failed: Mutex<Option<Duration>> = Mutex::new(None);
     let group_failed = &group_failed;
     futures::stream::iter(records)
         .map(|record| async move {
@@ -169,15 +210,13 @@ async fn handle_group(
             // unless a record is on its last receive: it is worked now rather
             // than reaching the DLQ without ever being tried.
             let last_receive = receive_count >= worker.max_receives();
-            if group_failed.load(Ordering::Relaxed) && !last_receive {
-                settled.fail(id);
+            let behind = *group_failed.lock().expect("not poisoned");
+            if let (Some(delay), false) = (behind, last_receive) {
+                settled.fail(worker, &record, delay).await;
                 return;
             }
             if stops.is_some_and(|s| Instant::now() >= s.last_start) && !last_receive {
-                if let Some(receipt) = &record.receipt_handle {
-                    worker.retry_after(receipt, Duration::ZERO).await;
-                }
-                settled.fail(id);
+                settled.fail(worker, &record, Duration::ZERO).await;
                 return;
             }
             match worker
@@ -190,13 +229,12 @@ async fn handle_group(
                 }
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "message failed; reported to SQS");
-                    if let Some(receipt) = &record.receipt_handle {
-                        worker
-                            .retry_after(receipt, delay_for(&e, receive_count))
-                            .await;
-                    }
-                    group_failed.store(true, Ordering::Relaxed);
-                    settled.fail(id);
+                    let delay = delay_for(&e, receive_count);
+                    group_failed
+                        .lock()
+                        .expect("not poisoned")
+                        .get_or_insert(delay);
+                    settled.fail(worker, &record, delay).await;
                 }
             }
         })
@@ -217,13 +255,18 @@ mod tests {
         let stops = Stops::before(now + Duration::from_secs(300));
         assert_eq!(stops.last_start - now, Duration::from_secs(240));
         assert_eq!(stops.stop - now, Duration::from_secs(295));
+        assert_eq!(stops.answer - now, Duration::from_millis(297_500));
         // A short timeout keeps the same proportions, not the same margins,
         // so that its records still get most of its time.
         let stops = Stops::before(now + Duration::from_secs(20));
         assert_eq!(stops.last_start - now, Duration::from_secs(15));
         assert_eq!(stops.stop - now, Duration::from_secs(18));
+        assert_eq!(stops.answer - now, Duration::from_secs(19));
         // A deadline already past stops at once.
         let stops = Stops::before(now);
-        assert_eq!((stops.last_start, stops.stop), (now, now));
+        assert_eq!(
+            (stops.last_start, stops.stop, stops.answer),
+            (now, now, now)
+        );
     }
 }

@@ -84,7 +84,8 @@ struct Share {
     /// The calls waiting now, by (the message's port, a call number): the
     /// first in order is the only one that may take the share's next call.
     waiting: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>>,
-    /// Wakes the waiting calls when the first one is served or gives up.
+    /// Wakes the waiting calls when the first of them leaves (served, or
+    /// its future dropped), so that the next one takes its place.
     turn: tokio::sync::Notify,
 }
 
@@ -125,12 +126,15 @@ impl<'a> Place<'a> {
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.share
-            .waiting
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.key);
-        self.share.turn.notify_waiters();
+        let mut waiting = self.share.waiting.lock().expect("not poisoned");
+        let was_first = waiting.first() == Some(&self.key);
+        waiting.remove(&self.key);
+        drop(waiting);
+        // Only the first may take the share's calls: another leaving (it
+        // borrowed a call) changes nobody's turn.
+        if was_first {
+            self.share.turn.notify_waiters();
+        }
     }
 }
 
@@ -389,9 +393,10 @@ impl LimitedIam {
     /// Waits for a call from the group's own share or, failing that, one
     /// borrowed from a share the process holds and does not use now.
     ///
-    /// The share's calls go to its oldest message first. A group's
-    /// messages worked at once (a Lambda batch, the pool's window) would
-    /// otherwise advance together, each at a fraction of the share, and
+    /// The share's calls go to its oldest message first (the first to get
+    /// its port for the account; a redelivered message gets a new one). A
+    /// group's messages worked at once (a Lambda batch, the pool's window)
+    /// would otherwise advance together, each at a fraction of the share, and
     /// reach their waits with no IAM call (a new key propagating to STS)
     /// together at the end, the share idle meanwhile; oldest first, one
     /// message's wait passes while the next ones spend the share.
