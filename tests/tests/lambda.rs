@@ -240,3 +240,79 @@ async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_que
         assert_eq!(a.keys(user).await.len(), 2, "{user} rotated");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_on_its_last_receive_near_the_deadline_records_its_failure() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let queue = init_queue(&emu, TABLE, "last");
+    let a = org.account("a").await;
+    a.user("a1").await.used_key_aged(95).await;
+    emu.set_clock(today());
+    let args = Args::parse_from([
+        "worker",
+        "--table",
+        TABLE,
+        "--queue-url",
+        &queue,
+        "--mode",
+        "enforce",
+        "--allow-future-as-of",
+        "true",
+        "--max-receives",
+        "5",
+    ]);
+    let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
+    let key = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
+        .start("lambda-run", today(), Mode::Enforce, &[])
+        .await
+        .unwrap();
+    let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
+    let worker = build_worker(settings, &aws).unwrap();
+    aws_sdk_sqs::Client::new(&org.hub)
+        .send_message()
+        .queue_url(&queue)
+        .message_body(body(&a.id, "a1", &key))
+        .message_group_id(&a.id)
+        .message_deduplication_id("a1")
+        .send()
+        .await
+        .expect("send");
+    let mut records = receive(&org.hub, &queue).await;
+    assert_eq!(records.len(), 1);
+    // The fifth receive of five: the DLQ is next.
+    records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".to_string(), "5".to_string());
+
+    emu.set_latency(json!({"latency": {"iam": 30_000}}));
+    let mut event = SqsEvent::default();
+    event.records = records;
+    let invoked = tokio::time::Instant::now();
+    let deadline = invoked + std::time::Duration::from_secs(12);
+    let response = handle_sqs_event(&worker, event, Some(deadline)).await;
+    let answered = invoked.elapsed();
+    emu.set_latency(json!({}));
+
+    assert!(
+        answered < std::time::Duration::from_secs(12),
+        "answered before the deadline: {answered:?}"
+    );
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "recorded, so deleted rather than sent to the DLQ: {:?}",
+        response.batch_item_failures
+    );
+    let (result, _) = ResultStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
+        .find("lambda-run", &a.id, "a1")
+        .await
+        .unwrap()
+        .expect("a result for the user");
+    assert_eq!(result.outcome.to_string(), "failed");
+    assert!(
+        result.reason.contains("deadline"),
+        "says why: {}",
+        result.reason
+    );
+    assert_eq!(a.keys("a1").await.len(), 1, "nothing was done");
+}

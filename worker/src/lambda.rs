@@ -35,12 +35,15 @@ const RETURN_MARGIN: Duration = Duration::from_secs(5);
 const START_MARGIN: Duration = Duration::from_secs(60);
 
 /// When an invocation stops: it returns what is unfinished at `stop`, and
-/// starts no record after `last_start`; the visibility calls for what it
-/// returns are given up at `answer`, half-way from `stop` to the deadline,
-/// so that the answer itself still goes out.
+/// starts no record after `last_start`; a record on its last receive has
+/// its user's steps stopped at `last_steps`, as long again before `stop`,
+/// so that it can still record its `failed` result by then; the visibility
+/// calls for what it returns are given up at `answer`, half-way from `stop`
+/// to the deadline, so that the answer itself still goes out.
 #[derive(Debug, Clone, Copy)]
 struct Stops {
     last_start: Instant,
+    last_steps: Instant,
     stop: Instant,
     answer: Instant,
 }
@@ -52,6 +55,7 @@ impl Stops {
         let returning = RETURN_MARGIN.min(left / 10);
         Stops {
             last_start: deadline - START_MARGIN.min(left / 4),
+            last_steps: deadline - returning * 2,
             stop: deadline - returning,
             answer: deadline - returning / 2,
         }
@@ -70,8 +74,10 @@ impl Stops {
 /// delay). A record stopped part-way is a worker that died at that point,
 /// which the executor's locks, ledger and reconciliation are built for; its
 /// redelivery finds the user's lock held, if it took it, and comes back at
-/// the lease's end. A record on its last receive that is stopped goes to
-/// the DLQ unrecorded, as it would when killed.
+/// the lease's end. A record on its last receive is started even late, and
+/// its user's steps are stopped earlier, so that it records a `failed`
+/// result (with whatever the ledger says was done) instead of reaching the
+/// DLQ unrecorded.
 pub async fn handle_sqs_event(
     worker: &Worker,
     event: SqsEvent,
@@ -219,8 +225,13 @@ async fn handle_group(
                 settled.fail(worker, &record, Duration::ZERO).await;
                 return;
             }
+            let execute_by = stops.filter(|_| last_receive).map(|s| s.last_steps);
             match worker
-                .handle(record.body.as_deref().unwrap_or(""), receive_count)
+                .handle_until(
+                    record.body.as_deref().unwrap_or(""),
+                    receive_count,
+                    execute_by,
+                )
                 .instrument(tracing::info_span!("sqs", message_id = %id))
                 .await
             {
@@ -254,12 +265,14 @@ mod tests {
         // returned 5 s before the deadline.
         let stops = Stops::before(now + Duration::from_secs(300));
         assert_eq!(stops.last_start - now, Duration::from_secs(240));
+        assert_eq!(stops.last_steps - now, Duration::from_secs(290));
         assert_eq!(stops.stop - now, Duration::from_secs(295));
         assert_eq!(stops.answer - now, Duration::from_millis(297_500));
         // A short timeout keeps the same proportions, not the same margins,
         // so that its records still get most of its time.
         let stops = Stops::before(now + Duration::from_secs(20));
         assert_eq!(stops.last_start - now, Duration::from_secs(15));
+        assert_eq!(stops.last_steps - now, Duration::from_secs(16));
         assert_eq!(stops.stop - now, Duration::from_secs(18));
         assert_eq!(stops.answer - now, Duration::from_secs(19));
         // A deadline already past stops at once.

@@ -225,21 +225,49 @@ impl Worker {
 
     /// Handles one SQS body, received `receive_count` times so far.
     pub async fn handle(&self, body: &str, receive_count: u32) -> Result<Handled, MessageFailure> {
+        self.handle_until(body, receive_count, None).await
+    }
+
+    /// [`Worker::handle`], whose user's steps are stopped at `execute_by`
+    /// if they run that long: a retryable failure, recorded as the user's
+    /// `failed` result on the last receive, so that the Lambda handler can
+    /// answer before its deadline with a result rather than send the
+    /// message to the DLQ unrecorded.
+    pub async fn handle_until(
+        &self,
+        body: &str,
+        receive_count: u32,
+        execute_by: Option<tokio::time::Instant>,
+    ) -> Result<Handled, MessageFailure> {
         let m = WorkMessage::decode(body)?;
-        Ok(self.process(&m, receive_count).await?.handled)
+        Ok(self
+            .process_until(&m, receive_count, execute_by)
+            .await?
+            .handled)
     }
 
     /// Handles one decoded message, in a span naming its run, account and
     /// user (every log line of its processing carries them).
+    pub async fn process(
+        &self,
+        m: &WorkMessage,
+        receive_count: u32,
+    ) -> Result<Processed, MessageFailure> {
+        self.process_until(m, receive_count, None).await
+    }
+
+    /// [`Worker::process`], the user's steps stopped at `execute_by` (see
+    /// [`Worker::handle_until`]).
     #[tracing::instrument(
         name = "message",
         skip_all,
         fields(run_id = %m.run_id, account_id = %m.account_id, user = %m.user_name, receive_count = receive_count)
     )]
-    pub async fn process(
+    async fn process_until(
         &self,
         m: &WorkMessage,
         receive_count: u32,
+        execute_by: Option<tokio::time::Instant>,
     ) -> Result<Processed, MessageFailure> {
         // A message that contradicts its run is rejected even when the
         // user's result exists: a forgery is reported, not taken for a
@@ -266,7 +294,7 @@ impl Worker {
                 base_item(m, m.mode, Outcome::Failed, reason)
             }
             Verdict::OutOfScope(reason) => base_item(m, m.mode, Outcome::Skipped, reason),
-            Verdict::Go { mode, held } => match self.execute(m, mode).await {
+            Verdict::Go { mode, held } => match self.execute_until(m, mode, execute_by).await {
                 Ok(r) => {
                     let mut item = item_from(m, mode, &r);
                     if let Some(why) = held {
@@ -539,6 +567,21 @@ impl Worker {
             result: None,
             item: None,
         })
+    }
+
+    /// The user's steps, stopped at `by` if there is one.
+    async fn execute_until(
+        &self,
+        m: &WorkMessage,
+        mode: Mode,
+        by: Option<tokio::time::Instant>,
+    ) -> Result<UserResult, ExecError> {
+        match by {
+            Some(by) => tokio::time::timeout_at(by, self.execute(m, mode))
+                .await
+                .unwrap_or(Err(ExecError::Stopped)),
+            None => self.execute(m, mode).await,
+        }
     }
 
     async fn execute(&self, m: &WorkMessage, mode: Mode) -> Result<UserResult, ExecError> {

@@ -195,6 +195,10 @@ pub enum ExecError {
     /// The state table failed.
     #[error("state store: {0}")]
     Store(StoreError),
+    /// Stopped part-way, as a worker that died there, so that its caller
+    /// could answer before a deadline (the Lambda invocation's).
+    #[error("stopped before the invocation's deadline")]
+    Stopped,
 }
 
 impl From<StoreError> for ExecError {
@@ -211,7 +215,7 @@ impl ExecError {
     /// Whether the same request may succeed later without anyone's help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ExecError::Busy { .. } | ExecError::LockLost => true,
+            ExecError::Busy { .. } | ExecError::LockLost | ExecError::Stopped => true,
             ExecError::Aws(e) | ExecError::NotStored(e) => e.is_retryable(),
             ExecError::Store(StoreError::Aws(e)) => e.is_retryable(),
             _ => false,
