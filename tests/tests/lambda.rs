@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use clap::Parser;
-use keyrotor_e2e::world::Org;
+use keyrotor_e2e::world::{Account, Org};
 use keyrotor_e2e::{init_queue, run, today, Emulator};
 use keyrotor_shared::aws::AwsContext;
 use keyrotor_shared::config::{Settings, SettingsArgs};
@@ -17,6 +17,7 @@ use keyrotor_shared::message::WorkMessage;
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_worker::lambda::handle_sqs_event;
+use keyrotor_worker::process::Worker;
 use keyrotor_worker::setup::build_worker;
 use serde_json::json;
 
@@ -149,14 +150,23 @@ async fn receive(config: &aws_config::SdkConfig, queue: &str) -> Vec<SqsMessage>
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_queue() {
-    let emu = Emulator::start();
-    let org = Org::new(&emu).await;
-    let queue = init_queue(&emu, TABLE, "deadline");
-    let a = org.account("a").await;
-    for user in ["a1", "a2"] {
-        a.user(user).await.used_key_aged(95).await;
+/// One account's users, each with a key 95 days old, a worker of the run
+/// "lambda-run" with a work queue, and the records of one receive of the
+/// queue, which holds one message of the run per user.
+struct Queued<'e> {
+    org: Org<'e>,
+    account: Account<'e>,
+    queue: String,
+    worker: Worker,
+    records: Vec<SqsMessage>,
+}
+
+async fn queued<'e>(emu: &'e Emulator, prefix: &str, users: &[&str]) -> Queued<'e> {
+    let org = Org::new(emu).await;
+    let queue = init_queue(emu, TABLE, prefix);
+    let account = org.account("a").await;
+    for user in users {
+        account.user(user).await.used_key_aged(95).await;
     }
     emu.set_clock(today());
     let args = Args::parse_from([
@@ -178,34 +188,76 @@ async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_que
     let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
     let worker = build_worker(settings, &aws).unwrap();
     let sqs = aws_sdk_sqs::Client::new(&org.hub);
-    for user in ["a1", "a2"] {
+    for user in users {
         sqs.send_message()
             .queue_url(&queue)
-            .message_body(body(&a.id, user, &key))
-            .message_group_id(&a.id)
-            .message_deduplication_id(user)
+            .message_body(body(&account.id, user, &key))
+            .message_group_id(&account.id)
+            .message_deduplication_id(*user)
             .send()
             .await
             .expect("send");
     }
     let records = receive(&org.hub, &queue).await;
-    assert_eq!(records.len(), 2, "one group's two messages in one batch");
+    assert_eq!(
+        records.len(),
+        users.len(),
+        "one group's messages in one batch"
+    );
+    Queued {
+        org,
+        account,
+        queue,
+        worker,
+        records,
+    }
+}
+
+/// Invokes the handler with `records` and a deadline `secs` away while IAM
+/// answers only after 30 s; its answer, and how long it took.
+async fn invoke_while_iam_stalls(
+    emu: &Emulator,
+    worker: &Worker,
+    records: Vec<SqsMessage>,
+    secs: u64,
+) -> (SqsBatchResponse, std::time::Duration) {
+    emu.set_latency(json!({"latency": {"iam": 30_000}}));
+    let mut event = SqsEvent::default();
+    event.records = records;
+    let invoked = tokio::time::Instant::now();
+    let deadline = invoked + std::time::Duration::from_secs(secs);
+    let response = handle_sqs_event(worker, event, Some(deadline)).await;
+    let answered = invoked.elapsed();
+    emu.set_latency(json!({}));
+    (response, answered)
+}
+
+/// The records' message ids, sorted.
+fn ids_of(records: &[SqsMessage]) -> Vec<String> {
     let mut ids: Vec<String> = records
         .iter()
         .filter_map(|r| r.message_id.clone())
         .collect();
     ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_queue() {
+    let emu = Emulator::start();
+    let users = ["a1", "a2"];
+    let Queued {
+        org,
+        account: a,
+        queue,
+        worker,
+        records,
+    } = queued(&emu, "deadline", &users).await;
+    let ids = ids_of(&records);
 
     // IAM answers nothing for 30 s: neither record can finish by the
     // invocation's deadline, 10 s away.
-    emu.set_latency(json!({"latency": {"iam": 30_000}}));
-    let mut event = SqsEvent::default();
-    event.records = records;
-    let invoked = tokio::time::Instant::now();
-    let deadline = invoked + std::time::Duration::from_secs(10);
-    let response = handle_sqs_event(&worker, event, Some(deadline)).await;
-    let answered = invoked.elapsed();
-    emu.set_latency(json!({}));
+    let (response, answered) = invoke_while_iam_stalls(&emu, &worker, records, 10).await;
 
     assert!(
         answered < std::time::Duration::from_secs(10),
@@ -220,11 +272,9 @@ async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_que
     assert_eq!(failed, ids, "both records reported unfinished");
     // Made visible again at once, not after the queue's visibility timeout.
     let again = receive(&org.hub, &queue).await;
-    let mut again_ids: Vec<String> = again.iter().filter_map(|r| r.message_id.clone()).collect();
-    again_ids.sort();
-    assert_eq!(again_ids, ids, "both back on the queue at once");
+    assert_eq!(ids_of(&again), ids, "both back on the queue at once");
     // Nothing was done for either user: each still has the one old key.
-    for user in ["a1", "a2"] {
+    for user in users {
         assert_eq!(a.keys(user).await.len(), 1, "{user}");
     }
     // The redelivery finishes them.
@@ -236,7 +286,7 @@ async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_que
         "{:?}",
         response.batch_item_failures
     );
-    for user in ["a1", "a2"] {
+    for user in users {
         assert_eq!(a.keys(user).await.len(), 2, "{user} rotated");
     }
 }
@@ -244,55 +294,20 @@ async fn near_its_deadline_the_handler_returns_its_unfinished_records_to_the_que
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_on_its_last_receive_near_the_deadline_records_its_failure() {
     let emu = Emulator::start();
-    let org = Org::new(&emu).await;
-    let queue = init_queue(&emu, TABLE, "last");
-    let a = org.account("a").await;
-    a.user("a1").await.used_key_aged(95).await;
-    emu.set_clock(today());
-    let args = Args::parse_from([
-        "worker",
-        "--table",
-        TABLE,
-        "--queue-url",
-        &queue,
-        "--mode",
-        "enforce",
-        "--allow-future-as-of",
-        "true",
-        "--max-receives",
-        "5",
-    ]);
-    let settings = Arc::new(Settings::from_args(&args.settings).unwrap());
-    let key = RunStore::new(aws_sdk_dynamodb::Client::new(&org.hub), TABLE)
-        .start("lambda-run", today(), Mode::Enforce, &[])
-        .await
-        .unwrap();
-    let aws = AwsContext::from_config(emu.hub_config().await, &settings.role_name);
-    let worker = build_worker(settings, &aws).unwrap();
-    aws_sdk_sqs::Client::new(&org.hub)
-        .send_message()
-        .queue_url(&queue)
-        .message_body(body(&a.id, "a1", &key))
-        .message_group_id(&a.id)
-        .message_deduplication_id("a1")
-        .send()
-        .await
-        .expect("send");
-    let mut records = receive(&org.hub, &queue).await;
-    assert_eq!(records.len(), 1);
-    // The fifth receive of five: the DLQ is next.
-    records[0]
-        .attributes
-        .insert("ApproximateReceiveCount".to_string(), "5".to_string());
+    let Queued {
+        org,
+        account: a,
+        worker,
+        mut records,
+        ..
+    } = queued(&emu, "last", &["a1"]).await;
+    // The last receive (`KEYROTOR_MAX_RECEIVES`): the DLQ is next.
+    records[0].attributes.insert(
+        "ApproximateReceiveCount".to_string(),
+        worker.max_receives().to_string(),
+    );
 
-    emu.set_latency(json!({"latency": {"iam": 30_000}}));
-    let mut event = SqsEvent::default();
-    event.records = records;
-    let invoked = tokio::time::Instant::now();
-    let deadline = invoked + std::time::Duration::from_secs(12);
-    let response = handle_sqs_event(&worker, event, Some(deadline)).await;
-    let answered = invoked.elapsed();
-    emu.set_latency(json!({}));
+    let (response, answered) = invoke_while_iam_stalls(&emu, &worker, records, 12).await;
 
     assert!(
         answered < std::time::Duration::from_secs(12),
