@@ -29,7 +29,8 @@ with an AccessDenied answer. `--lenient-assume-role` restores moto's way.
 A secret scheduled for deletion refuses new values (`PutSecretValue`, and
 `CreateSecret` of its name) with InvalidRequestException, as in AWS; moto
 stores them. `ListUsers` answers in pages (`MaxItems`, 100 by default, and
-`Marker`), as AWS does; moto answers every user at once.
+`Marker`), as AWS does; moto answers every user at once. SESv2 `GetAccount`,
+which moto lacks, answers moto's SES quota (the sandbox's, 1 email a second).
 
 DynamoDB requests are served one at a time. moto applies an update
 expression as an unlocked read-modify-write on a threaded server, so two
@@ -692,6 +693,34 @@ def make_iam_list_users_paged():
     IamResponse.list_users = list_users
 
 
+def make_sesv2_get_account():
+    """SESv2 `GetAccount`, which moto lacks: keyrotor's producer reads the
+    account's sending rate from it (`KEYROTOR_SES_FLEET_RATE=auto`). The
+    quota is moto's own SES quota, the sandbox's (200 a day, 1 a second),
+    as SES's v1 `GetSendQuota` answers it here."""
+    from moto.ses.models import ses_backends
+    from moto.sesv2.responses import SESV2Response
+
+    def get_account(self):
+        quota = ses_backends[self.current_account][self.region].get_send_quota()
+        return json.dumps({
+            "DedicatedIpAutoWarmupEnabled": False,
+            "EnforcementStatus": "HEALTHY",
+            "ProductionAccessEnabled": False,
+            "SendingEnabled": True,
+            "SendQuota": {
+                "Max24HourSend": float(quota.max24_hour_send),
+                "MaxSendRate": float(quota.max_send_rate),
+                "SentLast24Hours": float(quota.sent_last24_hours),
+            },
+        })
+
+    SESV2Response.get_account = get_account
+    # moto's catch-all `/v2/.*` does not route a path this short.
+    from moto.sesv2 import urls
+    urls.url_paths["{0}/v2/email/account$"] = SESV2Response.dispatch
+
+
 def make_transactions_back_up_items():
     """moto's TransactWriteItems deep-copies each table it writes to before
     it starts, so that it can put the copy back if the transaction is
@@ -962,6 +991,7 @@ def main():
         make_assume_role_strict()
     make_deleted_secrets_refuse_values()
     make_iam_list_users_paged()
+    make_sesv2_get_account()
     from freezegun.api import real_monotonic
 
     make_dispatch_remember()

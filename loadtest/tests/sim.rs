@@ -271,7 +271,7 @@ fn on_the_fleets_ses_pace_digests_of_accounts_finishing_together_are_never_throt
         ..small(5, 0.0)
     };
     let sends = |r: &keyrotor_loadtest::sim::report::Report| r.calls["sesv2:SendEmail"];
-    let unpaced = on_paused_clock(simulate(&config(&[]))).unwrap();
+    let unpaced = on_paused_clock(simulate(&config(&["--ses-fleet-rate", "off"]))).unwrap();
     assert_eq!(unpaced.emails, 20, "{}", unpaced.text());
     assert!(
         sends(&unpaced) > unpaced.emails,
@@ -290,6 +290,24 @@ fn on_the_fleets_ses_pace_digests_of_accounts_finishing_together_are_never_throt
     );
     assert_eq!(paced.lost_results, 0, "{}", paced.text());
     assert_eq!(paced.duplicated_keys, 0, "{}", paced.text());
+
+    // By default (`auto`) the pace is SES's own rate, which the producer
+    // read from SES and recorded.
+    let auto = on_paused_clock(simulate(&config(&[]))).unwrap();
+    assert_eq!(
+        auto.calls["sesv2:GetAccount"],
+        1,
+        "once a run: {}",
+        auto.text()
+    );
+    assert_eq!(auto.emails, 20, "every digest sent: {}", auto.text());
+    assert_eq!(
+        sends(&auto),
+        auto.emails,
+        "one SendEmail an email, none throttled: {}",
+        auto.text()
+    );
+    assert_eq!(auto.lost_results, 0, "{}", auto.text());
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod import;
 pub mod inventory;
 pub mod lambda;
 pub mod run;
+pub mod ses_rate;
 pub mod users;
 
 pub use run::{

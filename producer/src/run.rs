@@ -14,13 +14,14 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 use keyrotor_shared::aws::AwsContext;
-use keyrotor_shared::config::{ConfigError, Settings};
+use keyrotor_shared::config::{ConfigError, SesFleetRate, Settings};
 use keyrotor_shared::domain::{AccountId, AccountSource, Mode};
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{EventSink, ResultEvent};
 use keyrotor_shared::message::{WorkMessage, MESSAGE_VERSION};
 use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::{BreakerPort, BreakerStore};
+use keyrotor_shared::store::pace::PaceStore;
 use keyrotor_shared::store::registry::AccountRegistry;
 use keyrotor_shared::store::runs::{RunStore, RunsPort};
 use keyrotor_shared::store::waves::{WaveStore, WavesPort};
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::census::Census;
 use crate::enqueue::{Enqueuer, BATCH};
 use crate::inventory::{AccountInfo, AccountInventory, OrgInventory, RegistryInventory, WavePlace};
+use crate::ses_rate::{SesAccount, SesRateRecorder};
 use crate::users::{MemberDirectory, SdkDirectory};
 
 /// What to produce.
@@ -158,6 +160,7 @@ pub struct Producer {
     events: Option<Arc<dyn EventSink>>,
     breaker: Option<Arc<dyn BreakerPort>>,
     waves: Option<Arc<dyn WavesPort>>,
+    ses_rate: Option<SesRateRecorder>,
 }
 
 /// What a producer works through (the SDK's, or the load simulator's).
@@ -177,6 +180,9 @@ pub struct ProducerParts {
     pub breaker: Option<Arc<dyn BreakerPort>>,
     /// The rollout waves' records (`KEYROTOR_WAVES`).
     pub waves: Option<Arc<dyn WavesPort>>,
+    /// Where SES's sending rate is read and recorded each run, with
+    /// `KEYROTOR_SES_FLEET_RATE=auto` and emails on (`KEYROTOR_SENDER`).
+    pub ses_rate: Option<SesRateRecorder>,
 }
 
 impl Producer {
@@ -221,7 +227,18 @@ impl Producer {
                     ddb.clone(),
                     settings.table.clone(),
                 ))),
-                waves: Some(Arc::new(WaveStore::new(ddb, settings.table.clone()))),
+                waves: Some(Arc::new(WaveStore::new(
+                    ddb.clone(),
+                    settings.table.clone(),
+                ))),
+                ses_rate: (settings.ses_fleet_rate == SesFleetRate::Auto
+                    && settings.sender.is_some())
+                .then(|| {
+                    SesRateRecorder::new(
+                        Arc::new(SesAccount::new(aws_sdk_sesv2::Client::new(base))),
+                        Arc::new(PaceStore::new(ddb, settings.table.clone())),
+                    )
+                }),
             },
         ))
     }
@@ -237,6 +254,7 @@ impl Producer {
             events: parts.events,
             breaker: parts.breaker,
             waves: parts.waves,
+            ses_rate: parts.ses_rate,
         }
     }
 
@@ -376,6 +394,9 @@ impl Producer {
             .await
             .map_err(ProduceError::Runs)?;
         let key = key.as_str();
+        if let Some(ses_rate) = &self.ses_rate {
+            ses_rate.record().await;
+        }
         let mut accounts = self
             .inventory
             .accounts()

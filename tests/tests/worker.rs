@@ -314,6 +314,75 @@ async fn acct_name(org: &Org<'_>, acct: &Account<'_>) -> String {
         .unwrap()
 }
 
+/// The fleet's SES pace item (`CONTROL`/`SES_PACE`), attribute by attribute.
+async fn ses_pace(org: &Org<'_>, env: &Env) -> BTreeMap<String, String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let item = aws_sdk_dynamodb::Client::new(&org.hub)
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S("CONTROL".into()))
+        .key("sk", AttributeValue::S("SES_PACE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get the pace item")
+        .item
+        .unwrap_or_default();
+    item.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                AttributeValue::S(s) | AttributeValue::N(s) => s,
+                other => format!("{other:?}"),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_digests_go_out_at_the_ses_rate_the_producer_read_from_ses() {
+    let emu = Emulator::start();
+    let org = Org::new(&emu).await;
+    let env = setup(&emu, &org, "sesrate", None).await;
+    let acct = org.account("sesrate").await;
+    mixed_users(&acct, 5).await;
+    emu.set_clock(today());
+    assert!(
+        ses_pace(&org, &env).await.is_empty(),
+        "nothing recorded yet"
+    );
+
+    // KEYROTOR_SES_FLEET_RATE is unset: `auto`.
+    produce(&emu, &env, &[]);
+    let pace = ses_pace(&org, &env).await;
+    assert_eq!(
+        pace.get("max_send_rate").map(String::as_str),
+        Some("1"),
+        "SES's own rate (the emulator's sandbox rate): {pace:?}"
+    );
+    assert!(pace.contains_key("rate_read_at"), "{pace:?}");
+    assert!(
+        !pace.contains_key("next_at_ms"),
+        "nothing booked yet: {pace:?}"
+    );
+
+    let (code, log) = finish(spawn_worker(
+        &emu,
+        &env,
+        &[],
+        &["--until-idle", "4", "--concurrency", "4"],
+    ));
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("no SES rate recorded"), "{log}");
+    assert!(!emu.sent_emails().is_empty(), "the digest went out");
+    let pace = ses_pace(&org, &env).await;
+    assert!(
+        pace.contains_key("next_at_ms"),
+        "the digest took its send times from the fleet's pace: {pace:?}"
+    );
+    assert_eq!(pace.get("max_send_rate").map(String::as_str), Some("1"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_message_delivered_twice_makes_no_extra_key_event_or_email() {
     let emu = Emulator::start();

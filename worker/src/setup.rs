@@ -1,17 +1,16 @@
 //! Building a [`Worker`] from the settings: the one wiring shared by
 //! `keyrotor work` and the Lambda function.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyrotor_shared::aws::{AwsContext, Limits};
-use keyrotor_shared::config::Settings;
+use keyrotor_shared::config::{SesFleetRate, Settings};
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::executor::{Executor, SdkPorts};
 use keyrotor_shared::queue::SqsQueue;
 use keyrotor_shared::store::breaker::BreakerStore;
-use keyrotor_shared::store::pace::{PaceStore, SendPace};
+use keyrotor_shared::store::pace::{PaceStore, RecordedRate, SendPace};
 use keyrotor_shared::store::results::ResultStore;
 use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::waves::WaveStore;
@@ -41,19 +40,21 @@ impl Mailer for LimitedMailer {
     }
 }
 
-/// The digest's mailer over `ses`: on the fleet's pace (`pace`) when
-/// `KEYROTOR_SES_FLEET_RATE` is set, which then replaces the process's own
-/// `KEYROTOR_SES_RATE` (the fleet's rate bounds every process's already);
-/// else at the process's rate.
-pub fn digest_mailer(
+/// The digest's mailer over `ses` (`KEYROTOR_SES_FLEET_RATE`): on the
+/// fleet's pace (`pace`) at the rate SES gave the producer (`auto`) or at
+/// the one set, which then replaces the process's own `KEYROTOR_SES_RATE`
+/// (the fleet's rate bounds every process's already); at the process's rate
+/// when `off`, or while no rate is recorded.
+pub fn digest_mailer<P: SendPace + RecordedRate + 'static>(
     settings: &Settings,
     ses: Arc<dyn Mailer>,
     limits: Limits,
-    pace: Arc<dyn SendPace>,
+    pace: Arc<P>,
 ) -> Arc<dyn Mailer> {
-    match settings.ses_fleet_rate.and_then(NonZeroU32::new) {
-        Some(rate) => Arc::new(PacedMailer::new(ses, pace, rate)),
-        None => Arc::new(LimitedMailer::new(ses, limits)),
+    match settings.ses_fleet_rate {
+        SesFleetRate::Fixed(rate) => Arc::new(PacedMailer::new(ses, pace, rate)),
+        SesFleetRate::Auto => Arc::new(PacedMailer::recorded(ses, pace.clone(), pace, limits)),
+        SesFleetRate::Off => Arc::new(LimitedMailer::new(ses, limits)),
     }
 }
 

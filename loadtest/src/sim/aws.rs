@@ -18,6 +18,7 @@ use keyrotor_shared::domain::{KeyState, KeyStatus, LastUsed};
 use keyrotor_shared::error::AwsError;
 use keyrotor_shared::events::{BreakerEvent, EventSink, ResultEvent, RunEvent};
 use keyrotor_shared::executor::{AccountPorts, PortsFactory};
+use keyrotor_shared::store::pace::SendQuota;
 use keyrotor_worker::digest::{Mailer, RenderedEmail};
 use secrecy::SecretString;
 
@@ -658,6 +659,24 @@ impl SimMailer {
     pub fn new(sim: Sim) -> SimMailer {
         let quota = sim.model.config().ses_retry_quota.then(RetryQuota::default);
         SimMailer { sim, quota }
+    }
+}
+
+/// [`SendQuota`]: SES's account answer (`GetAccount`), the model's SES
+/// rate, which the producer records with `KEYROTOR_SES_FLEET_RATE=auto`.
+pub struct SimSesAccount {
+    /// The world.
+    pub sim: Sim,
+}
+
+#[async_trait]
+impl SendQuota for SimSesAccount {
+    async fn max_send_rate(&self) -> Result<f64, AwsError> {
+        self.sim
+            .model
+            .call(Service::Ses, "GetAccount", "hub", Retry::Sdk)
+            .await?;
+        Ok(self.sim.model.config().ses_rps)
     }
 }
 

@@ -21,8 +21,9 @@ use chrono::{SubsecRound, Utc};
 use clap::Parser;
 use keyrotor_producer::enqueue::Enqueuer;
 use keyrotor_producer::run::{ProduceRequest, Producer, ProducerParts};
+use keyrotor_producer::ses_rate::SesRateRecorder;
 use keyrotor_shared::aws::Limits;
-use keyrotor_shared::config::{Settings, SettingsArgs};
+use keyrotor_shared::config::{SesFleetRate, Settings, SettingsArgs};
 use keyrotor_shared::domain::Mode;
 use keyrotor_shared::events::EventSink;
 use keyrotor_shared::executor::Executor;
@@ -32,7 +33,7 @@ use keyrotor_worker::process::{Email, Worker};
 use keyrotor_worker::setup::digest_mailer;
 use tokio_util::sync::CancellationToken;
 
-use self::aws::{Sim, SimDirectory, SimEvents, SimInventory, SimMailer, SimPorts};
+use self::aws::{Sim, SimDirectory, SimEvents, SimInventory, SimMailer, SimPorts, SimSesAccount};
 use self::lambda::LambdaConfig;
 use self::model::{Model, ModelConfig};
 use self::queue::SimQueue;
@@ -138,6 +139,12 @@ pub async fn simulate(config: &SimConfig) -> anyhow::Result<Report> {
             events: Some(events.clone() as Arc<dyn EventSink>),
             breaker: None,
             waves: None,
+            ses_rate: (settings.ses_fleet_rate == SesFleetRate::Auto).then(|| {
+                SesRateRecorder::new(
+                    Arc::new(SimSesAccount { sim: sim.clone() }),
+                    Arc::new(table.clone()),
+                )
+            }),
         },
     );
     let run_id = "sim-run".to_string();

@@ -358,7 +358,7 @@ impl Model {
         match service {
             Service::Iam => Some(self.config.iam_rps),
             Service::Secrets if is_secret_write(op) => Some(self.config.secrets_write_rps),
-            Service::Ses => Some(self.config.ses_rps),
+            Service::Ses if op == "SendEmail" => Some(self.config.ses_rps),
             Service::Sqs => Some(self.config.sqs_api_rps),
             _ => None,
         }
@@ -535,7 +535,7 @@ impl Model {
             Service::Secrets if is_secret_write(op) => {
                 *c.secret_writes.entry(account.to_string()).or_default() += 1
             }
-            Service::Ses => {
+            Service::Ses if op == "SendEmail" => {
                 c.emails += 1;
                 c.last_email_at = self.elapsed().as_secs_f64();
             }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keyrotor_shared::domain::Mode;
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::store::pace::{SendPace, Slot};
+use keyrotor_shared::store::pace::{RecordedRate, SendPace, Slot};
 use keyrotor_shared::store::results::{
     Claim, Notice, Progress, Recorded, ResultItem, ResultsPort, RunTotals,
 };
@@ -83,6 +83,8 @@ struct State {
     item_busy_until: HashMap<String, Duration>,
     /// The fleet's next free SES send time, epoch ms (`SES_PACE`).
     ses_next_at: i64,
+    /// The fleet's SES rate the producer recorded on the pace item.
+    ses_rate: Option<std::num::NonZeroU32>,
 }
 
 /// The whole table.
@@ -801,5 +803,20 @@ impl SendPace for SimTable {
         }
         state.ses_next_at = at + span;
         Ok(Slot::At(at_time(at)))
+    }
+}
+
+/// The pace item's recorded rate: a `GetItem` and an `UpdateItem`.
+#[async_trait]
+impl RecordedRate for SimTable {
+    async fn rate(&self) -> Result<Option<std::num::NonZeroU32>, AwsError> {
+        self.request("GetItem").await?;
+        Ok(self.state().ses_rate)
+    }
+
+    async fn record_rate(&self, rate: std::num::NonZeroU32) -> Result<(), AwsError> {
+        self.request("UpdateItem").await?;
+        self.state().ses_rate = Some(rate);
+        Ok(())
     }
 }

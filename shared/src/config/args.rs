@@ -220,11 +220,18 @@ pub struct SettingsArgs {
     /// SES emails per second across the worker (your account's sending rate).
     #[arg(long, env = "KEYROTOR_SES_RATE", default_value = "1", value_parser = rate(1000), global = true)]
     pub ses_rate: NonZeroU32,
-    /// SES emails per second for the whole worker fleet (your account's sending rate): each
-    /// digest books its emails' send times on one DynamoDB item, so digests of accounts that
-    /// finish together go out at this rate instead of being throttled and retried. Unset: off.
-    #[arg(long, env = "KEYROTOR_SES_FLEET_RATE", value_parser = blank_or_within(1, 1000), global = true)]
-    pub ses_fleet_rate: Option<OrBlank<u32>>,
+    /// SES emails per second for the whole worker fleet: each digest books its emails' send
+    /// times on one DynamoDB item, so digests of accounts that finish together go out at this
+    /// rate instead of being throttled and retried. `auto`: the account's own sending rate, which
+    /// the producer reads from SES (`sesv2:GetAccount`) each run; `off` (or blank): each worker
+    /// at KEYROTOR_SES_RATE; or 1-1000.
+    #[arg(
+        long,
+        env = "KEYROTOR_SES_FLEET_RATE",
+        default_value = "auto",
+        global = true
+    )]
+    pub ses_fleet_rate: SesFleetRate,
     /// Publish `noop` results to SNS too (`true`/`false`); they are always counted.
     #[arg(
         long,
@@ -312,6 +319,32 @@ impl FromStr for Shards {
         match s.trim() {
             "auto" => Ok(Shards::Auto),
             n => within(1u32, 100)(n).map(Shards::Fixed),
+        }
+    }
+}
+
+/// `KEYROTOR_SES_FLEET_RATE`: the digests' pace across the whole worker fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SesFleetRate {
+    /// SES's own sending rate for the account, read by the producer each
+    /// run and recorded in the table.
+    Auto,
+    /// This many emails a second (1–1000).
+    Fixed(NonZeroU32),
+    /// No fleet pace: each worker sends at `KEYROTOR_SES_RATE`.
+    Off,
+}
+
+impl FromStr for SesFleetRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SesFleetRate, String> {
+        match s.trim() {
+            "auto" => Ok(SesFleetRate::Auto),
+            // Blank is what the stack passed for "off" before `auto` existed.
+            "" | "off" => Ok(SesFleetRate::Off),
+            n => within(1u32, 1000)(n)
+                .map(|n| SesFleetRate::Fixed(NonZeroU32::new(n).expect("at least 1")))
+                .map_err(|e| format!("{e}, or `auto` or `off`")),
         }
     }
 }

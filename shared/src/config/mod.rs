@@ -20,7 +20,7 @@ pub mod validate;
 use chrono::Duration;
 use clap::{CommandFactory, Parser};
 
-pub use args::{CommaList, OrBlank, SettingsArgs, Shards};
+pub use args::{CommaList, OrBlank, SesFleetRate, SettingsArgs, Shards};
 
 use crate::domain::{AccountId, AccountSource, Mode};
 use crate::policy::PolicyConfig;
@@ -116,9 +116,8 @@ pub struct Settings {
     pub secrets_rate: std::num::NonZeroU32,
     /// SES sends per second.
     pub ses_rate: std::num::NonZeroU32,
-    /// SES sends per second for the whole fleet, paced through the table,
-    /// if set.
-    pub ses_fleet_rate: Option<u32>,
+    /// SES sends per second for the whole fleet, paced through the table.
+    pub ses_fleet_rate: SesFleetRate,
     /// Publish noop results.
     pub publish_noop: bool,
     /// Template override directory.
@@ -276,7 +275,7 @@ impl Settings {
             iam_burst: a.iam_burst,
             secrets_rate: a.secrets_rate,
             ses_rate: a.ses_rate,
-            ses_fleet_rate: a.ses_fleet_rate.clone().and_then(|f| f.0),
+            ses_fleet_rate: a.ses_fleet_rate,
             publish_noop: a.publish_noop,
             template_dir,
             allow_future_as_of: a.allow_future_as_of,
@@ -380,6 +379,11 @@ mod tests {
         );
         assert_eq!(s.owner_tag, "Owner");
         assert_eq!(s.account_source, AccountSource::Organizations);
+        assert_eq!(s.ses_fleet_rate, SesFleetRate::Auto);
+        assert_eq!(
+            parse(&["--ses-fleet-rate", "off"]).unwrap().ses_fleet_rate,
+            SesFleetRate::Off
+        );
         assert_eq!(
             s.secret_name("111122223333", "ci"),
             "Account_111122223333_User_ci_AccessKey"
@@ -515,7 +519,7 @@ mod tests {
         assert!(s.accounts.is_empty() && s.exclude_accounts.is_empty());
         assert_eq!(s.secrets_account, None);
         assert_eq!(s.fleet_groups, None);
-        assert_eq!(s.ses_fleet_rate, None);
+        assert_eq!(s.ses_fleet_rate, SesFleetRate::Off);
         assert_eq!(s.queue_url, None);
     }
 
@@ -580,7 +584,10 @@ mod tests {
         assert_eq!(s.mode, Mode::Enforce);
         assert_eq!(s.accounts.len(), 2);
         assert_eq!(s.replica_regions, vec!["eu-central-1"]);
-        assert_eq!(s.ses_fleet_rate, Some(14));
+        assert_eq!(
+            s.ses_fleet_rate,
+            SesFleetRate::Fixed(std::num::NonZeroU32::new(14).unwrap())
+        );
     }
 
     #[test]

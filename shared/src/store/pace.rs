@@ -9,8 +9,14 @@
 //! Each take is one conditional `UpdateItem`, two when the pace went idle
 //! or busy since this process last looked: the write that fails returns the
 //! item (`ReturnValuesOnConditionCheckFailure`), so no read is needed.
+//!
+//! With `KEYROTOR_SES_FLEET_RATE=auto` (the default) the rate is SES's own:
+//! the producer reads it (`sesv2:GetAccount`, which SES answers about once a
+//! second, so not from every worker) and records it on the same item each
+//! run ([`RecordedRate`]); workers read it from there.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -20,12 +26,18 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::attr::{n, num};
+use super::attr::{get_item, n, num, time};
 use super::keys::ItemKey;
 use crate::error::AwsError;
 
 /// The attribute holding the next free send time, in epoch milliseconds.
 const NEXT_AT: &str = "next_at_ms";
+
+/// The attribute holding the recorded sending rate (emails a second).
+const RATE: &str = "max_send_rate";
+
+/// The attribute holding when that rate was read from SES.
+const RATE_READ_AT: &str = "rate_read_at";
 
 /// Writes one take may lose to other workers before it gives up (each
 /// loss means another worker took times meanwhile).
@@ -58,6 +70,36 @@ pub trait SendPace: Send + Sync {
         count: usize,
         horizon: Duration,
     ) -> Result<Slot, AwsError>;
+}
+
+/// The fleet's SES sending rate, as the producer last recorded it on the
+/// pace item (`KEYROTOR_SES_FLEET_RATE=auto`).
+#[async_trait]
+pub trait RecordedRate: Send + Sync {
+    /// The emails a second last recorded, if any.
+    async fn rate(&self) -> Result<Option<NonZeroU32>, AwsError>;
+
+    /// Records `rate` as the fleet's, read from SES now.
+    async fn record_rate(&self, rate: NonZeroU32) -> Result<(), AwsError>;
+}
+
+/// The hub account's SES sending rate, as SES reports it.
+#[async_trait]
+pub trait SendQuota: Send + Sync {
+    /// SES's `SendQuota.MaxSendRate`: emails a second the account may send.
+    async fn max_send_rate(&self) -> Result<f64, AwsError>;
+}
+
+/// The whole emails a second `max_send_rate` allows the fleet (1 to
+/// 1,000, the range `KEYROTOR_SES_FLEET_RATE` takes): rounded down, so the
+/// fleet stays at or under SES's rate, and at least 1, SES's sandbox rate.
+pub fn fleet_rate_of(max_send_rate: f64) -> NonZeroU32 {
+    let whole = if max_send_rate.is_finite() {
+        max_send_rate.floor().clamp(1.0, 1000.0) as u32
+    } else {
+        1
+    };
+    NonZeroU32::new(whole).unwrap_or(NonZeroU32::MIN)
 }
 
 /// [`SendPace`] over the state table.
@@ -176,6 +218,54 @@ impl SendPace for PaceStore {
     }
 }
 
+#[async_trait]
+impl RecordedRate for PaceStore {
+    async fn rate(&self) -> Result<Option<NonZeroU32>, AwsError> {
+        let item = get_item(&self.client, &self.table, &ItemKey::ses_pace()).await?;
+        Ok(item
+            .map(|item| num(&item, RATE))
+            .and_then(|rate| u32::try_from(rate).ok())
+            .and_then(NonZeroU32::new))
+    }
+
+    async fn record_rate(&self, rate: NonZeroU32) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(ItemKey::ses_pace().attributes()))
+            .update_expression("SET #rate = :rate, #read = :read")
+            .expression_attribute_names("#rate", RATE)
+            .expression_attribute_names("#read", RATE_READ_AT)
+            .expression_attribute_values(":rate", n(i64::from(rate.get())))
+            .expression_attribute_values(":read", time(&crate::time::now()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:UpdateItem", e))?;
+        Ok(())
+    }
+}
+
 fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_else(crate::time::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_rate_is_ses_rate_rounded_down_within_1_to_1000() {
+        let rate = |r: f64| fleet_rate_of(r).get();
+        assert_eq!(rate(14.0), 14);
+        assert_eq!(
+            rate(14.9),
+            14,
+            "rounded down: the fleet stays under SES's rate"
+        );
+        assert_eq!(rate(1.0), 1);
+        assert_eq!(rate(0.5), 1, "at least SES's sandbox rate");
+        assert_eq!(rate(-1.0), 1);
+        assert_eq!(rate(f64::NAN), 1);
+        assert_eq!(rate(50_000.0), 1000);
+    }
 }

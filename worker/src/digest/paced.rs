@@ -6,12 +6,14 @@
 //! while SES idles.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keyrotor_shared::aws::Limits;
 use keyrotor_shared::error::AwsError;
-use keyrotor_shared::store::pace::{SendPace, Slot};
+use keyrotor_shared::store::pace::{RecordedRate, SendPace, Slot};
+use tokio::time::Instant;
 
 use super::mailer::Booking;
 use super::{Mailer, RenderedEmail};
@@ -24,36 +26,140 @@ use super::{Mailer, RenderedEmail};
 /// those retries come back.
 pub const PACE_HORIZON: Duration = Duration::from_secs(30);
 
+/// How long a process keeps the rate it read from the pace item
+/// (`KEYROTOR_SES_FLEET_RATE=auto`): the producer records it once a run,
+/// and a raised SES quota reaches every worker within this.
+pub const RATE_KEPT: Duration = Duration::from_secs(600);
+
+/// How long a process keeps having found no rate recorded (or failed to
+/// read it) before it reads again.
+pub const NO_RATE_KEPT: Duration = Duration::from_secs(60);
+
 /// A [`Mailer`] whose digests book their emails' times on the fleet's pace.
 pub struct PacedMailer {
     inner: Arc<dyn Mailer>,
     pace: Arc<dyn SendPace>,
-    interval: Duration,
+    rate: Rate,
+}
+
+/// Where a [`PacedMailer`]'s rate comes from.
+enum Rate {
+    /// `KEYROTOR_SES_FLEET_RATE=N`: this interval between two emails.
+    Fixed(Duration),
+    /// `auto`: the rate the producer recorded from SES; while there is
+    /// none, each process sends at its own `KEYROTOR_SES_RATE` (`limits`).
+    Recorded {
+        rates: Arc<dyn RecordedRate>,
+        limits: Limits,
+        /// The interval last read (`None`: no rate recorded) and when.
+        seen: Mutex<Option<(Instant, Option<Duration>)>>,
+    },
+}
+
+/// The interval between two emails at `rate` a second, rounded up to a
+/// whole millisecond so that the fleet stays at or under the rate.
+fn interval_of(rate: NonZeroU32) -> Duration {
+    Duration::from_millis(1000u64.div_ceil(u64::from(rate.get())))
 }
 
 impl PacedMailer {
     /// `inner`, at `rate` emails a second across every worker sharing
-    /// `pace`. The interval is rounded up to a whole millisecond, so the
-    /// fleet stays at or under the rate.
+    /// `pace`.
     pub fn new(inner: Arc<dyn Mailer>, pace: Arc<dyn SendPace>, rate: NonZeroU32) -> PacedMailer {
         PacedMailer {
             inner,
             pace,
-            interval: Duration::from_millis(1000u64.div_ceil(u64::from(rate.get()))),
+            rate: Rate::Fixed(interval_of(rate)),
+        }
+    }
+
+    /// `inner`, at the rate recorded in `rates` across every worker sharing
+    /// `pace`; at the process's own rate (`limits`) while none is recorded.
+    pub fn recorded(
+        inner: Arc<dyn Mailer>,
+        pace: Arc<dyn SendPace>,
+        rates: Arc<dyn RecordedRate>,
+        limits: Limits,
+    ) -> PacedMailer {
+        PacedMailer {
+            inner,
+            pace,
+            rate: Rate::Recorded {
+                rates,
+                limits,
+                seen: Mutex::new(None),
+            },
+        }
+    }
+
+    /// The interval between two emails on the fleet's pace, or `None` when
+    /// no rate is recorded: read again once what was read last is stale.
+    async fn interval(&self) -> Option<Duration> {
+        let (rates, seen) = match &self.rate {
+            Rate::Fixed(interval) => return Some(*interval),
+            Rate::Recorded { rates, seen, .. } => (rates, seen),
+        };
+        let now = Instant::now();
+        if let Some((at, interval)) = *seen.lock().expect("not poisoned") {
+            let kept = if interval.is_some() {
+                RATE_KEPT
+            } else {
+                NO_RATE_KEPT
+            };
+            if now < at + kept {
+                return interval;
+            }
+        }
+        let interval = match rates.rate().await {
+            Ok(Some(rate)) => Some(interval_of(rate)),
+            Ok(None) => {
+                tracing::warn!(
+                    "KEYROTOR_SES_FLEET_RATE=auto: no SES rate recorded yet (the producer records it each run); sending at KEYROTOR_SES_RATE in this process"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "KEYROTOR_SES_FLEET_RATE=auto: the recorded SES rate could not be read; sending at KEYROTOR_SES_RATE in this process");
+                None
+            }
+        };
+        *seen.lock().expect("not poisoned") = Some((now, interval));
+        interval
+    }
+
+    /// The process's own rate limits, when its emails are not on the
+    /// fleet's pace (`auto` with no rate recorded).
+    fn own_limits(&self) -> Option<&Limits> {
+        match &self.rate {
+            Rate::Recorded { limits, seen, .. } => {
+                let unpaced = seen
+                    .lock()
+                    .expect("not poisoned")
+                    .is_none_or(|(_, interval)| interval.is_none());
+                unpaced.then_some(limits)
+            }
+            Rate::Fixed(_) => None,
         }
     }
 }
 
 #[async_trait]
 impl Mailer for PacedMailer {
-    /// Sends at once: the digest waited for the time it booked.
+    /// Sends at once when the digest waited for the time it booked, else
+    /// at the process's own rate.
     async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError> {
+        if let Some(limits) = self.own_limits() {
+            limits.ses_ready().await;
+        }
         self.inner.send(from, to, email).await
     }
 
     async fn book(&self, emails: usize) -> Result<Booking, AwsError> {
-        match self.pace.take(self.interval, emails, PACE_HORIZON).await? {
-            Slot::At(first) => Ok(Booking::at(first, self.interval)),
+        let Some(interval) = self.interval().await else {
+            return Ok(Booking::default());
+        };
+        match self.pace.take(interval, emails, PACE_HORIZON).await? {
+            Slot::At(first) => Ok(Booking::at(first, interval)),
             Slot::Full { next } => Err(AwsError::Throttled {
                 op: "sesv2:SendEmail",
                 message: format!(
@@ -176,5 +282,112 @@ mod tests {
             vec![(Duration::from_millis(72), 3); 2],
             "one take a digest, for all its emails"
         );
+    }
+
+    /// A recorded rate, counting its reads.
+    struct Recorded {
+        rate: Option<NonZeroU32>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Recorded {
+        fn new(rate: Option<u32>) -> Arc<Recorded> {
+            Arc::new(Recorded {
+                rate: rate.and_then(NonZeroU32::new),
+                reads: Default::default(),
+            })
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[async_trait]
+    impl RecordedRate for Recorded {
+        async fn rate(&self) -> Result<Option<NonZeroU32>, AwsError> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(self.rate)
+        }
+
+        async fn record_rate(&self, _: NonZeroU32) -> Result<(), AwsError> {
+            unreachable!("workers only read the rate")
+        }
+    }
+
+    /// Each email's time after the first's, in milliseconds.
+    fn gaps(sent: &Clocked) -> Vec<i64> {
+        let times = sent.0.lock().unwrap();
+        times
+            .iter()
+            .map(|(_, at)| (*at - times[0].1).num_milliseconds())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_auto_digests_book_at_the_recorded_rate_or_without_one_send_at_the_process_rate() {
+        keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
+        let templates = Templates::load(None).unwrap();
+        let d = digest(
+            Mode::Enforce,
+            vec![
+                line("a", Outcome::Held, Some("alice@example.com")),
+                line("b", Outcome::Warned, Some("bob@example.com")),
+            ],
+        );
+        let one = NonZeroU32::MIN;
+        let process_rate = || Limits::with(one, one, one, one);
+
+        // Recorded: 20 a second, so 50 ms apart; the rate is read once for
+        // two digests.
+        let now = keyrotor_shared::time::now();
+        let pace = Arc::new(Scripted {
+            slots: Mutex::new(vec![Slot::At(now), Slot::At(now)]),
+            asked: Mutex::default(),
+        });
+        let rates = Recorded::new(Some(20));
+        let sent = Arc::new(Clocked::default());
+        let mailer =
+            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        assert_eq!(
+            gaps(&sent),
+            vec![0, 50, 100],
+            "on the fleet's pace, not 1 a second"
+        );
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        assert_eq!(
+            *pace.asked.lock().unwrap(),
+            vec![(Duration::from_millis(50), 3); 2]
+        );
+        assert_eq!(rates.reads(), 1, "kept for {RATE_KEPT:?}");
+
+        // None recorded: nothing is booked, and the process's own rate (1 a
+        // second) spaces the emails; the item is read again a minute on.
+        let pace = Arc::new(Scripted {
+            slots: Mutex::default(),
+            asked: Mutex::default(),
+        });
+        let rates = Recorded::new(None);
+        let sent = Arc::new(Clocked::default());
+        let mailer =
+            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        let gaps = gaps(&sent);
+        assert!(gaps[1] >= 990 && gaps[2] >= 1990, "{gaps:?}");
+        assert!(pace.asked.lock().unwrap().is_empty(), "nothing booked");
+        assert_eq!(rates.reads(), 1);
+        tokio::time::sleep(NO_RATE_KEPT).await;
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        assert_eq!(rates.reads(), 2, "read again after {NO_RATE_KEPT:?}");
     }
 }
