@@ -60,21 +60,26 @@ impl SesRateRecorder {
     /// keep the rate recorded last, or send at `KEYROTOR_SES_RATE` each
     /// when there is none.
     pub async fn record(&self) -> Option<NonZeroU32> {
-        let recorded = async {
-            let rate = fleet_rate_of(self.quota.max_send_rate().await?);
-            self.rates.record_rate(rate).await?;
-            Ok::<_, AwsError>(rate)
-        }
-        .await;
-        match recorded {
-            Ok(rate) => {
+        let rate = match self.quota.max_send_rate().await {
+            Ok(rate) => fleet_rate_of(rate),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "KEYROTOR_SES_FLEET_RATE=auto: SES's sending rate could not be read (the producer needs ses:GetAccount); workers keep the rate recorded last, or send at KEYROTOR_SES_RATE each"
+                );
+                return None;
+            }
+        };
+        match self.rates.record_rate(rate).await {
+            Ok(()) => {
                 tracing::info!(rate = rate.get(), "the fleet's SES rate, from SES");
                 Some(rate)
             }
             Err(error) => {
                 tracing::warn!(
                     %error,
-                    "KEYROTOR_SES_FLEET_RATE=auto: SES's sending rate could not be read or recorded (the producer needs ses:GetAccount); workers keep the rate recorded last, or send at KEYROTOR_SES_RATE each"
+                    rate = rate.get(),
+                    "KEYROTOR_SES_FLEET_RATE=auto: SES's sending rate could not be recorded in the table; workers keep the rate recorded last, or send at KEYROTOR_SES_RATE each"
                 );
                 None
             }
@@ -102,9 +107,13 @@ mod tests {
         }
     }
 
-    /// The table's pace item: the rates recorded.
+    /// The table's pace item: the rates recorded (refusing every write
+    /// when `down`).
     #[derive(Default)]
-    struct Recorded(Mutex<Vec<u32>>);
+    struct Recorded {
+        rates: Mutex<Vec<u32>>,
+        down: bool,
+    }
 
     #[async_trait]
     impl RecordedRate for Recorded {
@@ -113,7 +122,14 @@ mod tests {
         }
 
         async fn record_rate(&self, rate: NonZeroU32) -> Result<(), AwsError> {
-            self.0.lock().unwrap().push(rate.get());
+            if self.down {
+                return Err(AwsError::Throttled {
+                    op: "dynamodb:UpdateItem",
+                    message: "Rate exceeded".into(),
+                    source: None,
+                });
+            }
+            self.rates.lock().unwrap().push(rate.get());
             Ok(())
         }
     }
@@ -123,10 +139,25 @@ mod tests {
         let table = Arc::new(Recorded::default());
         let recorder = SesRateRecorder::new(Arc::new(Ses(Some(14.5))), table.clone());
         assert_eq!(recorder.record().await.map(NonZeroU32::get), Some(14));
-        assert_eq!(*table.0.lock().unwrap(), vec![14]);
+        assert_eq!(*table.rates.lock().unwrap(), vec![14]);
 
         let refused = SesRateRecorder::new(Arc::new(Ses(None)), table.clone());
         assert_eq!(refused.record().await, None, "the run goes on");
-        assert_eq!(*table.0.lock().unwrap(), vec![14], "the last rate stays");
+        assert_eq!(
+            *table.rates.lock().unwrap(),
+            vec![14],
+            "the last rate stays"
+        );
+
+        let down = Arc::new(Recorded {
+            down: true,
+            ..Recorded::default()
+        });
+        let unrecorded = SesRateRecorder::new(Arc::new(Ses(Some(20.0))), down);
+        assert_eq!(
+            unrecorded.record().await,
+            None,
+            "not recorded: the run goes on"
+        );
     }
 }

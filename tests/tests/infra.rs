@@ -547,6 +547,41 @@ fn the_functions_may_put_events_on_the_chosen_bus_alone() {
 }
 
 #[test]
+fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
+    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
+        .expect("read infra/hub.yaml");
+    let producer = resource_block(&hub, "ProducerPolicy");
+    let statement = producer
+        .split("- Sid: ReadTheSesSendingRate")
+        .nth(1)
+        .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
+        .expect("a ReadTheSesSendingRate statement in ProducerPolicy");
+    assert!(
+        statement.contains("Action: ses:GetAccount\n"),
+        "GetAccount alone: {statement}"
+    );
+    assert!(
+        producer.contains("- ReadsSesRate\n            - Sid: ReadTheSesSendingRate"),
+        "the statement exists only under ReadsSesRate"
+    );
+    let condition = hub
+        .split("  ReadsSesRate: !And\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the ReadsSesRate condition");
+    for needle in [
+        "- !Condition HasSender",
+        "- !Equals [!Ref SesFleetRate, auto]",
+    ] {
+        assert!(condition.contains(needle), "no `{needle}` in {condition}");
+    }
+    assert!(
+        !resource_block(&hub, "WorkerPolicy").contains("ses:GetAccount"),
+        "workers read the rate from the table, not from SES"
+    );
+}
+
+#[test]
 fn the_exposed_key_rules_match_every_risk_code_and_reach_the_producer() {
     let codes = keyrotor_shared::incident::RISK_CODES;
     let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use keyrotor_e2e::world::{Account, Org};
 use keyrotor_e2e::{
     day, digest_holder, drain_queue, run, scan_table, subscribe_queue, today, verify_sender,
@@ -316,7 +317,6 @@ async fn acct_name(org: &Org<'_>, acct: &Account<'_>) -> String {
 
 /// The fleet's SES pace item (`CONTROL`/`SES_PACE`), attribute by attribute.
 async fn ses_pace(org: &Org<'_>, env: &Env) -> BTreeMap<String, String> {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let item = aws_sdk_dynamodb::Client::new(&org.hub)
         .get_item()
         .table_name(&env.table)
@@ -365,6 +365,18 @@ async fn by_default_digests_go_out_at_the_ses_rate_the_producer_read_from_ses() 
         !pace.contains_key("next_at_ms"),
         "nothing booked yet: {pace:?}"
     );
+    // The workers take the rate recorded, not their own KEYROTOR_SES_RATE
+    // (1, as the emulator's): record another, as a later run would.
+    aws_sdk_dynamodb::Client::new(&org.hub)
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S("CONTROL".into()))
+        .key("sk", AttributeValue::S("SES_PACE".into()))
+        .update_expression("SET max_send_rate = :r")
+        .expression_attribute_values(":r", AttributeValue::N("7".into()))
+        .send()
+        .await
+        .expect("record another rate");
 
     let (code, log) = finish(spawn_worker(
         &emu,
@@ -374,13 +386,17 @@ async fn by_default_digests_go_out_at_the_ses_rate_the_producer_read_from_ses() 
     ));
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("no SES rate recorded"), "{log}");
+    assert!(
+        log.contains("rate=7") && log.contains("fleet's SES pace"),
+        "the digest booked at the recorded rate: {log}"
+    );
     assert!(!emu.sent_emails().is_empty(), "the digest went out");
     let pace = ses_pace(&org, &env).await;
     assert!(
         pace.contains_key("next_at_ms"),
         "the digest took its send times from the fleet's pace: {pace:?}"
     );
-    assert_eq!(pace.get("max_send_rate").map(String::as_str), Some("1"));
+    assert_eq!(pace.get("max_send_rate").map(String::as_str), Some("7"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -217,7 +217,8 @@ pub struct SettingsArgs {
         value_parser = rate(50), global = true
     )]
     pub secrets_rate: NonZeroU32,
-    /// SES emails per second across the worker (your account's sending rate).
+    /// SES emails per second for this process alone: used with KEYROTOR_SES_FLEET_RATE=off, or
+    /// while no fleet rate is recorded.
     #[arg(long, env = "KEYROTOR_SES_RATE", default_value = "1", value_parser = rate(1000), global = true)]
     pub ses_rate: NonZeroU32,
     /// SES emails per second for the whole worker fleet: each digest books its emails' send

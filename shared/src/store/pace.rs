@@ -36,7 +36,9 @@ const NEXT_AT: &str = "next_at_ms";
 /// The attribute holding the recorded sending rate (emails a second).
 const RATE: &str = "max_send_rate";
 
-/// The attribute holding when that rate was read from SES.
+/// The attribute holding when that rate was read from SES: for operators
+/// (a rate read long ago means the producer could not read it since, and
+/// logged why); workers use the last rate recorded however old.
 const RATE_READ_AT: &str = "rate_read_at";
 
 /// Writes one take may lose to other workers before it gives up (each

@@ -25,30 +25,53 @@ pub trait Mailer: Send + Sync {
     }
 }
 
-/// When a digest's emails go out: at once, or each at a booked time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// When a digest's emails go out: at once, each at a booked time, or each
+/// when the process's own SES rate allows. Decided once a digest, when it
+/// books, so that all of a digest's emails go out the same way.
+#[derive(Clone, Default)]
 pub struct Booking {
+    when: When,
+}
+
+#[derive(Clone, Default)]
+enum When {
+    /// Each at once.
+    #[default]
+    Now,
     /// The first email's time and the interval to each next one.
-    times: Option<(DateTime<Utc>, Duration)>,
+    At(DateTime<Utc>, Duration),
+    /// Each when the process's own rate (`KEYROTOR_SES_RATE`) allows.
+    Limited(keyrotor_shared::aws::Limits),
 }
 
 impl Booking {
     /// Email `i` (from 0) at `first` + `i` x `interval`.
     pub fn at(first: DateTime<Utc>, interval: Duration) -> Booking {
         Booking {
-            times: Some((first, interval)),
+            when: When::At(first, interval),
         }
     }
 
-    /// Waits until email `i`'s time (not at all when nothing was booked).
+    /// Each email when `limits`' SES rate allows.
+    pub fn limited(limits: keyrotor_shared::aws::Limits) -> Booking {
+        Booking {
+            when: When::Limited(limits),
+        }
+    }
+
+    /// Waits until email `i` may go (not at all when nothing was booked).
     pub async fn wait(&self, i: usize) {
-        let Some((first, interval)) = self.times else {
-            return;
-        };
-        let offset = interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
-        let due = first + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX);
-        if let Ok(wait) = (due - keyrotor_shared::time::now()).to_std() {
-            tokio::time::sleep(wait).await;
+        match &self.when {
+            When::Now => {}
+            When::Limited(limits) => limits.ses_ready().await,
+            When::At(first, interval) => {
+                let offset = interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+                let due =
+                    *first + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX);
+                if let Ok(wait) = (due - keyrotor_shared::time::now()).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     }
 }

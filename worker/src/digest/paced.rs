@@ -6,7 +6,7 @@
 //! while SES idles.
 
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,9 +51,19 @@ enum Rate {
     Recorded {
         rates: Arc<dyn RecordedRate>,
         limits: Limits,
-        /// The interval last read (`None`: no rate recorded) and when.
-        seen: Mutex<Option<(Instant, Option<Duration>)>>,
+        /// What was read last. Held across a read, so that one digest
+        /// reads while the others wait for its answer.
+        seen: tokio::sync::Mutex<Seen>,
     },
+}
+
+/// The recorded rate as a process last read it.
+#[derive(Default)]
+struct Seen {
+    /// The interval between two emails (`None`: no rate recorded).
+    interval: Option<Duration>,
+    /// When to read again (`None`: never read).
+    read_again: Option<Instant>,
 }
 
 /// The interval between two emails at `rate` a second, rounded up to a
@@ -87,76 +97,70 @@ impl PacedMailer {
             rate: Rate::Recorded {
                 rates,
                 limits,
-                seen: Mutex::new(None),
+                seen: tokio::sync::Mutex::default(),
             },
         }
     }
 
-    /// The interval between two emails on the fleet's pace, or `None` when
-    /// no rate is recorded: read again once what was read last is stale.
-    async fn interval(&self) -> Option<Duration> {
-        let (rates, seen) = match &self.rate {
-            Rate::Fixed(interval) => return Some(*interval),
-            Rate::Recorded { rates, seen, .. } => (rates, seen),
+    /// How a digest's emails go: on the fleet's pace at this interval, or
+    /// (`Err`) at the process's own rate, while no rate is recorded.
+    async fn interval(&self) -> Result<Duration, &Limits> {
+        let (rates, limits, seen) = match &self.rate {
+            Rate::Fixed(interval) => return Ok(*interval),
+            Rate::Recorded {
+                rates,
+                limits,
+                seen,
+            } => (rates, limits, seen),
         };
+        let mut seen = seen.lock().await;
         let now = Instant::now();
-        if let Some((at, interval)) = *seen.lock().expect("not poisoned") {
-            let kept = if interval.is_some() {
-                RATE_KEPT
-            } else {
-                NO_RATE_KEPT
-            };
-            if now < at + kept {
-                return interval;
+        if seen.read_again.is_none_or(|at| now >= at) {
+            match rates.rate().await {
+                Ok(Some(rate)) => {
+                    if seen.interval != Some(interval_of(rate)) {
+                        tracing::info!(
+                            rate = rate.get(),
+                            "digests on the fleet's SES pace at the rate the producer read from SES"
+                        );
+                    }
+                    *seen = Seen {
+                        interval: Some(interval_of(rate)),
+                        read_again: Some(now + RATE_KEPT),
+                    };
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "KEYROTOR_SES_FLEET_RATE=auto: no SES rate recorded yet (the producer records it each run); sending at KEYROTOR_SES_RATE in this process"
+                    );
+                    *seen = Seen {
+                        interval: None,
+                        read_again: Some(now + NO_RATE_KEPT),
+                    };
+                }
+                // A failed read keeps the rate read before, if any: the
+                // quota did not change because DynamoDB did not answer.
+                Err(error) => {
+                    tracing::warn!(%error, known = seen.interval.is_some(), "KEYROTOR_SES_FLEET_RATE=auto: the recorded SES rate could not be read; keeping the last one read, or sending at KEYROTOR_SES_RATE in this process when there is none");
+                    seen.read_again = Some(now + NO_RATE_KEPT);
+                }
             }
         }
-        let interval = match rates.rate().await {
-            Ok(Some(rate)) => Some(interval_of(rate)),
-            Ok(None) => {
-                tracing::warn!(
-                    "KEYROTOR_SES_FLEET_RATE=auto: no SES rate recorded yet (the producer records it each run); sending at KEYROTOR_SES_RATE in this process"
-                );
-                None
-            }
-            Err(error) => {
-                tracing::warn!(%error, "KEYROTOR_SES_FLEET_RATE=auto: the recorded SES rate could not be read; sending at KEYROTOR_SES_RATE in this process");
-                None
-            }
-        };
-        *seen.lock().expect("not poisoned") = Some((now, interval));
-        interval
-    }
-
-    /// The process's own rate limits, when its emails are not on the
-    /// fleet's pace (`auto` with no rate recorded).
-    fn own_limits(&self) -> Option<&Limits> {
-        match &self.rate {
-            Rate::Recorded { limits, seen, .. } => {
-                let unpaced = seen
-                    .lock()
-                    .expect("not poisoned")
-                    .is_none_or(|(_, interval)| interval.is_none());
-                unpaced.then_some(limits)
-            }
-            Rate::Fixed(_) => None,
-        }
+        seen.interval.ok_or(limits)
     }
 }
 
 #[async_trait]
 impl Mailer for PacedMailer {
-    /// Sends at once when the digest waited for the time it booked, else
-    /// at the process's own rate.
+    /// Sends at once: the digest waited for its turn (see [`Booking`]).
     async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError> {
-        if let Some(limits) = self.own_limits() {
-            limits.ses_ready().await;
-        }
         self.inner.send(from, to, email).await
     }
 
     async fn book(&self, emails: usize) -> Result<Booking, AwsError> {
-        let Some(interval) = self.interval().await else {
-            return Ok(Booking::default());
+        let interval = match self.interval().await {
+            Ok(interval) => interval,
+            Err(limits) => return Ok(Booking::limited(limits.clone())),
         };
         match self.pace.take(interval, emails, PACE_HORIZON).await? {
             Slot::At(first) => Ok(Booking::at(first, interval)),
@@ -284,16 +288,18 @@ mod tests {
         );
     }
 
-    /// A recorded rate, counting its reads.
+    /// A recorded rate answering its script in turn (the last answer
+    /// again once the script is done; `Err` for a failed read), counting
+    /// its reads.
     struct Recorded {
-        rate: Option<NonZeroU32>,
+        answers: Mutex<Vec<Result<Option<u32>, ()>>>,
         reads: std::sync::atomic::AtomicUsize,
     }
 
     impl Recorded {
-        fn new(rate: Option<u32>) -> Arc<Recorded> {
+        fn new(answers: Vec<Result<Option<u32>, ()>>) -> Arc<Recorded> {
             Arc::new(Recorded {
-                rate: rate.and_then(NonZeroU32::new),
+                answers: Mutex::new(answers),
                 reads: Default::default(),
             })
         }
@@ -308,7 +314,19 @@ mod tests {
         async fn rate(&self) -> Result<Option<NonZeroU32>, AwsError> {
             self.reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(self.rate)
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers[0]
+            };
+            answer
+                .map(|rate| rate.and_then(NonZeroU32::new))
+                .map_err(|()| AwsError::Throttled {
+                    op: "dynamodb:GetItem",
+                    message: "Rate exceeded".into(),
+                    source: None,
+                })
         }
 
         async fn record_rate(&self, _: NonZeroU32) -> Result<(), AwsError> {
@@ -316,72 +334,89 @@ mod tests {
         }
     }
 
-    /// Each email's time after the first's, in milliseconds.
-    fn gaps(sent: &Clocked) -> Vec<i64> {
-        let times = sent.0.lock().unwrap();
-        times
+    /// A pace that is never full: every take starts now.
+    fn open_pace() -> Arc<Scripted> {
+        Arc::new(Scripted {
+            slots: Mutex::new(vec![Slot::At(keyrotor_shared::time::now()); 8]),
+            asked: Mutex::default(),
+        })
+    }
+
+    /// The times `to`'s emails went out, in milliseconds after `start`.
+    fn times_of(sent: &Clocked, start: DateTime<Utc>, to: &[&str]) -> Vec<i64> {
+        sent.0
+            .lock()
+            .unwrap()
             .iter()
-            .map(|(_, at)| (*at - times[0].1).num_milliseconds())
+            .filter(|(addr, _)| to.contains(&addr.as_str()))
+            .map(|(_, at)| (*at - start).num_milliseconds())
             .collect()
     }
+
+    fn three_emails(owner: &str, users: [&str; 2]) -> crate::digest::AccountDigest {
+        let mut d = digest(
+            Mode::Enforce,
+            vec![
+                line("a", Outcome::Held, Some(users[0])),
+                line("b", Outcome::Warned, Some(users[1])),
+            ],
+        );
+        d.owner_email = Some(owner.into());
+        d
+    }
+
+    const A: [&str; 3] = ["owner@example.com", "alice@example.com", "bob@example.com"];
 
     #[tokio::test(start_paused = true)]
     async fn on_auto_digests_book_at_the_recorded_rate_or_without_one_send_at_the_process_rate() {
         keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
         let templates = Templates::load(None).unwrap();
-        let d = digest(
-            Mode::Enforce,
-            vec![
-                line("a", Outcome::Held, Some("alice@example.com")),
-                line("b", Outcome::Warned, Some("bob@example.com")),
-            ],
-        );
+        let d = three_emails(A[0], [A[1], A[2]]);
         let one = NonZeroU32::MIN;
         let process_rate = || Limits::with(one, one, one, one);
 
         // Recorded: 20 a second, so 50 ms apart; the rate is read once for
-        // two digests.
-        let now = keyrotor_shared::time::now();
-        let pace = Arc::new(Scripted {
-            slots: Mutex::new(vec![Slot::At(now), Slot::At(now)]),
-            asked: Mutex::default(),
-        });
-        let rates = Recorded::new(Some(20));
+        // two digests, and again once it is RATE_KEPT old.
+        let pace = open_pace();
+        let rates = Recorded::new(vec![Ok(Some(20))]);
         let sent = Arc::new(Clocked::default());
         let mailer =
             PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
-        send_digest(&mailer, &templates, "k@example.com", &d)
-            .await
-            .unwrap();
+        let start = keyrotor_shared::time::now();
+        for _ in 0..2 {
+            send_digest(&mailer, &templates, "k@example.com", &d)
+                .await
+                .unwrap();
+        }
         assert_eq!(
-            gaps(&sent),
-            vec![0, 50, 100],
+            times_of(&sent, start, &A)[..3],
+            [0, 50, 100],
             "on the fleet's pace, not 1 a second"
         );
-        send_digest(&mailer, &templates, "k@example.com", &d)
-            .await
-            .unwrap();
         assert_eq!(
             *pace.asked.lock().unwrap(),
             vec![(Duration::from_millis(50), 3); 2]
         );
         assert_eq!(rates.reads(), 1, "kept for {RATE_KEPT:?}");
-
-        // None recorded: nothing is booked, and the process's own rate (1 a
-        // second) spaces the emails; the item is read again a minute on.
-        let pace = Arc::new(Scripted {
-            slots: Mutex::default(),
-            asked: Mutex::default(),
-        });
-        let rates = Recorded::new(None);
-        let sent = Arc::new(Clocked::default());
-        let mailer =
-            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        tokio::time::sleep(RATE_KEPT).await;
         send_digest(&mailer, &templates, "k@example.com", &d)
             .await
             .unwrap();
-        let gaps = gaps(&sent);
-        assert!(gaps[1] >= 990 && gaps[2] >= 1990, "{gaps:?}");
+        assert_eq!(rates.reads(), 2, "read again after {RATE_KEPT:?}");
+
+        // None recorded: nothing is booked, and the process's own rate (1 a
+        // second) spaces the emails; the item is read again a minute on.
+        let pace = open_pace();
+        let rates = Recorded::new(vec![Ok(None)]);
+        let sent = Arc::new(Clocked::default());
+        let mailer =
+            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        let start = keyrotor_shared::time::now();
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        let times = times_of(&sent, start, &A);
+        assert!(times[1] >= 990 && times[2] >= 1990, "{times:?}");
         assert!(pace.asked.lock().unwrap().is_empty(), "nothing booked");
         assert_eq!(rates.reads(), 1);
         tokio::time::sleep(NO_RATE_KEPT).await;
@@ -389,5 +424,84 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rates.reads(), 2, "read again after {NO_RATE_KEPT:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_read_keeps_the_rate_read_before() {
+        keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
+        let templates = Templates::load(None).unwrap();
+        let d = three_emails(A[0], [A[1], A[2]]);
+        let one = NonZeroU32::MIN;
+        let pace = open_pace();
+        let rates = Recorded::new(vec![Ok(Some(20)), Err(()), Ok(Some(10))]);
+        let sent = Arc::new(Clocked::default());
+        let mailer = PacedMailer::recorded(
+            sent.clone(),
+            pace.clone(),
+            rates.clone(),
+            Limits::with(one, one, one, one),
+        );
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        tokio::time::sleep(RATE_KEPT).await;
+        // The read fails: still on the pace at 20 a second.
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        // A minute on, read again: now 10.
+        tokio::time::sleep(NO_RATE_KEPT).await;
+        send_digest(&mailer, &templates, "k@example.com", &d)
+            .await
+            .unwrap();
+        assert_eq!(rates.reads(), 3);
+        let intervals: Vec<u64> = pace
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(interval, _)| interval.as_millis() as u64)
+            .collect();
+        assert_eq!(intervals, vec![50, 50, 100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_digest_sends_every_email_the_way_it_booked_when_the_rate_appears_meanwhile() {
+        keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
+        let templates = Templates::load(None).unwrap();
+        let one = NonZeroU32::MIN;
+        let rates = Recorded::new(vec![Ok(None), Ok(Some(20))]);
+        let sent = Arc::new(Clocked::default());
+        let mailer = PacedMailer::recorded(
+            sent.clone(),
+            open_pace(),
+            rates.clone(),
+            Limits::with(one, one, one, one),
+        );
+        // No rate yet; it is read again at NO_RATE_KEPT.
+        assert!(mailer.interval().await.is_err());
+        tokio::time::sleep(NO_RATE_KEPT - Duration::from_millis(500)).await;
+        let start = keyrotor_shared::time::now();
+        // Digest A books while no rate is known: at the process's rate,
+        // 1 a second. Digest B, a second later, reads the rate (20).
+        let a = three_emails(A[0], [A[1], A[2]]);
+        let b = three_emails(
+            "other@example.com",
+            ["carol@example.com", "dave@example.com"],
+        );
+        let (sent_a, sent_b) = tokio::join!(
+            send_digest(&mailer, &templates, "k@example.com", &a),
+            async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                send_digest(&mailer, &templates, "k@example.com", &b).await
+            }
+        );
+        assert_eq!((sent_a.unwrap(), sent_b.unwrap()), (3, 3));
+        assert_eq!(rates.reads(), 2, "B read the rate");
+        let times = times_of(&sent, start, &A);
+        assert!(
+            times[1] >= 990 && times[2] >= 1990,
+            "A stays at the process's rate after B found the fleet's: {times:?}"
+        );
     }
 }
