@@ -516,17 +516,23 @@ fn the_scanners_read_what_they_should() {
     );
 }
 
+/// The statement `sid` of a policy `block`, up to the `!Ref AWS::NoValue`
+/// that ends its `!If`.
+fn conditional_statement<'b>(block: &'b str, sid: &str) -> &'b str {
+    block
+        .split(&format!("- Sid: {sid}\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
+        .unwrap_or_else(|| panic!("no {sid} statement in {block}"))
+}
+
 #[test]
 fn the_functions_may_put_events_on_the_chosen_bus_alone() {
     let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
         .expect("read infra/hub.yaml");
     for role in ["ProducerPolicy", "WorkerPolicy"] {
         let block = resource_block(&hub, role);
-        let statement = block
-            .split("- Sid: PutEventsOnTheBus")
-            .nth(1)
-            .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
-            .unwrap_or_else(|| panic!("no PutEventsOnTheBus statement in {role}"));
+        let statement = conditional_statement(block, "PutEventsOnTheBus");
         for needle in [
             "Action: events:PutEvents",
             "- EventBusIsArn",
@@ -551,11 +557,7 @@ fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
     let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
         .expect("read infra/hub.yaml");
     let producer = resource_block(&hub, "ProducerPolicy");
-    let statement = producer
-        .split("- Sid: ReadTheSesSendingRate")
-        .nth(1)
-        .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
-        .expect("a ReadTheSesSendingRate statement in ProducerPolicy");
+    let statement = conditional_statement(producer, "ReadTheSesSendingRate");
     assert!(
         statement.contains("Action: ses:GetAccount\n"),
         "GetAccount alone: {statement}"

@@ -16,7 +16,7 @@ use keyrotor_shared::store::runs::RunStore;
 use keyrotor_shared::store::waves::WaveStore;
 use keyrotor_shared::store::DynamoLedger;
 
-use crate::digest::{Mailer, PacedMailer, RenderedEmail, SesMailer, Templates};
+use crate::digest::{Booking, Mailer, PacedMailer, RenderedEmail, SesMailer, Templates};
 use crate::process::{Email, Worker};
 
 /// A mailer behind the process's SES send rate.
@@ -34,9 +34,14 @@ impl LimitedMailer {
 
 #[async_trait]
 impl Mailer for LimitedMailer {
+    /// Sends at once: the digest waited for the process's rate (see
+    /// [`Booking::limited`]).
     async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError> {
-        self.limits.ses_ready().await;
         self.inner.send(from, to, email).await
+    }
+
+    async fn book(&self, _emails: usize) -> Result<Booking, AwsError> {
+        Ok(Booking::limited(self.limits.clone()))
     }
 }
 

@@ -17,8 +17,7 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, from: &str, to: &str, email: &RenderedEmail) -> Result<(), AwsError>;
 
     /// Books the send times of a digest's `emails`, before the first is
-    /// sent. By default there are none to book: each is sent at once (at
-    /// the process's rate, when the mailer keeps one).
+    /// sent. By default there are none to book: each is sent at once.
     async fn book(&self, emails: usize) -> Result<Booking, AwsError> {
         let _ = emails;
         Ok(Booking::default())

@@ -44,7 +44,7 @@ use keyrotor_shared::domain::{KeyAction, Mode, Outcome};
 use keyrotor_shared::error::AwsError;
 use serde::Serialize;
 
-pub use mailer::{send_digest, send_digest_to, Mailer, SentMarker, SesMailer};
+pub use mailer::{send_digest, send_digest_to, Booking, Mailer, SentMarker, SesMailer};
 pub use paced::PacedMailer;
 pub use recipients::plan_emails;
 pub use templates::{Templates, HTML_TEMPLATE, SUBJECT_TEMPLATE, TEXT_TEMPLATE};

@@ -367,21 +367,27 @@ mod tests {
 
     const A: [&str; 3] = ["owner@example.com", "alice@example.com", "bob@example.com"];
 
+    /// A mailer on `auto` over `pace` and `rates`, whose process sends 1
+    /// email a second of its own; and what it sent.
+    fn auto_mailer(pace: Arc<Scripted>, rates: Arc<Recorded>) -> (PacedMailer, Arc<Clocked>) {
+        let one = NonZeroU32::MIN;
+        let sent = Arc::new(Clocked::default());
+        let mailer =
+            PacedMailer::recorded(sent.clone(), pace, rates, Limits::with(one, one, one, one));
+        (mailer, sent)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn on_auto_digests_book_at_the_recorded_rate_or_without_one_send_at_the_process_rate() {
         keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
         let templates = Templates::load(None).unwrap();
         let d = three_emails(A[0], [A[1], A[2]]);
-        let one = NonZeroU32::MIN;
-        let process_rate = || Limits::with(one, one, one, one);
 
         // Recorded: 20 a second, so 50 ms apart; the rate is read once for
         // two digests, and again once it is RATE_KEPT old.
         let pace = open_pace();
         let rates = Recorded::new(vec![Ok(Some(20))]);
-        let sent = Arc::new(Clocked::default());
-        let mailer =
-            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        let (mailer, sent) = auto_mailer(pace.clone(), rates.clone());
         let start = keyrotor_shared::time::now();
         for _ in 0..2 {
             send_digest(&mailer, &templates, "k@example.com", &d)
@@ -408,9 +414,7 @@ mod tests {
         // second) spaces the emails; the item is read again a minute on.
         let pace = open_pace();
         let rates = Recorded::new(vec![Ok(None)]);
-        let sent = Arc::new(Clocked::default());
-        let mailer =
-            PacedMailer::recorded(sent.clone(), pace.clone(), rates.clone(), process_rate());
+        let (mailer, sent) = auto_mailer(pace.clone(), rates.clone());
         let start = keyrotor_shared::time::now();
         send_digest(&mailer, &templates, "k@example.com", &d)
             .await
@@ -431,16 +435,9 @@ mod tests {
         keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
         let templates = Templates::load(None).unwrap();
         let d = three_emails(A[0], [A[1], A[2]]);
-        let one = NonZeroU32::MIN;
         let pace = open_pace();
         let rates = Recorded::new(vec![Ok(Some(20)), Err(()), Ok(Some(10))]);
-        let sent = Arc::new(Clocked::default());
-        let mailer = PacedMailer::recorded(
-            sent.clone(),
-            pace.clone(),
-            rates.clone(),
-            Limits::with(one, one, one, one),
-        );
+        let (mailer, _) = auto_mailer(pace.clone(), rates.clone());
         send_digest(&mailer, &templates, "k@example.com", &d)
             .await
             .unwrap();
@@ -469,15 +466,8 @@ mod tests {
     async fn a_digest_sends_every_email_the_way_it_booked_when_the_rate_appears_meanwhile() {
         keyrotor_shared::time::simulate_clock_on_this_thread(Utc::now());
         let templates = Templates::load(None).unwrap();
-        let one = NonZeroU32::MIN;
         let rates = Recorded::new(vec![Ok(None), Ok(Some(20))]);
-        let sent = Arc::new(Clocked::default());
-        let mailer = PacedMailer::recorded(
-            sent.clone(),
-            open_pace(),
-            rates.clone(),
-            Limits::with(one, one, one, one),
-        );
+        let (mailer, sent) = auto_mailer(open_pace(), rates.clone());
         // No rate yet; it is read again at NO_RATE_KEPT.
         assert!(mailer.interval().await.is_err());
         tokio::time::sleep(NO_RATE_KEPT - Duration::from_millis(500)).await;
