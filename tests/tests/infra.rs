@@ -584,6 +584,33 @@ fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
 }
 
 #[test]
+fn the_producer_gets_fleet_groups_when_set_and_maximum_concurrency_otherwise() {
+    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
+        .expect("read infra/hub.yaml");
+    let producer = resource_block(&hub, "ProducerFunction");
+    assert!(
+        producer.contains(
+            "KEYROTOR_FLEET_GROUPS: !If [HasFleetGroups, !Ref FleetGroups, !Ref MaximumConcurrency]\n"
+        ),
+        "pools' slots when given, the Lambda's otherwise: {producer}"
+    );
+    assert!(
+        hub.contains("\n  HasFleetGroups: !Not [!Equals [!Ref FleetGroups, \"\"]]\n"),
+        "blank means MaximumConcurrency"
+    );
+    let parameter = resource_block(&hub, "FleetGroups");
+    assert!(parameter.contains("Default: \"\"\n"), "{parameter}");
+    assert!(
+        parameter.contains("AllowedPattern: \"^[0-9]*$\"\n"),
+        "{parameter}"
+    );
+    assert!(
+        !resource_block(&hub, "WorkerFunction").contains("KEYROTOR_FLEET_GROUPS"),
+        "only the producer shares out the fleet's groups"
+    );
+}
+
+#[test]
 fn the_exposed_key_rules_match_every_risk_code_and_reach_the_producer() {
     let codes = keyrotor_shared::incident::RISK_CODES;
     let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))

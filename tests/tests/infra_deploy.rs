@@ -45,6 +45,14 @@ async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
         "{producer_env}"
     );
     assert_eq!(producer_env["KEYROTOR_ROLE_NAME"], "keyrotor-member");
+    // FleetGroups left blank: the fleet is the worker Lambda's.
+    assert_eq!(
+        producer_env["KEYROTOR_FLEET_GROUPS"]
+            .to_string()
+            .trim_matches('"'),
+        "10",
+        "MaximumConcurrency's default (moto keeps it a number): {producer_env}"
+    );
     let worker_env = env("keyrotor-worker");
     assert_eq!(worker_env["KEYROTOR_ROLE_NAME"], "keyrotor-member");
     assert!(
