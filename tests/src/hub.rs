@@ -166,6 +166,44 @@ fn boto3(emu: &Emulator, what: &str, script: &str, args: &[&Path]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{what}: {e}: {stdout}"))
 }
 
+/// Updates a stack's parameters in place, as an operator's `cloudformation
+/// deploy --parameter-overrides` does: the same template, every other
+/// parameter at its previous value. argv: template path, stack, `Key=Value`...
+const UPDATE_PARAMETERS: &str = r##"
+import boto3
+
+template_path, stack = sys.argv[1], sys.argv[2]
+overrides = dict(arg.split("=", 1) for arg in sys.argv[3:])
+with open(template_path) as f:
+    body = f.read()
+cfn = boto3.client("cloudformation")
+before = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+# The previous values spelled out: moto fails on UsePreviousValue.
+params = [{"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"]}
+          for p in before.get("Parameters", []) if p["ParameterKey"] not in overrides]
+params += [{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()]
+cfn.update_stack(StackName=stack, TemplateBody=body, Parameters=params,
+                 Capabilities=["CAPABILITY_NAMED_IAM"])
+deadline = time.time() + 120
+while True:
+    status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    if status == "UPDATE_COMPLETE":
+        break
+    if not status.endswith("IN_PROGRESS") or time.time() > deadline:
+        sys.exit("stack %s: %s" % (stack, status))
+    time.sleep(0.5)
+print("{}")
+"##;
+
+/// Sets `params` (`Key=Value`) on the hub stack [`deploy_hub`] created,
+/// keeping every other parameter.
+pub fn update_hub(emu: &Emulator, params: &[&str]) {
+    let template = project_root().join("infra/hub.yaml");
+    let mut args = vec![template.as_path(), Path::new(STACK)];
+    args.extend(params.iter().map(Path::new));
+    boto3(emu, "updating the hub stack", UPDATE_PARAMETERS, &args);
+}
+
 /// Creates the hub stack (event source mapping disabled, mode enforce, the
 /// management account excluded, one operator role) and returns its outputs.
 pub fn deploy_hub(emu: &Emulator, code: &HubCode) -> Value {

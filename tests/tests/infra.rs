@@ -601,8 +601,17 @@ fn the_producer_gets_fleet_groups_when_set_and_maximum_concurrency_otherwise() {
     let parameter = resource_block(&hub, "FleetGroups");
     assert!(parameter.contains("Default: \"\"\n"), "{parameter}");
     assert!(
-        parameter.contains("AllowedPattern: \"^[0-9]*$\"\n"),
-        "{parameter}"
+        parameter.contains("AllowedPattern: '^([1-9][0-9]{0,4}|100000)?$'\n"),
+        "blank or 1-100000, the setting's own range: {parameter}"
+    );
+    let groups = hub
+        .split("Label: { default: Queue and event source mapping }")
+        .nth(1)
+        .and_then(|rest| rest.split("- Label:").next())
+        .expect("the queue's parameter group");
+    assert!(
+        groups.contains("- MaximumConcurrency\n          - FleetGroups\n"),
+        "shown beside MaximumConcurrency: {groups}"
     );
     assert!(
         !resource_block(&hub, "WorkerFunction").contains("KEYROTOR_FLEET_GROUPS"),

@@ -10,7 +10,8 @@
 //! real zips and runs them.
 
 use keyrotor_e2e::hub::{
-    deploy_hub, deploy_member_stack, function_configuration, output, HubCode, MANAGEMENT,
+    deploy_hub, deploy_member_stack, function_configuration, output, update_hub, HubCode,
+    MANAGEMENT,
 };
 use keyrotor_e2e::world::{read_own_secret_policy_document, Org};
 use keyrotor_e2e::{policy_document, run, today, Emulator};
@@ -46,10 +47,9 @@ async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
     );
     assert_eq!(producer_env["KEYROTOR_ROLE_NAME"], "keyrotor-member");
     // FleetGroups left blank: the fleet is the worker Lambda's.
+    let fleet_groups = |env: &Value| env["KEYROTOR_FLEET_GROUPS"].to_string();
     assert_eq!(
-        producer_env["KEYROTOR_FLEET_GROUPS"]
-            .to_string()
-            .trim_matches('"'),
+        fleet_groups(&producer_env).trim_matches('"'),
         "10",
         "MaximumConcurrency's default (moto keeps it a number): {producer_env}"
     );
@@ -102,6 +102,20 @@ async fn the_hub_stack_deploys_and_keyrotor_rotates_through_it() {
     // The worker drains it and rotates the key.
     let worked = run(keyrotor(), &["work", "--until-idle", "3"]);
     assert_eq!(worked.code, 0, "{}\n{}", worked.stdout, worked.stderr);
+
+    // Pools working the stack's queue: FleetGroups replaces it.
+    update_hub(&emu, &["FleetGroups=4096"]);
+    let updated = env("keyrotor-producer");
+    assert_eq!(
+        fleet_groups(&updated).trim_matches('"'),
+        "4096",
+        "{updated}"
+    );
+    assert_eq!(
+        env("keyrotor-worker").get("KEYROTOR_FLEET_GROUPS"),
+        None,
+        "only the producer shares out the fleet's groups"
+    );
 
     let keys = acct.keys("app").await;
     assert_eq!(keys.len(), 2, "a new key was created: {keys:?}");
