@@ -33,10 +33,25 @@ pub enum HubCode {
 }
 
 /// Creates a stack, waits for CREATE_COMPLETE and prints the outputs as one
-/// JSON object (shared by the two scripts below). `create_stack(cfn, stack,
-/// body, params)`.
+/// JSON object (shared by the scripts below). `create_stack(cfn, stack,
+/// body, params)`; `wait_for(cfn, stack, done)` waits for any operation.
 const CREATE_STACK: &str = r##"
 import json, sys, time
+
+def wait_for(cfn, stack, done):
+    deadline = time.time() + 120
+    while True:
+        s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        status = s["StackStatus"]
+        if status == done:
+            return s
+        if not status.endswith("IN_PROGRESS") or time.time() > deadline:
+            print("stack %s: %s (%s)" % (stack, status, s.get("StackStatusReason")), file=sys.stderr)
+            for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]:
+                print("  %s %s %s %s" % (e.get("LogicalResourceId"), e.get("ResourceType"),
+                      e.get("ResourceStatus"), e.get("ResourceStatusReason")), file=sys.stderr)
+            sys.exit(1)
+        time.sleep(0.5)
 
 def create_stack(cfn, stack, body, params):
     cfn.create_stack(
@@ -45,19 +60,7 @@ def create_stack(cfn, stack, body, params):
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         Capabilities=["CAPABILITY_NAMED_IAM"],
     )
-    deadline = time.time() + 120
-    while True:
-        s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-        status = s["StackStatus"]
-        if status == "CREATE_COMPLETE":
-            break
-        if not status.endswith("IN_PROGRESS") or time.time() > deadline:
-            print("stack %s: %s (%s)" % (stack, status, s.get("StackStatusReason")), file=sys.stderr)
-            for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]:
-                print("  %s %s %s %s" % (e.get("LogicalResourceId"), e.get("ResourceType"),
-                      e.get("ResourceStatus"), e.get("ResourceStatusReason")), file=sys.stderr)
-            sys.exit(1)
-        time.sleep(0.5)
+    s = wait_for(cfn, stack, "CREATE_COMPLETE")
     print(json.dumps({o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])}))
 "##;
 
@@ -184,14 +187,7 @@ params = [{"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValu
 params += [{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()]
 cfn.update_stack(StackName=stack, TemplateBody=body, Parameters=params,
                  Capabilities=["CAPABILITY_NAMED_IAM"])
-deadline = time.time() + 120
-while True:
-    status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
-    if status == "UPDATE_COMPLETE":
-        break
-    if not status.endswith("IN_PROGRESS") or time.time() > deadline:
-        sys.exit("stack %s: %s" % (stack, status))
-    time.sleep(0.5)
+wait_for(cfn, stack, "UPDATE_COMPLETE")
 print("{}")
 "##;
 

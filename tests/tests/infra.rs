@@ -138,6 +138,18 @@ fn member_template() -> String {
         .expect("read infra/member-role.yaml")
 }
 
+fn hub_template() -> String {
+    std::fs::read_to_string(project_root().join("infra/hub.yaml")).expect("read infra/hub.yaml")
+}
+
+/// The text of `text` after the first `start`, up to the next `end`.
+fn between<'t>(text: &'t str, start: &str, end: &str) -> &'t str {
+    text.split(start)
+        .nth(1)
+        .and_then(|rest| rest.split(end).next())
+        .unwrap_or_else(|| panic!("no `{start}` in {text}"))
+}
+
 /// The `iam:` operations named in `from_sdk(..)` by the sources under `dir`.
 fn iam_calls_under(dir: &str) -> BTreeSet<String> {
     let mut sources = Vec::new();
@@ -186,11 +198,11 @@ fn only_the_worker_role_writes_keys_and_it_attaches_one_policy() {
     let documents =
         std::fs::read_to_string(project_root().join("shared/src/executor/documents.rs"))
             .expect("read documents.rs");
-    let name = documents
-        .split("pub const READ_OWN_SECRET_POLICY: &str = \"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("READ_OWN_SECRET_POLICY in documents.rs");
+    let name = between(
+        &documents,
+        "pub const READ_OWN_SECRET_POLICY: &str = \"",
+        "\"",
+    );
     let condition = format!(
         "iam:PolicyARN: !Sub \"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{name}\""
     );
@@ -234,11 +246,7 @@ fn only_the_worker_role_writes_keys_and_it_attaches_one_policy() {
         "{reader:?}"
     );
     // Exempt users' keys are denied by IAM itself.
-    let deny = member
-        .split("- Sid: NeverWriteKeysOfExemptUsers")
-        .nth(1)
-        .and_then(|rest| rest.split("- Sid:").next())
-        .expect("a NeverWriteKeysOfExemptUsers statement");
+    let deny = between(member, "- Sid: NeverWriteKeysOfExemptUsers", "- Sid:");
     for needle in [
         "Effect: Deny",
         "iam:CreateAccessKey",
@@ -253,8 +261,7 @@ fn only_the_worker_role_writes_keys_and_it_attaches_one_policy() {
 
 #[test]
 fn only_the_producer_and_operators_may_send_work() {
-    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
-        .expect("read infra/hub.yaml");
+    let hub = hub_template();
     let policy = resource_block(&hub, "WorkQueuePolicy");
     for needle in [
         "Type: AWS::SQS::QueuePolicy",
@@ -519,17 +526,12 @@ fn the_scanners_read_what_they_should() {
 /// The statement `sid` of a policy `block`, up to the `!Ref AWS::NoValue`
 /// that ends its `!If`.
 fn conditional_statement<'b>(block: &'b str, sid: &str) -> &'b str {
-    block
-        .split(&format!("- Sid: {sid}\n"))
-        .nth(1)
-        .and_then(|rest| rest.split("- !Ref AWS::NoValue").next())
-        .unwrap_or_else(|| panic!("no {sid} statement in {block}"))
+    between(block, &format!("- Sid: {sid}\n"), "- !Ref AWS::NoValue")
 }
 
 #[test]
 fn the_functions_may_put_events_on_the_chosen_bus_alone() {
-    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
-        .expect("read infra/hub.yaml");
+    let hub = hub_template();
     for role in ["ProducerPolicy", "WorkerPolicy"] {
         let block = resource_block(&hub, role);
         let statement = conditional_statement(block, "PutEventsOnTheBus");
@@ -554,8 +556,7 @@ fn the_functions_may_put_events_on_the_chosen_bus_alone() {
 
 #[test]
 fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
-    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
-        .expect("read infra/hub.yaml");
+    let hub = hub_template();
     let producer = resource_block(&hub, "ProducerPolicy");
     let statement = conditional_statement(producer, "ReadTheSesSendingRate");
     assert!(
@@ -566,11 +567,7 @@ fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
         producer.contains("- ReadsSesRate\n            - Sid: ReadTheSesSendingRate"),
         "the statement exists only under ReadsSesRate"
     );
-    let condition = hub
-        .split("  ReadsSesRate: !And\n")
-        .nth(1)
-        .and_then(|rest| rest.split("\n\n").next())
-        .expect("the ReadsSesRate condition");
+    let condition = between(&hub, "  ReadsSesRate: !And\n", "\n\n");
     for needle in [
         "- !Condition HasSender",
         "- !Equals [!Ref SesFleetRate, auto]",
@@ -585,8 +582,7 @@ fn only_the_producer_reads_the_ses_rate_and_only_when_it_is_asked_for() {
 
 #[test]
 fn the_producer_gets_fleet_groups_when_set_and_maximum_concurrency_otherwise() {
-    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
-        .expect("read infra/hub.yaml");
+    let hub = hub_template();
     let producer = resource_block(&hub, "ProducerFunction");
     assert!(
         producer.contains(
@@ -604,11 +600,11 @@ fn the_producer_gets_fleet_groups_when_set_and_maximum_concurrency_otherwise() {
         parameter.contains("AllowedPattern: '^([1-9][0-9]{0,4}|100000)?$'\n"),
         "blank or 1-100000, the setting's own range: {parameter}"
     );
-    let groups = hub
-        .split("Label: { default: Queue and event source mapping }")
-        .nth(1)
-        .and_then(|rest| rest.split("- Label:").next())
-        .expect("the queue's parameter group");
+    let groups = between(
+        &hub,
+        "Label: { default: Queue and event source mapping }",
+        "- Label:",
+    );
     assert!(
         groups.contains("- MaximumConcurrency\n          - FleetGroups\n"),
         "shown beside MaximumConcurrency: {groups}"
@@ -622,8 +618,7 @@ fn the_producer_gets_fleet_groups_when_set_and_maximum_concurrency_otherwise() {
 #[test]
 fn the_exposed_key_rules_match_every_risk_code_and_reach_the_producer() {
     let codes = keyrotor_shared::incident::RISK_CODES;
-    let hub = std::fs::read_to_string(project_root().join("infra/hub.yaml"))
-        .expect("read infra/hub.yaml");
+    let hub = hub_template();
     let member = member_template();
     for (file, template, rules) in [
         (
